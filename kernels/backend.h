@@ -1,0 +1,256 @@
+// The compute backend interface: device memory and the handful of ops an
+// ALiBi decoder needs. The CPU backend (kernels/cpu) is the readable fp32
+// reference and the oracle every other backend is tested against; the CUDA
+// backend (kernels/cuda) is the fast one.
+//
+// Conventions:
+// - Tensors are row-major 2-D views (`TensorView`) into backend memory.
+//   Shape comments read [rows, cols].
+// - Ops are enqueued in order on the backend's single stream and may run
+//   asynchronously; CopyToHost and Synchronize wait for them.
+// - The residual stream is always fp32; GEMM inputs/outputs use
+//   activation_dtype() unless an op says otherwise; the KV pool uses
+//   kv_dtype(); layernorm gains, biases and ALiBi slopes are fp32.
+// - ALiBi: query at absolute position i and key at position j of the same
+//   sequence get score += -slope[h] * (i - j), computed inside the attention
+//   op. No bias tensor is ever materialised.
+//
+// Thread-safety: a Backend is not thread-safe. alibi-serve's engine thread is
+// the only user of the backend it owns; tests use one from one thread.
+#ifndef ALIBI_KERNELS_BACKEND_H_
+#define ALIBI_KERNELS_BACKEND_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace alibi::kernels {
+
+enum class DType : uint8_t { kF32, kF16, kBF16, kI32 };
+
+size_t DTypeSize(DType dtype);
+// "float32", "float16", "bfloat16", "int32".
+absl::string_view DTypeName(DType dtype);
+// Parses DTypeName's output (and "f32"/"fp32"/"f16"/"fp16"/"bf16").
+absl::StatusOr<DType> ParseDType(absl::string_view name);
+
+// A non-owning row-major 2-D view: element (r, c) is at
+// data + (r * row_stride + c) * DTypeSize(dtype).
+struct TensorView {
+  void* data = nullptr;
+  DType dtype = DType::kF32;
+  int64_t rows = 0;
+  int64_t cols = 0;
+  int64_t row_stride = 0;  // in elements, >= cols
+
+  static TensorView Of(void* data, DType dtype, int64_t rows, int64_t cols) {
+    return TensorView{data, dtype, rows, cols, cols};
+  }
+  // Columns [col, col + ncols) of every row (a strided view).
+  TensorView Cols(int64_t col, int64_t ncols) const {
+    return TensorView{static_cast<char*>(data) + col * DTypeSize(dtype), dtype,
+                      rows, ncols, row_stride};
+  }
+  // Rows [row, row + nrows).
+  TensorView Rows(int64_t row, int64_t nrows) const {
+    return TensorView{
+        static_cast<char*>(data) + row * row_stride * DTypeSize(dtype), dtype,
+        nrows, cols, row_stride};
+  }
+  bool contiguous() const { return row_stride == cols; }
+};
+
+// One layer's paged KV pool. Block b of the pool holds `block_size`
+// consecutive tokens of one sequence; a token's slot is
+// block * block_size + offset. Keys carry no position (ALiBi), so a block is
+// valid wherever a sequence's block table places it.
+struct PagedKvView {
+  void* k = nullptr;  // [num_blocks, num_kv_heads, block_size, head_dim]
+  void* v = nullptr;  // [num_blocks, num_kv_heads, block_size, head_dim]
+  DType dtype = DType::kF32;
+  int num_blocks = 0;
+  int block_size = 0;
+  int num_kv_heads = 0;
+  int head_dim = 0;
+};
+
+// Describes the sequences of one flattened batch for attention. Pointers are
+// backend memory (int32). Sequence s owns query rows
+// [query_start[s], query_start[s+1]); after this step's WriteKv its cache
+// holds context_lens[s] tokens, so its last query row is at absolute position
+// context_lens[s] - 1 and query row r of s is at position
+// context_lens[s] - (query_start[s+1] - query_start[s]) + (r - query_start[s]).
+// Each query attends causally to keys 0..its own position.
+struct AttentionMeta {
+  int num_seqs = 0;
+  int num_tokens = 0;
+  const int32_t* query_start = nullptr;   // [num_seqs + 1]
+  const int32_t* context_lens = nullptr;  // [num_seqs]
+  const int32_t* block_tables = nullptr;  // [num_seqs, max_blocks_per_seq]
+  int max_blocks_per_seq = 0;
+  // Host-side maxima for launch configuration.
+  int max_query_len = 0;
+  int max_context_len = 0;
+};
+
+enum class Activation : uint8_t {
+  kNone,
+  kGeluTanh,  // BLOOM: 0.5x(1 + tanh(sqrt(2/pi)(x + 0.044715x^3)))
+  kGeluErf,   // MPT: 0.5x(1 + erf(x / sqrt(2)))
+};
+
+// What Linear applies after the matrix product, in this order:
+// y = x W^T; y += bias; y = clamp(y, -clamp, clamp); y = act(y); y += residual.
+struct LinearEpilogue {
+  const float* bias = nullptr;  // [N] or null
+  float clamp = 0.0f;           // 0: none (MPT clip_qkv otherwise)
+  Activation activation = Activation::kNone;
+  TensorView residual;  // [T, N] fp32 or data == null; may alias `out`
+};
+
+struct MemoryInfo {
+  size_t used_bytes = 0;   // by this process on the device (host RSS on CPU)
+  size_t total_bytes = 0;  // device capacity (host RAM on CPU)
+};
+
+// Move-only owner of a backend allocation.
+class Buffer {
+ public:
+  using Deleter = void (*)(void* ptr, void* ctx);
+  Buffer() = default;
+  Buffer(void* data, size_t bytes, Deleter deleter, void* ctx)
+      : data_(data), bytes_(bytes), deleter_(deleter), ctx_(ctx) {}
+  ~Buffer() { Reset(); }
+  Buffer(Buffer&& other) noexcept { *this = std::move(other); }
+  Buffer& operator=(Buffer&& other) noexcept {
+    if (this != &other) {
+      Reset();
+      data_ = other.data_;
+      bytes_ = other.bytes_;
+      deleter_ = other.deleter_;
+      ctx_ = other.ctx_;
+      other.data_ = nullptr;
+      other.bytes_ = 0;
+    }
+    return *this;
+  }
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
+
+  void* data() const { return data_; }
+  size_t bytes() const { return bytes_; }
+  template <typename T>
+  T* as() const {
+    return static_cast<T*>(data_);
+  }
+  void Reset() {
+    if (data_ != nullptr && deleter_ != nullptr) deleter_(data_, ctx_);
+    data_ = nullptr;
+    bytes_ = 0;
+  }
+
+ private:
+  void* data_ = nullptr;
+  size_t bytes_ = 0;
+  Deleter deleter_ = nullptr;
+  void* ctx_ = nullptr;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+
+  // "cpu" or "cuda:0 (NVIDIA H100 80GB HBM3)".
+  virtual std::string Name() const = 0;
+  // "cpu" or "cuda".
+  virtual absl::string_view Kind() const = 0;
+  virtual DType weight_dtype() const = 0;
+  virtual DType activation_dtype() const = 0;
+  virtual DType kv_dtype() const = 0;
+
+  // ---- memory ----
+  virtual absl::StatusOr<Buffer> Allocate(size_t bytes) = 0;
+  virtual absl::Status CopyToDevice(void* dst, const void* src,
+                                    size_t bytes) = 0;
+  // Waits for queued work, then copies.
+  virtual absl::Status CopyToHost(void* dst, const void* src, size_t bytes) = 0;
+  virtual absl::Status Synchronize() = 0;
+  virtual MemoryInfo GetMemoryInfo() const = 0;
+  // Copies `count` host elements of `src_dtype` (kF32/kF16/kBF16) into device
+  // memory `dst`, converting to `dst_dtype`. Used once per weight at load.
+  virtual absl::Status UploadConvert(const void* src, DType src_dtype,
+                                     size_t count, void* dst,
+                                     DType dst_dtype) = 0;
+
+  // ---- ops ----
+  // out[t, :] = table[ids[t], :].  ids: [T] int32; table: [V, H] weight
+  // dtype; out: [T, H] fp32.
+  virtual absl::Status Embedding(const int32_t* ids, int num_tokens,
+                                 TensorView table, TensorView out) = 0;
+
+  // out[t, :] = in[rows[t], :].  rows: [R] int32; in: [T, H]; out: [R, H].
+  virtual absl::Status GatherRows(TensorView in, const int32_t* rows,
+                                  int num_rows, TensorView out) = 0;
+
+  // out = (in - mean) / sqrt(var + eps) * gamma + beta over each row.
+  // in: [T, H] fp32; out: [T, H] fp32 or activation dtype; gamma, beta: [H]
+  // fp32 (beta may be null). `out` may alias `in` when dtypes match.
+  virtual absl::Status LayerNorm(TensorView in, const float* gamma,
+                                 const float* beta, float eps,
+                                 TensorView out) = 0;
+
+  // out = epilogue(in W^T).  in: [T, K] activation dtype; weight: [N, K]
+  // weight dtype (the Hugging Face [out_features, in_features] layout);
+  // out: [T, N] activation dtype, or fp32 when a residual is fused or for
+  // logits. Each output row depends only on its input row: results are the
+  // same whatever T is (batch invariance; tested).
+  virtual absl::Status Linear(TensorView in, TensorView weight,
+                              const LinearEpilogue& epilogue,
+                              TensorView out) = 0;
+
+  // Stores each token's key and value rows in the pool:
+  // pool[slot / block_size, head, slot % block_size, :] = row[head].
+  // k, v: [T, num_kv_heads * head_dim] activation dtype (strided views into
+  // the fused QKV output); slot_mapping: [T] int32.
+  virtual absl::Status WriteKv(TensorView k, TensorView v,
+                               const int32_t* slot_mapping, int num_tokens,
+                               const PagedKvView& kv) = 0;
+
+  // Causal attention of the batch's queries against the paged KV cache with
+  // the ALiBi bias: softmax_j(scale * q.k_j - slope_h * (i - j)) over keys
+  // j <= i, then the weighted sum of v_j. Query head h reads KV head
+  // h / (num_heads / num_kv_heads).
+  // q: [T, num_heads * head_dim] activation dtype; slopes: [num_heads] fp32;
+  // out: [T, num_heads * head_dim] activation dtype.
+  virtual absl::Status PagedAttention(TensorView q, const PagedKvView& kv,
+                                      const AttentionMeta& meta,
+                                      const float* slopes, int num_heads,
+                                      float scale, TensorView out) = 0;
+};
+
+struct BackendOptions {
+  // "auto" (CUDA when a GPU is visible and the CUDA backend was built, else
+  // CPU), "cpu" or "cuda".
+  std::string device = "auto";
+  // CPU: worker threads (0: all cores).
+  int num_threads = 0;
+  // CUDA: weight/activation dtype, kBF16 or kF16.
+  DType cuda_dtype = DType::kBF16;
+};
+
+// Creates the backend `options.device` names. Errors: unknown device name,
+// CUDA requested but not built or no GPU visible.
+absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(
+    const BackendOptions& options);
+
+// Whether this build contains the CUDA backend and a GPU is visible.
+bool CudaAvailable();
+
+}  // namespace alibi::kernels
+
+#endif  // ALIBI_KERNELS_BACKEND_H_
