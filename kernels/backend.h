@@ -105,12 +105,17 @@ enum class Activation : uint8_t {
 };
 
 // What Linear applies after the matrix product, in this order:
-// y = x W^T; y += bias; y = clamp(y, -clamp, clamp); y = act(y); y += residual.
+// y = alpha x W^T; y += bias; y = clamp(y, -clamp, clamp); y = act(y);
+// y += residual.
 struct LinearEpilogue {
+  float alpha = 1.0f;           // MPT logit_scale for the LM head
   const float* bias = nullptr;  // [N] or null
   float clamp = 0.0f;           // 0: none (MPT clip_qkv otherwise)
   Activation activation = Activation::kNone;
-  TensorView residual;  // [T, N] fp32 or data == null; may alias `out`
+  // [T, N] or data == null; may alias `out`. fp32, or the activation dtype
+  // when the residual is a layernorm output (BLOOM
+  // apply_residual_connection_post_layernorm).
+  TensorView residual;
 };
 
 struct MemoryInfo {

@@ -1,0 +1,476 @@
+#include "kernels/cpu/cpu_backend.h"
+
+#include <cblas.h>
+#include <omp.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <mutex>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "server/common/half.h"
+#include "server/common/status_macros.h"
+
+extern "C" void openblas_set_num_threads(int num_threads);
+
+namespace alibi::kernels::cpu {
+namespace {
+
+// Columns per sgemm call. Fixed, so that where an output element sits inside
+// its sgemm call depends on N alone, never on the batch.
+constexpr int64_t kColumnBlock = 1024;
+
+void FreeAligned(void* ptr, void* /*ctx*/) { std::free(ptr); }
+
+// out[rows, n] = a[rows, k] * w[n, k]^T, single-threaded.
+void Sgemm(const float* a, int64_t lda, int64_t rows, const float* w,
+           int64_t ldw, int64_t n, int64_t k, float* out, int64_t ldo) {
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(rows),
+              static_cast<int>(n), static_cast<int>(k), 1.0f, a,
+              static_cast<int>(lda), w, static_cast<int>(ldw), 0.0f, out,
+              static_cast<int>(ldo));
+}
+
+// Whether sgemm's output row for a given input row is bitwise the same at
+// every position of a `tile`-row call, whatever the other rows hold.
+bool RowsArePositionInvariant(int tile, int64_t n, int64_t k,
+                              std::mt19937& rng) {
+  std::normal_distribution<float> normal;
+  std::vector<float> w(n * k), probe(k), a(tile * k), out(tile * n), ref(n);
+  for (float& x : w) x = normal(rng);
+  for (float& x : probe) x = normal(rng);
+  for (int pos = 0; pos < tile; ++pos) {
+    for (float& x : a) x = normal(rng);
+    std::copy(probe.begin(), probe.end(), a.begin() + pos * k);
+    Sgemm(a.data(), k, tile, w.data(), k, n, k, out.data(), n);
+    if (pos == 0) {
+      std::copy(out.begin(), out.begin() + n, ref.begin());
+    } else if (std::memcmp(out.data() + pos * n, ref.data(),
+                           n * sizeof(float)) != 0) {
+      return false;
+    }
+  }
+  return true;
+}
+
+int ProbeRowTile() {
+  openblas_set_num_threads(1);
+  std::mt19937 rng(20240607);
+  for (int tile : {16, 8, 4, 2}) {
+    if (RowsArePositionInvariant(tile, 37, 96, rng) &&
+        RowsArePositionInvariant(tile, 300, 1031, rng) &&
+        RowsArePositionInvariant(tile, 1024, 64, rng)) {
+      return tile;
+    }
+  }
+  return 1;
+}
+
+float Gelu(Activation act, float x) {
+  switch (act) {
+    case Activation::kNone:
+      return x;
+    case Activation::kGeluTanh:
+      return 0.5f * x *
+             (1.0f +
+              std::tanh(0.7978845608028654f * (x + 0.044715f * x * x * x)));
+    case Activation::kGeluErf:
+      return 0.5f * x * (1.0f + std::erf(x * 0.7071067811865476f));
+  }
+  return x;
+}
+
+absl::Status ExpectF32(const TensorView& t, absl::string_view what) {
+  if (t.dtype != DType::kF32) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "cpu backend: ", what, " must be float32, got ", DTypeName(t.dtype)));
+  }
+  if (t.data == nullptr && t.rows > 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cpu backend: ", what, " is null"));
+  }
+  return absl::OkStatus();
+}
+
+inline float* Row(const TensorView& t, int64_t r) {
+  return static_cast<float*>(t.data) + r * t.row_stride;
+}
+
+class CpuBackend final : public Backend {
+ public:
+  explicit CpuBackend(int num_threads) : num_threads_(num_threads) {}
+
+  std::string Name() const override {
+    return absl::StrCat("cpu (", num_threads_, " threads, fp32)");
+  }
+  absl::string_view Kind() const override { return "cpu"; }
+  DType weight_dtype() const override { return DType::kF32; }
+  DType activation_dtype() const override { return DType::kF32; }
+  DType kv_dtype() const override { return DType::kF32; }
+
+  absl::StatusOr<Buffer> Allocate(size_t bytes) override {
+    size_t rounded = (std::max<size_t>(bytes, 1) + 63) / 64 * 64;
+    void* ptr = std::aligned_alloc(64, rounded);
+    if (ptr == nullptr) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("cpu backend: cannot allocate ", bytes, " bytes"));
+    }
+    return Buffer(ptr, bytes, &FreeAligned, nullptr);
+  }
+
+  absl::Status CopyToDevice(void* dst, const void* src, size_t bytes) override {
+    if (bytes > 0) std::memcpy(dst, src, bytes);
+    return absl::OkStatus();
+  }
+  absl::Status CopyToHost(void* dst, const void* src, size_t bytes) override {
+    if (bytes > 0) std::memcpy(dst, src, bytes);
+    return absl::OkStatus();
+  }
+  absl::Status Synchronize() override { return absl::OkStatus(); }
+
+  MemoryInfo GetMemoryInfo() const override {
+    MemoryInfo info;
+    const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+    std::ifstream statm("/proc/self/statm");
+    size_t total_pages = 0, resident_pages = 0;
+    if (statm >> total_pages >> resident_pages) {
+      info.used_bytes = resident_pages * page;
+    }
+    info.total_bytes = static_cast<size_t>(sysconf(_SC_PHYS_PAGES)) * page;
+    return info;
+  }
+
+  absl::Status UploadConvert(const void* src, DType src_dtype, size_t count,
+                             void* dst, DType dst_dtype) override {
+    if (dst_dtype != DType::kF32) {
+      return absl::InvalidArgumentError(
+          "cpu backend: weights are stored as float32");
+    }
+    float* out = static_cast<float*>(dst);
+    const int64_t n = static_cast<int64_t>(count);
+    switch (src_dtype) {
+      case DType::kF32:
+        std::memcpy(out, src, count * sizeof(float));
+        return absl::OkStatus();
+      case DType::kF16: {
+        const uint16_t* in = static_cast<const uint16_t*>(src);
+#pragma omp parallel for schedule(static)
+        for (int64_t i = 0; i < n; ++i) out[i] = Fp16ToFloat(in[i]);
+        return absl::OkStatus();
+      }
+      case DType::kBF16: {
+        const uint16_t* in = static_cast<const uint16_t*>(src);
+#pragma omp parallel for schedule(static)
+        for (int64_t i = 0; i < n; ++i) out[i] = Bf16ToFloat(in[i]);
+        return absl::OkStatus();
+      }
+      case DType::kI32:
+        break;
+    }
+    return absl::InvalidArgumentError(absl::StrCat(
+        "cpu backend: cannot convert ", DTypeName(src_dtype), " weights"));
+  }
+
+  absl::Status Embedding(const int32_t* ids, int num_tokens, TensorView table,
+                         TensorView out) override {
+    RETURN_IF_ERROR(ExpectF32(table, "embedding table"));
+    RETURN_IF_ERROR(ExpectF32(out, "embedding output"));
+    if (out.rows < num_tokens || out.cols != table.cols) {
+      return absl::InvalidArgumentError(
+          "cpu backend: embedding shape mismatch");
+    }
+    for (int t = 0; t < num_tokens; ++t) {
+      if (ids[t] < 0 || ids[t] >= table.rows) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "token id ", ids[t], " outside [0, ", table.rows, ")"));
+      }
+    }
+#pragma omp parallel for schedule(static)
+    for (int t = 0; t < num_tokens; ++t) {
+      std::memcpy(Row(out, t), Row(table, ids[t]), table.cols * sizeof(float));
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status GatherRows(TensorView in, const int32_t* rows, int num_rows,
+                          TensorView out) override {
+    RETURN_IF_ERROR(ExpectF32(in, "gather input"));
+    RETURN_IF_ERROR(ExpectF32(out, "gather output"));
+    if (out.rows < num_rows || out.cols != in.cols) {
+      return absl::InvalidArgumentError("cpu backend: gather shape mismatch");
+    }
+    for (int r = 0; r < num_rows; ++r) {
+      if (rows[r] < 0 || rows[r] >= in.rows) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("cpu backend: gather row ", rows[r], " outside [0, ",
+                         in.rows, ")"));
+      }
+    }
+    for (int r = 0; r < num_rows; ++r) {
+      std::memcpy(Row(out, r), Row(in, rows[r]), in.cols * sizeof(float));
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status LayerNorm(TensorView in, const float* gamma, const float* beta,
+                         float eps, TensorView out) override {
+    RETURN_IF_ERROR(ExpectF32(in, "layernorm input"));
+    RETURN_IF_ERROR(ExpectF32(out, "layernorm output"));
+    if (in.rows != out.rows || in.cols != out.cols || gamma == nullptr) {
+      return absl::InvalidArgumentError(
+          "cpu backend: layernorm shape mismatch");
+    }
+    const int64_t h = in.cols;
+#pragma omp parallel for schedule(static)
+    for (int64_t t = 0; t < in.rows; ++t) {
+      const float* x = Row(in, t);
+      float* y = Row(out, t);
+      double mean = 0.0;
+      for (int64_t i = 0; i < h; ++i) mean += x[i];
+      mean /= static_cast<double>(h);
+      double var = 0.0;
+      for (int64_t i = 0; i < h; ++i) {
+        const double d = x[i] - mean;
+        var += d * d;
+      }
+      var /= static_cast<double>(h);
+      const double inv = 1.0 / std::sqrt(var + eps);
+      for (int64_t i = 0; i < h; ++i) {
+        double v = (x[i] - mean) * inv * gamma[i];
+        if (beta != nullptr) v += beta[i];
+        y[i] = static_cast<float>(v);
+      }
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status Linear(TensorView in, TensorView weight,
+                      const LinearEpilogue& epi, TensorView out) override {
+    RETURN_IF_ERROR(ExpectF32(in, "linear input"));
+    RETURN_IF_ERROR(ExpectF32(weight, "linear weight"));
+    RETURN_IF_ERROR(ExpectF32(out, "linear output"));
+    const int64_t rows = in.rows, n = weight.rows, k = weight.cols;
+    if (in.cols != k || out.rows != rows || out.cols != n) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "cpu backend: linear shapes [", rows, ",", in.cols, "] x [", n, ",",
+          k, "]^T -> [", out.rows, ",", out.cols, "]"));
+    }
+    const bool has_residual = epi.residual.data != nullptr;
+    if (has_residual) {
+      RETURN_IF_ERROR(ExpectF32(epi.residual, "linear residual"));
+      if (epi.residual.rows != rows || epi.residual.cols != n) {
+        return absl::InvalidArgumentError(
+            "cpu backend: linear residual shape mismatch");
+      }
+    }
+    if (rows == 0) return absl::OkStatus();
+
+    const int64_t tile = row_tile_;
+    const int64_t row_tiles = (rows + tile - 1) / tile;
+    const int64_t col_blocks = (n + kColumnBlock - 1) / kColumnBlock;
+    const float* w = static_cast<const float*>(weight.data);
+#pragma omp parallel
+    {
+      std::vector<float> padded_in(tile * k);
+      std::vector<float> product(tile * std::min(n, kColumnBlock));
+#pragma omp for collapse(2) schedule(dynamic)
+      for (int64_t rt = 0; rt < row_tiles; ++rt) {
+        for (int64_t cb = 0; cb < col_blocks; ++cb) {
+          const int64_t r0 = rt * tile;
+          const int64_t live_rows = std::min(tile, rows - r0);
+          const int64_t c0 = cb * kColumnBlock;
+          const int64_t cols = std::min(kColumnBlock, n - c0);
+          // Always a full tile: copy and zero-pad a partial one.
+          const float* a = Row(in, r0);
+          int64_t lda = in.row_stride;
+          if (live_rows < tile) {
+            std::fill(padded_in.begin(), padded_in.end(), 0.0f);
+            for (int64_t r = 0; r < live_rows; ++r) {
+              std::memcpy(padded_in.data() + r * k, Row(in, r0 + r),
+                          k * sizeof(float));
+            }
+            a = padded_in.data();
+            lda = k;
+          }
+          Sgemm(a, lda, tile, w + c0 * weight.row_stride, weight.row_stride,
+                cols, k, product.data(), cols);
+          for (int64_t r = 0; r < live_rows; ++r) {
+            const float* p = product.data() + r * cols;
+            float* y = Row(out, r0 + r) + c0;
+            const float* res =
+                has_residual ? Row(epi.residual, r0 + r) + c0 : nullptr;
+            for (int64_t c = 0; c < cols; ++c) {
+              float v = epi.alpha * p[c];
+              if (epi.bias != nullptr) v += epi.bias[c0 + c];
+              if (epi.clamp > 0.0f) v = std::clamp(v, -epi.clamp, epi.clamp);
+              v = Gelu(epi.activation, v);
+              if (res != nullptr) v += res[c];
+              y[c] = v;
+            }
+          }
+        }
+      }
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status WriteKv(TensorView k, TensorView v, const int32_t* slot_mapping,
+                       int num_tokens, const PagedKvView& kv) override {
+    RETURN_IF_ERROR(ExpectF32(k, "kv key rows"));
+    RETURN_IF_ERROR(ExpectF32(v, "kv value rows"));
+    const int64_t width = static_cast<int64_t>(kv.num_kv_heads) * kv.head_dim;
+    if (kv.dtype != DType::kF32 || k.cols != width || v.cols != width ||
+        k.rows < num_tokens || v.rows < num_tokens) {
+      return absl::InvalidArgumentError("cpu backend: WriteKv shape mismatch");
+    }
+    const int64_t slots = static_cast<int64_t>(kv.num_blocks) * kv.block_size;
+    for (int t = 0; t < num_tokens; ++t) {
+      if (slot_mapping[t] >= slots) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "cpu backend: slot ", slot_mapping[t], " outside the pool"));
+      }
+    }
+    float* kpool = static_cast<float*>(kv.k);
+    float* vpool = static_cast<float*>(kv.v);
+#pragma omp parallel for schedule(static)
+    for (int t = 0; t < num_tokens; ++t) {
+      const int32_t slot = slot_mapping[t];
+      if (slot < 0) continue;  // padding row
+      const int64_t block = slot / kv.block_size, offset = slot % kv.block_size;
+      for (int h = 0; h < kv.num_kv_heads; ++h) {
+        const int64_t dst =
+            ((block * kv.num_kv_heads + h) * kv.block_size + offset) *
+            kv.head_dim;
+        std::memcpy(kpool + dst, Row(k, t) + h * kv.head_dim,
+                    kv.head_dim * sizeof(float));
+        std::memcpy(vpool + dst, Row(v, t) + h * kv.head_dim,
+                    kv.head_dim * sizeof(float));
+      }
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status PagedAttention(TensorView q, const PagedKvView& kv,
+                              const AttentionMeta& meta, const float* slopes,
+                              int num_heads, float scale,
+                              TensorView out) override {
+    RETURN_IF_ERROR(ExpectF32(q, "attention queries"));
+    RETURN_IF_ERROR(ExpectF32(out, "attention output"));
+    const int d = kv.head_dim;
+    if (kv.dtype != DType::kF32 || num_heads <= 0 || kv.num_kv_heads <= 0 ||
+        num_heads % kv.num_kv_heads != 0 || q.cols != int64_t{num_heads} * d ||
+        out.cols != q.cols || q.rows < meta.num_tokens ||
+        out.rows < meta.num_tokens) {
+      return absl::InvalidArgumentError(
+          "cpu backend: attention shape mismatch");
+    }
+    // Which sequence each query row belongs to, and its absolute position.
+    std::vector<int32_t> seq_of(meta.num_tokens), pos_of(meta.num_tokens);
+    for (int s = 0; s < meta.num_seqs; ++s) {
+      const int32_t begin = meta.query_start[s], end = meta.query_start[s + 1];
+      const int32_t ctx = meta.context_lens[s];
+      const int32_t needed_blocks = (ctx + kv.block_size - 1) / kv.block_size;
+      if (begin < 0 || end < begin || end > meta.num_tokens ||
+          ctx < end - begin || needed_blocks > meta.max_blocks_per_seq) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("cpu backend: attention metadata of sequence ", s,
+                         " is inconsistent"));
+      }
+      for (int32_t b = 0; b < needed_blocks; ++b) {
+        const int32_t block =
+            meta.block_tables[s * meta.max_blocks_per_seq + b];
+        if (block < 0 || block >= kv.num_blocks) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("cpu backend: block ", block, " outside the pool"));
+        }
+      }
+      for (int32_t t = begin; t < end; ++t) {
+        seq_of[t] = s;
+        pos_of[t] = ctx - (end - begin) + (t - begin);
+      }
+    }
+    const int group = num_heads / kv.num_kv_heads;
+    const float* kpool = static_cast<const float*>(kv.k);
+    const float* vpool = static_cast<const float*>(kv.v);
+    const int64_t tasks = int64_t{meta.num_tokens} * num_heads;
+#pragma omp parallel
+    {
+      std::vector<float> scores;
+      std::vector<double> acc(d);
+#pragma omp for schedule(dynamic, 4)
+      for (int64_t task = 0; task < tasks; ++task) {
+        const int t = static_cast<int>(task / num_heads);
+        const int h = static_cast<int>(task % num_heads);
+        const int s = seq_of[t];
+        const int32_t pos = pos_of[t];
+        const int32_t* table = meta.block_tables + s * meta.max_blocks_per_seq;
+        const int kvh = h / group;
+        const float* qv = Row(q, t) + h * d;
+        const float slope = slopes[h];
+        auto key_offset = [&](int32_t j) {
+          const int64_t block = table[j / kv.block_size];
+          return ((block * kv.num_kv_heads + kvh) * kv.block_size +
+                  j % kv.block_size) *
+                 d;
+        };
+        // Scores of keys 0..pos, with the ALiBi bias -slope * distance.
+        scores.resize(pos + 1);
+        float max_score = -INFINITY;
+        for (int32_t j = 0; j <= pos; ++j) {
+          const float* kp = kpool + key_offset(j);
+          float dot = 0.0f;
+          for (int i = 0; i < d; ++i) dot += qv[i] * kp[i];
+          const float score = scale * dot - slope * static_cast<float>(pos - j);
+          scores[j] = score;
+          max_score = std::max(max_score, score);
+        }
+        double sum = 0.0;
+        std::fill(acc.begin(), acc.end(), 0.0);
+        for (int32_t j = 0; j <= pos; ++j) {
+          const double w = std::exp(static_cast<double>(scores[j] - max_score));
+          sum += w;
+          const float* vp = vpool + key_offset(j);
+          for (int i = 0; i < d; ++i) acc[i] += w * vp[i];
+        }
+        float* o = Row(out, t) + h * d;
+        for (int i = 0; i < d; ++i) o[i] = static_cast<float>(acc[i] / sum);
+      }
+    }
+    return absl::OkStatus();
+  }
+
+  void set_row_tile(int tile) { row_tile_ = tile; }
+
+ private:
+  int num_threads_;
+  int row_tile_ = 1;
+};
+
+}  // namespace
+
+int LinearRowTile() {
+  static const int tile = ProbeRowTile();
+  return tile;
+}
+
+absl::StatusOr<std::unique_ptr<Backend>> CreateCpuBackend(int num_threads) {
+  if (num_threads < 0) {
+    return absl::InvalidArgumentError("cpu backend: num_threads must be >= 0");
+  }
+  if (num_threads == 0) num_threads = omp_get_num_procs();
+  omp_set_num_threads(num_threads);
+  openblas_set_num_threads(1);  // Linear parallelises over tiles itself
+  auto backend = std::make_unique<CpuBackend>(num_threads);
+  backend->set_row_tile(LinearRowTile());
+  return backend;
+}
+
+}  // namespace alibi::kernels::cpu
