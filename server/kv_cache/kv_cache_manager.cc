@@ -1,0 +1,139 @@
+#include "server/kv_cache/kv_cache_manager.h"
+
+#include <algorithm>
+#include <limits>
+
+#include "absl/strings/str_cat.h"
+#include "server/common/logging.h"
+
+namespace alibi {
+
+absl::StatusOr<std::unique_ptr<KvCacheManager>> KvCacheManager::Create(
+    const KvCacheOptions& options) {
+  if (options.num_blocks < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("num_blocks must be >= 1, got ", options.num_blocks));
+  }
+  if (options.block_size < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("block_size must be >= 1, got ", options.block_size));
+  }
+  return std::unique_ptr<KvCacheManager>(new KvCacheManager(options));
+}
+
+KvCacheManager::KvCacheManager(const KvCacheOptions& options)
+    : pool_(options.num_blocks, options.block_size,
+            options.enable_prefix_caching) {}
+
+int32_t KvCacheManager::BlocksForTokens(int32_t num_tokens) const {
+  ALIBI_CHECK(num_tokens >= 0) << num_tokens;
+  return (num_tokens + block_size() - 1) / block_size();
+}
+
+PrefixMatch KvCacheManager::MatchPrefix(
+    absl::Span<const int32_t> tokens) const {
+  PrefixMatch match;
+  if (!prefix_caching_enabled() || tokens.empty()) return match;
+  const int32_t bs = block_size();
+  match.num_queried_tokens = static_cast<int32_t>(tokens.size());
+  // Leave at least the last token to compute.
+  const int32_t max_blocks = (match.num_queried_tokens - 1) / bs;
+  uint64_t parent = BlockPool::kRootNode;
+  for (int32_t i = 0; i < max_blocks; ++i) {
+    const int32_t block = pool_.Lookup(parent, tokens.subspan(i * bs, bs));
+    if (block < 0) break;
+    parent = pool_.node(block);
+    match.blocks.push_back(block);
+    match.nodes.push_back(parent);
+  }
+  match.num_tokens = static_cast<int32_t>(match.blocks.size()) * bs;
+  return match;
+}
+
+bool KvCacheManager::Allocate(SequenceBlocks* seq, int32_t num_tokens,
+                              const PrefixMatch* match) {
+  int32_t have = seq->num_blocks();
+  int32_t matched_free = 0;
+  if (match != nullptr) {
+    ALIBI_CHECK(seq->empty()) << "a prefix match applies to an empty table";
+    have = static_cast<int32_t>(match->blocks.size());
+    for (int32_t block : match->blocks) {
+      if (pool_.ref_count(block) == 0) ++matched_free;
+    }
+  }
+  const int32_t needed = std::max(0, BlocksForTokens(num_tokens) - have);
+  if (needed + matched_free > pool_.num_free_blocks()) return false;
+  if (match != nullptr) {
+    for (int32_t block : match->blocks) pool_.Ref(block);
+    seq->blocks_ = match->blocks;
+    seq->nodes_ = match->nodes;
+    if (match->num_queried_tokens > 0) {
+      prefix_cache_queries_ += match->num_queried_tokens;
+      prefix_cache_hits_ += match->num_tokens;
+    }
+  }
+  pool_.Allocate(needed, &seq->blocks_);
+  return true;
+}
+
+void KvCacheManager::CacheComputedBlocks(SequenceBlocks* seq,
+                                         absl::Span<const int32_t> tokens,
+                                         int32_t num_computed_tokens) {
+  if (!prefix_caching_enabled()) return;
+  ALIBI_CHECK(num_computed_tokens >= 0 &&
+              static_cast<size_t>(num_computed_tokens) <= tokens.size())
+      << num_computed_tokens << " of " << tokens.size();
+  const int32_t bs = block_size();
+  const int32_t full = std::min(num_computed_tokens / bs, seq->num_blocks());
+  for (int32_t i = static_cast<int32_t>(seq->nodes_.size()); i < full; ++i) {
+    const uint64_t parent = i == 0 ? BlockPool::kRootNode : seq->nodes_[i - 1];
+    seq->nodes_.push_back(
+        pool_.Register(seq->blocks_[i], parent, tokens.subspan(i * bs, bs)));
+  }
+}
+
+void KvCacheManager::Free(SequenceBlocks* seq) {
+  for (auto it = seq->blocks_.rbegin(); it != seq->blocks_.rend(); ++it) {
+    pool_.Release(*it);
+  }
+  seq->blocks_.clear();
+  seq->nodes_.clear();
+}
+
+KvCacheStats KvCacheManager::Stats() const {
+  KvCacheStats s;
+  s.num_blocks = pool_.num_blocks();
+  s.num_used_blocks = pool_.num_used_blocks();
+  s.num_cached_blocks = pool_.num_cached_free_blocks();
+  s.num_free_blocks = pool_.num_free_blocks() - s.num_cached_blocks;
+  s.usage = static_cast<double>(s.num_used_blocks) / s.num_blocks;
+  s.prefix_cache_queries = prefix_cache_queries_;
+  s.prefix_cache_hits = prefix_cache_hits_;
+  s.num_evictions = pool_.num_evictions();
+  return s;
+}
+
+int64_t KvBytesPerBlock(int32_t block_size, int32_t num_layers,
+                        int32_t num_kv_heads, int32_t head_dim,
+                        int32_t dtype_bytes) {
+  return int64_t{2} * num_layers * num_kv_heads * block_size * head_dim *
+         dtype_bytes;
+}
+
+absl::StatusOr<int32_t> NumBlocksForBudget(int64_t budget_bytes,
+                                           int64_t bytes_per_block) {
+  if (bytes_per_block <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("bytes per KV block must be > 0, got ", bytes_per_block));
+  }
+  const int64_t blocks = std::max<int64_t>(0, budget_bytes) / bytes_per_block;
+  if (blocks < 1) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("KV budget of ", budget_bytes, " bytes holds no block of ",
+                     bytes_per_block, " bytes"));
+  }
+  return static_cast<int32_t>(
+      std::min<int64_t>(blocks, std::numeric_limits<int32_t>::max()));
+}
+
+}  // namespace alibi
