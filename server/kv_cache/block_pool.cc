@@ -9,11 +9,21 @@
 
 namespace alibi {
 
+namespace {
+
+uint64_t DefaultKey(uint64_t parent, absl::Span<const int32_t> tokens) {
+  return absl::Hash<std::tuple<uint64_t, absl::Span<const int32_t>>>()(
+      std::make_tuple(parent, tokens));
+}
+
+}  // namespace
+
 BlockPool::BlockPool(int32_t num_blocks, int32_t block_size,
-                     bool enable_prefix_caching)
+                     bool enable_prefix_caching, KeyFunction key_function)
     : num_blocks_(num_blocks),
       block_size_(block_size),
-      enable_prefix_caching_(enable_prefix_caching) {
+      enable_prefix_caching_(enable_prefix_caching),
+      key_function_(key_function != nullptr ? key_function : &DefaultKey) {
   ALIBI_CHECK(num_blocks > 0) << num_blocks;
   ALIBI_CHECK(block_size > 0) << block_size;
   ref_count_.assign(num_blocks, 0);
@@ -121,12 +131,6 @@ void BlockPool::Release(int32_t block) {
   }
 }
 
-uint64_t BlockPool::Key(uint64_t parent,
-                        absl::Span<const int32_t> tokens) const {
-  return absl::Hash<std::tuple<uint64_t, absl::Span<const int32_t>>>()(
-      std::make_tuple(parent, tokens));
-}
-
 bool BlockPool::SameContent(int32_t block, uint64_t parent,
                             absl::Span<const int32_t> tokens) const {
   if (parent_[block] != parent) return false;
@@ -140,7 +144,7 @@ int32_t BlockPool::Lookup(uint64_t parent,
   ALIBI_CHECK(enable_prefix_caching_);
   ALIBI_CHECK(static_cast<int32_t>(tokens.size()) == block_size_)
       << tokens.size();
-  auto it = registry_.find(Key(parent, tokens));
+  auto it = registry_.find(key_function_(parent, tokens));
   if (it == registry_.end() || !SameContent(it->second, parent, tokens)) {
     return kNone;
   }
@@ -155,7 +159,7 @@ uint64_t BlockPool::Register(int32_t block, uint64_t parent,
   ALIBI_CHECK(ref_count(block) > 0) << "registering free block " << block;
   ALIBI_CHECK(node_[block] == kRootNode)
       << "block " << block << " already registered";
-  const uint64_t key = Key(parent, tokens);
+  const uint64_t key = key_function_(parent, tokens);
   auto [it, inserted] = registry_.try_emplace(key, block);
   if (!inserted) {
     if (SameContent(it->second, parent, tokens)) return node_[it->second];

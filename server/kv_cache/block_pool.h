@@ -48,9 +48,17 @@ class BlockPool {
   // Node id of the empty prefix: the parent of a sequence's first block.
   static constexpr uint64_t kRootNode = 0;
 
+  // The registry's 64-bit key of (parent node, block tokens). Any function
+  // is correct (keys only pick candidates); tests pass a degenerate one to
+  // force collisions.
+  using KeyFunction = uint64_t (*)(uint64_t parent,
+                                   absl::Span<const int32_t> tokens);
+
   // `num_blocks` >= 1, `block_size` >= 1 (checked). With
   // `enable_prefix_caching` false, Register() must not be called.
-  BlockPool(int32_t num_blocks, int32_t block_size, bool enable_prefix_caching);
+  // `key_function` null: absl::Hash of (parent, tokens).
+  BlockPool(int32_t num_blocks, int32_t block_size, bool enable_prefix_caching,
+            KeyFunction key_function = nullptr);
 
   BlockPool(const BlockPool&) = delete;
   BlockPool& operator=(const BlockPool&) = delete;
@@ -107,7 +115,6 @@ class BlockPool {
  private:
   static constexpr int32_t kNone = -1;
 
-  uint64_t Key(uint64_t parent, absl::Span<const int32_t> tokens) const;
   bool SameContent(int32_t block, uint64_t parent,
                    absl::Span<const int32_t> tokens) const;
   void Unlink(int32_t block);
@@ -118,6 +125,7 @@ class BlockPool {
   const int32_t num_blocks_;
   const int32_t block_size_;
   const bool enable_prefix_caching_;
+  const KeyFunction key_function_;
 
   std::vector<int32_t> ref_count_;
   // Doubly linked free list; index num_blocks_ is the sentinel.

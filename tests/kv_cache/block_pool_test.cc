@@ -117,6 +117,29 @@ TEST(BlockPoolTest, LookupIsExactOnParentAndTokens) {
   EXPECT_EQ(pool.Lookup(n0 + 100, {4, 5, 6}), -1);
 }
 
+uint64_t ConstantKey(uint64_t, absl::Span<const int32_t>) { return 42; }
+
+TEST(BlockPoolTest, KeyCollisionsNeverGiveAWrongHit) {
+  BlockPool pool(4, 2, true, &ConstantKey);
+  std::vector<int32_t> b = Take(pool, 3);
+  uint64_t n0 = pool.Register(b[0], kRoot, {1, 2});
+  EXPECT_EQ(pool.Lookup(kRoot, {1, 2}), b[0]);
+  // Same key, other tokens or other prefix: misses.
+  EXPECT_EQ(pool.Lookup(kRoot, {1, 3}), -1);
+  EXPECT_EQ(pool.Lookup(n0, {1, 2}), -1);
+  // Colliding content stays unregistered, under a node no lookup reaches.
+  uint64_t n1 = pool.Register(b[1], kRoot, {3, 4});
+  EXPECT_NE(n1, n0);
+  EXPECT_FALSE(pool.is_registered(b[1]));
+  EXPECT_EQ(pool.Lookup(kRoot, {3, 4}), -1);
+  uint64_t n2 = pool.Register(b[2], n0, {1, 2});
+  EXPECT_NE(n2, n0);
+  EXPECT_NE(n2, n1);
+  EXPECT_FALSE(pool.is_registered(b[2]));
+  EXPECT_EQ(pool.Lookup(n0, {1, 2}), -1);
+  EXPECT_TRUE(pool.Validate().ok()) << pool.Validate();
+}
+
 TEST(BlockPoolTest, DuplicateContentIsCachedOnce) {
   BlockPool pool(4, 2, true);
   std::vector<int32_t> b = Take(pool, 2);
