@@ -1,0 +1,386 @@
+#include "server/scheduler/scheduler.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "server/common/logging.h"
+#include "server/common/status_macros.h"
+
+namespace alibi {
+
+absl::string_view FinishReasonName(FinishReason reason) {
+  switch (reason) {
+    case FinishReason::kStop:
+      return "stop";
+    case FinishReason::kLength:
+      return "length";
+    case FinishReason::kPromptComplete:
+      return "prompt_complete";
+    case FinishReason::kCancelled:
+      return "cancelled";
+    case FinishReason::kError:
+      return "error";
+  }
+  return "unknown";
+}
+
+absl::string_view RequestStateName(RequestState state) {
+  switch (state) {
+    case RequestState::kWaiting:
+      return "waiting";
+    case RequestState::kRunning:
+      return "running";
+    case RequestState::kPreempted:
+      return "preempted";
+  }
+  return "unknown";
+}
+
+void StepPlan::Clear() {
+  step = 0;
+  requests.clear();
+  token_ids.clear();
+  block_tables.clear();
+  preempted.clear();
+  num_batched_tokens = 0;
+}
+
+struct Scheduler::Request {
+  uint64_t id = 0;
+  std::vector<int32_t> tokens;  // prompt, then outputs
+  int32_t num_prompt_tokens = 0;
+  int32_t max_tokens = 0;
+  int32_t priority = 0;
+  bool prompt_logprobs = false;
+  bool generate = true;
+  uint64_t arrival = 0;
+
+  RequestState state = RequestState::kWaiting;
+  int32_t num_computed_tokens = 0;
+  int32_t num_cached_tokens = -1;
+  int32_t num_preemptions = 0;
+  // Prompt positions [0, prompt_logits_done) already had logits reported.
+  int32_t prompt_logits_done = 0;
+  size_t running_index = 0;  // in running_, while kRunning
+  SequenceBlocks blocks;
+
+  int32_t num_tokens() const { return static_cast<int32_t>(tokens.size()); }
+  int32_t num_output_tokens() const { return num_tokens() - num_prompt_tokens; }
+  WaitKey wait_key() const { return WaitKey{priority, arrival}; }
+};
+
+absl::StatusOr<std::unique_ptr<Scheduler>> Scheduler::Create(
+    const SchedulerConfig& config) {
+  auto positive = [](absl::string_view name, int64_t value) -> absl::Status {
+    if (value >= 1) return absl::OkStatus();
+    return absl::InvalidArgumentError(
+        absl::StrCat(name, " must be >= 1, got ", value));
+  };
+  RETURN_IF_ERROR(
+      positive("max_num_batched_tokens", config.max_num_batched_tokens));
+  RETURN_IF_ERROR(positive("max_num_seqs", config.max_num_seqs));
+  RETURN_IF_ERROR(positive("max_model_len", config.max_model_len));
+  RETURN_IF_ERROR(positive("max_queued_requests", config.max_queued_requests));
+  if (config.long_prefill_token_threshold < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("long_prefill_token_threshold must be >= 0, got ",
+                     config.long_prefill_token_threshold));
+  }
+  ASSIGN_OR_RETURN(std::unique_ptr<KvCacheManager> kv,
+                   KvCacheManager::Create(KvCacheOptions{
+                       .num_blocks = config.num_blocks,
+                       .block_size = config.block_size,
+                       .enable_prefix_caching = config.enable_prefix_caching}));
+  return std::unique_ptr<Scheduler>(new Scheduler(config, std::move(kv)));
+}
+
+Scheduler::Scheduler(const SchedulerConfig& config,
+                     std::unique_ptr<KvCacheManager> kv)
+    : config_(config), kv_(std::move(kv)) {
+  running_.reserve(config.max_num_seqs);
+}
+
+Scheduler::~Scheduler() = default;
+
+absl::Status Scheduler::Add(RequestSpec spec) {
+  const int64_t prompt_len = static_cast<int64_t>(spec.prompt_token_ids.size());
+  if (prompt_len == 0) {
+    return absl::InvalidArgumentError("prompt_token_ids is empty");
+  }
+  if (spec.generate && spec.max_tokens < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_tokens must be >= 1, got ", spec.max_tokens));
+  }
+  const int64_t max_output = spec.generate ? spec.max_tokens : 0;
+  if (prompt_len + max_output > config_.max_model_len) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "prompt (", prompt_len, " tokens) + max_tokens (", max_output,
+        ") exceeds max_model_len (", config_.max_model_len, ")"));
+  }
+  // The last sampled token is never fed back, so its KV is never needed.
+  const int32_t max_kv_tokens =
+      static_cast<int32_t>(prompt_len + std::max<int64_t>(0, max_output - 1));
+  const int32_t blocks_needed = kv_->BlocksForTokens(max_kv_tokens);
+  if (blocks_needed > kv_->num_blocks()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "request needs ", blocks_needed, " KV blocks (", max_kv_tokens,
+        " tokens); the whole pool has ", kv_->num_blocks()));
+  }
+  if (requests_.contains(spec.id)) {
+    return absl::AlreadyExistsError(
+        absl::StrCat("request id ", spec.id, " is already live"));
+  }
+  if (static_cast<int64_t>(waiting_.size()) >= config_.max_queued_requests) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "waiting queue is full (", config_.max_queued_requests, " requests)"));
+  }
+  auto r = std::make_unique<Request>();
+  r->id = spec.id;
+  r->num_prompt_tokens = static_cast<int32_t>(prompt_len);
+  r->tokens = std::move(spec.prompt_token_ids);
+  if (spec.generate) r->tokens.reserve(prompt_len + spec.max_tokens);
+  r->max_tokens = static_cast<int32_t>(max_output);
+  r->priority = spec.priority;
+  r->prompt_logprobs = spec.prompt_logprobs;
+  r->generate = spec.generate;
+  r->arrival = next_arrival_++;
+  waiting_.emplace(r->wait_key(), r.get());
+  requests_.emplace(spec.id, std::move(r));
+  return absl::OkStatus();
+}
+
+int32_t Scheduler::ChunkSize(const Request& r, int32_t num_computed,
+                             int32_t budget) const {
+  int32_t n = std::min(r.num_tokens() - num_computed, budget);
+  if (config_.long_prefill_token_threshold > 0) {
+    n = std::min(n, config_.long_prefill_token_threshold);
+  }
+  return n;
+}
+
+StepPlan Scheduler::Schedule() {
+  StepPlan plan;
+  Schedule(&plan);
+  return plan;
+}
+
+void Scheduler::Schedule(StepPlan* plan) {
+  ALIBI_CHECK(!update_pending_)
+      << "Schedule() called before Update() of step " << last_step_;
+  plan->Clear();
+  plan->step = ++last_step_;
+  plan->block_size = kv_->block_size();
+  update_pending_ = true;
+  CompactRunning();
+
+  int32_t budget = config_.max_num_batched_tokens;
+  bool preempted = false;
+  // Running requests, oldest admission first. Victims come from the tail,
+  // which is not scheduled yet in this step.
+  for (size_t i = 0; i < running_.size() && budget > 0;) {
+    Request* r = running_[i];
+    const int32_t n = ChunkSize(*r, r->num_computed_tokens, budget);
+    ALIBI_CHECK(n >= 1) << "running request " << r->id << " has no token";
+    bool fits = true;
+    while (!kv_->Allocate(&r->blocks, r->num_computed_tokens + n)) {
+      Request* victim = running_.back();
+      Preempt(victim, plan);
+      preempted = true;
+      if (victim == r) {
+        fits = false;
+        break;
+      }
+    }
+    if (!fits) break;
+    AddToPlan(r, /*newly_admitted=*/false, n, plan);
+    budget -= n;
+    ++i;
+  }
+
+  // Waiting requests, in queue order, never skipping the head.
+  while (!preempted && budget > 0 && num_running_ < config_.max_num_seqs &&
+         !waiting_.empty()) {
+    auto it = waiting_.begin();
+    Request* r = it->second;
+    PrefixMatch match;
+    if (!r->prompt_logprobs) match = kv_->MatchPrefix(r->tokens);
+    const int32_t computed = match.num_tokens;
+    const int32_t n = ChunkSize(*r, computed, budget);
+    ALIBI_CHECK(n >= 1) << "request " << r->id;
+    if (!kv_->Allocate(&r->blocks, computed + n, &match)) break;
+    waiting_.erase(it);
+    r->state = RequestState::kRunning;
+    r->num_computed_tokens = computed;
+    if (r->num_cached_tokens < 0) r->num_cached_tokens = computed;
+    r->running_index = running_.size();
+    running_.push_back(r);
+    ++num_running_;
+    AddToPlan(r, /*newly_admitted=*/true, n, plan);
+    budget -= n;
+  }
+}
+
+void Scheduler::AddToPlan(Request* r, bool newly_admitted, int32_t num_tokens,
+                          StepPlan* plan) {
+  ScheduledRequest s;
+  s.id = r->id;
+  s.first_position = r->num_computed_tokens;
+  s.num_tokens = num_tokens;
+  s.newly_admitted = newly_admitted;
+  const int32_t end = s.end_position();
+  s.reaches_end = end == r->num_tokens();
+  s.sample = s.reaches_end && r->generate;
+  // Logit positions form one range ending at `end`: the sampled position,
+  // and prompt positions not reported yet. Once a request has output tokens
+  // its whole prompt has been reported, so the two never leave a gap.
+  s.logits_begin = s.sample ? end - 1 : end;
+  if (r->prompt_logprobs) {
+    const int32_t begin = std::max(s.first_position, r->prompt_logits_done);
+    if (begin < std::min(end, r->num_prompt_tokens)) {
+      s.logits_begin = std::min(s.logits_begin, begin);
+    }
+  }
+  s.token_offset = static_cast<int32_t>(plan->token_ids.size());
+  plan->token_ids.insert(plan->token_ids.end(),
+                         r->tokens.begin() + s.first_position,
+                         r->tokens.begin() + end);
+  s.block_table_offset = static_cast<int32_t>(plan->block_tables.size());
+  s.num_blocks = kv_->BlocksForTokens(end);
+  const std::vector<int32_t>& table = r->blocks.block_ids();
+  ALIBI_CHECK(s.num_blocks <= static_cast<int32_t>(table.size()));
+  plan->block_tables.insert(plan->block_tables.end(), table.begin(),
+                            table.begin() + s.num_blocks);
+  plan->num_batched_tokens += num_tokens;
+  plan->requests.push_back(s);
+}
+
+void Scheduler::Preempt(Request* r, StepPlan* plan) {
+  ALIBI_CHECK(!running_.empty() && running_.back() == r);
+  running_.pop_back();
+  --num_running_;
+  kv_->Free(&r->blocks);
+  r->num_computed_tokens = 0;
+  r->state = RequestState::kPreempted;
+  ++r->num_preemptions;
+  ++num_preemptions_;
+  waiting_.emplace(r->wait_key(), r);
+  plan->preempted.push_back(r->id);
+}
+
+std::vector<FinishedRequest> Scheduler::Update(
+    const StepPlan& plan, absl::Span<const int32_t> sampled_token_ids) {
+  ALIBI_CHECK(update_pending_ && plan.step == last_step_)
+      << "Update() of step " << plan.step << ", last scheduled " << last_step_;
+  ALIBI_CHECK(sampled_token_ids.size() == plan.requests.size())
+      << sampled_token_ids.size() << " sampled tokens for "
+      << plan.requests.size() << " requests";
+  update_pending_ = false;
+  std::vector<FinishedRequest> finished;
+  for (size_t k = 0; k < plan.requests.size(); ++k) {
+    const ScheduledRequest& s = plan.requests[k];
+    auto it = requests_.find(s.id);
+    if (it == requests_.end()) continue;  // finished since Schedule()
+    Request* r = it->second.get();
+    if (r->state != RequestState::kRunning ||
+        r->num_computed_tokens != s.first_position) {
+      continue;  // finished and re-added under the same id
+    }
+    r->num_computed_tokens += s.num_tokens;
+    if (r->prompt_logprobs) {
+      r->prompt_logits_done =
+          std::max(r->prompt_logits_done,
+                   std::min(r->num_computed_tokens, r->num_prompt_tokens));
+    }
+    kv_->CacheComputedBlocks(&r->blocks, r->tokens, r->num_computed_tokens);
+    if (!s.reaches_end) continue;
+    FinishReason reason;
+    if (!r->generate) {
+      reason = FinishReason::kPromptComplete;
+    } else {
+      ALIBI_CHECK(sampled_token_ids[k] >= 0)
+          << "request " << s.id << " sampled " << sampled_token_ids[k];
+      r->tokens.push_back(sampled_token_ids[k]);
+      // Add() guarantees prompt + max_tokens <= max_model_len, so this also
+      // stops at max_model_len.
+      if (r->num_output_tokens() < r->max_tokens) continue;
+      reason = FinishReason::kLength;
+    }
+    finished.push_back(FinishedRequest{
+        .id = r->id,
+        .reason = reason,
+        .num_prompt_tokens = r->num_prompt_tokens,
+        .num_output_tokens = r->num_output_tokens(),
+        .num_cached_tokens = std::max(0, r->num_cached_tokens)});
+    Release(r);
+  }
+  return finished;
+}
+
+bool Scheduler::Finish(uint64_t id, FinishReason reason) {
+  auto it = requests_.find(id);
+  if (it == requests_.end()) return false;
+  ALIBI_LOG(DEBUG) << "request " << id
+                   << " finished: " << FinishReasonName(reason);
+  Release(it->second.get());
+  return true;
+}
+
+void Scheduler::RemoveFromRunning(Request* r) {
+  ALIBI_CHECK(running_[r->running_index] == r);
+  running_[r->running_index] = nullptr;
+  running_has_holes_ = true;
+  --num_running_;
+}
+
+void Scheduler::CompactRunning() {
+  if (!running_has_holes_) return;
+  std::erase(running_, nullptr);
+  for (size_t i = 0; i < running_.size(); ++i) running_[i]->running_index = i;
+  running_has_holes_ = false;
+}
+
+void Scheduler::Release(Request* r) {
+  if (r->state == RequestState::kRunning) {
+    RemoveFromRunning(r);
+  } else {
+    waiting_.erase(r->wait_key());
+  }
+  kv_->Free(&r->blocks);
+  requests_.erase(r->id);  // destroys r
+}
+
+std::optional<RequestInfo> Scheduler::GetRequest(uint64_t id) const {
+  auto it = requests_.find(id);
+  if (it == requests_.end()) return std::nullopt;
+  const Request& r = *it->second;
+  return RequestInfo{.state = r.state,
+                     .num_prompt_tokens = r.num_prompt_tokens,
+                     .num_tokens = r.num_tokens(),
+                     .num_computed_tokens = r.num_computed_tokens,
+                     .num_output_tokens = r.num_output_tokens(),
+                     .num_cached_tokens = r.num_cached_tokens,
+                     .num_preemptions = r.num_preemptions,
+                     .num_blocks = r.blocks.num_blocks()};
+}
+
+absl::Span<const int32_t> Scheduler::TokenIds(uint64_t id) const {
+  auto it = requests_.find(id);
+  if (it == requests_.end()) return {};
+  return it->second->tokens;
+}
+
+absl::Span<const int32_t> Scheduler::BlockTable(uint64_t id) const {
+  auto it = requests_.find(id);
+  if (it == requests_.end()) return {};
+  return it->second->blocks.block_ids();
+}
+
+SchedulerStats Scheduler::Stats() const {
+  return SchedulerStats{.num_running = num_running_,
+                        .num_waiting = num_waiting(),
+                        .num_preemptions = num_preemptions_,
+                        .kv = kv_->Stats()};
+}
+
+}  // namespace alibi
