@@ -1,16 +1,24 @@
 // A Hugging Face `tokenizer.json` BPE tokenizer (byte-level), producing the
 // same ids as the Hugging Face `tokenizers` library for the pipelines ALiBi
 // models use:
-// - added / special tokens matched before anything else (leftmost-longest),
-// - normalizer: none or NFC,
-// - pre-tokenizer: ByteLevel (GPT-2 regex when use_regex), or BLOOM's
-//   Sequence[Split(regex, Isolated), ByteLevel(use_regex=false)],
-// - model: BPE with merges as "a b" strings or ["a", "b"] pairs,
+// - added / special tokens matched before anything else (leftmost-longest;
+//   lstrip / rstrip / single_word / normalized honoured like the library),
+// - normalizer: none, NFC, or a Sequence of those,
+// - pre-tokenizer: ByteLevel (GPT-2 regex when use_regex), Split (regex or
+//   string pattern, any behaviour, invert), or a Sequence of those, e.g.
+//   BLOOM's Sequence[Split(regex, Isolated), ByteLevel(use_regex=false)];
+//   Oniguruma regexes are translated to PCRE2 (nested classes flattened),
+// - model: BPE with merges as "a b" strings or ["a", "b"] pairs, unk_token,
+//   fuse_unk, ignore_merges (no dropout, byte_fallback or affixes),
 // - decoder: ByteLevel (lossy UTF-8, like the library's decode).
+// Anything else is refused by FromJson with INVALID_ARGUMENT naming the
+// component. post_processor, truncation and padding are ignored: Encode is
+// `encode(text, add_special_tokens=False)` without truncation.
 //
-// Thread-safety: a Tokenizer is immutable after construction; Encode and
-// Decode may be called from any number of threads at once.
-// IncrementalDecoder is single-threaded (one per request).
+// Thread-safety: a Tokenizer is immutable after construction (its BPE word
+// cache is internally synchronised); Encode and Decode may be called from
+// any number of threads at once. IncrementalDecoder is single-threaded (one
+// per request).
 #ifndef ALIBI_SERVER_TOKENIZER_TOKENIZER_H_
 #define ALIBI_SERVER_TOKENIZER_TOKENIZER_H_
 
@@ -49,8 +57,10 @@ class Tokenizer {
   virtual std::string Decode(absl::Span<const int32_t> ids,
                              bool skip_special_tokens) const = 0;
 
-  // The bytes token `id` stands for (byte-level decoded; an added token's
-  // content). Empty for unknown ids. May be a partial UTF-8 sequence.
+  // The bytes token `id` stands for, as the ByteLevel decoder sees it (the
+  // token string mapped back to bytes when every character is in the
+  // byte-level alphabet, else its own UTF-8; this covers added tokens).
+  // Empty for unknown ids. May be a partial UTF-8 sequence.
   virtual std::string TokenBytes(int32_t id) const = 0;
 
   // The vocabulary string of `id` (e.g. "Ġworld"), if any.
