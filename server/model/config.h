@@ -58,9 +58,15 @@ struct ModelConfig {
   // extrapolates.
   int trained_context_length = 0;
 
+  // The LM head is the embedding matrix (tie_word_embeddings, true unless the
+  // config says false; then the checkpoint must hold lm_head.weight).
+  bool tie_word_embeddings = true;
+
   int bos_token_id = -1;  // -1: none
-  int eos_token_id = -1;
+  int eos_token_id = -1;  // the first of eos_token_ids, -1 when none
   int pad_token_id = -1;
+  // Every end-of-sequence id (config.json's eos_token_id may be a list).
+  std::vector<int> eos_token_ids;
   // config.json torch_dtype ("float16", "bfloat16", "float32"), may be empty.
   std::string torch_dtype;
 };

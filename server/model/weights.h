@@ -36,7 +36,17 @@ struct HostTensor {
     for (int64_t d : shape) n *= d;
     return n;
   }
+  int64_t nbytes() const {
+    return numel() * static_cast<int64_t>(kernels::DTypeSize(dtype));
+  }
 };
+
+// The tensor's numel() values converted to fp32 (kF32, kF16 or kBF16 input;
+// row-major, same order as the data). For tests and the CPU loading path.
+std::vector<float> HostTensorToFloat(const HostTensor& tensor);
+
+// "[96,288]": a shape for error messages.
+std::string ShapeString(const std::vector<int64_t>& shape);
 
 struct LayerWeights {
   HostTensor input_norm_weight;               // [H]
@@ -66,6 +76,11 @@ struct DecoderWeights {
 
 // Maps a checkpoint's tensors onto the canonical layout for `config`,
 // checking every tensor's presence, shape and dtype. Errors name the tensor.
+// A tensor the architecture does not use (another layer count, MPT's learned
+// position embedding `wpe`) is an error too; `lm_head.weight` is ignored when
+// the head is tied, as Hugging Face does. The result's tensors keep their
+// memory mappings alive (HostTensor::owner): `checkpoint` may be destroyed
+// afterwards.
 absl::StatusOr<DecoderWeights> LoadDecoderWeights(const Checkpoint& checkpoint,
                                                   const ModelConfig& config);
 
