@@ -3,7 +3,7 @@
 // histogram, token counters, queue and KV gauges), batched and unbatched, the
 // per-request recording of an RPC thread, and one scrape (serialization).
 //
-//   ./alibi_bench --benchmark_filter=Metrics
+//   build/bench/alibi-microbench --benchmark_filter=Metrics
 #include <benchmark/benchmark.h>
 
 #include <cstdint>
