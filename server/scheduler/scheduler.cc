@@ -306,24 +306,16 @@ std::vector<FinishedRequest> Scheduler::Update(
       if (r->num_output_tokens() < r->max_tokens) continue;
       reason = FinishReason::kLength;
     }
-    finished.push_back(FinishedRequest{
-        .id = r->id,
-        .reason = reason,
-        .num_prompt_tokens = r->num_prompt_tokens,
-        .num_output_tokens = r->num_output_tokens(),
-        .num_cached_tokens = std::max(0, r->num_cached_tokens)});
-    Release(r);
+    finished.push_back(Release(r, reason));
   }
   return finished;
 }
 
-bool Scheduler::Finish(uint64_t id, FinishReason reason) {
+std::optional<FinishedRequest> Scheduler::Finish(uint64_t id,
+                                                 FinishReason reason) {
   auto it = requests_.find(id);
-  if (it == requests_.end()) return false;
-  ALIBI_LOG(DEBUG) << "request " << id
-                   << " finished: " << FinishReasonName(reason);
-  Release(it->second.get());
-  return true;
+  if (it == requests_.end()) return std::nullopt;
+  return Release(it->second.get(), reason);
 }
 
 void Scheduler::RemoveFromRunning(Request* r) {
@@ -340,7 +332,13 @@ void Scheduler::CompactRunning() {
   running_has_holes_ = false;
 }
 
-void Scheduler::Release(Request* r) {
+FinishedRequest Scheduler::Release(Request* r, FinishReason reason) {
+  const FinishedRequest done{
+      .id = r->id,
+      .reason = reason,
+      .num_prompt_tokens = r->num_prompt_tokens,
+      .num_output_tokens = r->num_output_tokens(),
+      .num_cached_tokens = std::max(0, r->num_cached_tokens)};
   if (r->state == RequestState::kRunning) {
     RemoveFromRunning(r);
   } else {
@@ -348,6 +346,7 @@ void Scheduler::Release(Request* r) {
   }
   kv_->Free(&r->blocks);
   requests_.erase(r->id);  // destroys r
+  return done;
 }
 
 std::optional<RequestInfo> Scheduler::GetRequest(uint64_t id) const {

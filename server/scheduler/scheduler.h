@@ -174,7 +174,7 @@ struct StepPlan {
   void Clear();
 };
 
-// A request that Update() finished.
+// A finished request's final counts (from Update() or Finish()).
 struct FinishedRequest {
   uint64_t id = 0;
   FinishReason reason = FinishReason::kLength;
@@ -219,8 +219,11 @@ class Scheduler {
       const StepPlan& plan, absl::Span<const int32_t> sampled_token_ids);
 
   // Finishes a live request now, releasing its blocks; any state. Returns
-  // false (and does nothing) for an unknown or already finished id.
-  bool Finish(uint64_t id, FinishReason reason);
+  // its final counts (for usage reporting), or nullopt (doing nothing) for
+  // an unknown or already finished id. Called between Schedule() and
+  // Update(), the counts exclude the token sampled in that step, which the
+  // scheduler has not seen.
+  std::optional<FinishedRequest> Finish(uint64_t id, FinishReason reason);
 
   std::optional<RequestInfo> GetRequest(uint64_t id) const;
   // A live request's token ids so far (prompt + outputs); empty if unknown.
@@ -259,8 +262,9 @@ class Scheduler {
                  StepPlan* plan);
   void RemoveFromRunning(Request* r);
   void CompactRunning();
-  // Removes r from every structure and destroys it.
-  void Release(Request* r);
+  // Removes r from every structure and destroys it; returns its final
+  // counts.
+  FinishedRequest Release(Request* r, FinishReason reason);
 
   const SchedulerConfig config_;
   std::unique_ptr<KvCacheManager> kv_;

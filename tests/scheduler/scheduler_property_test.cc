@@ -165,8 +165,8 @@ class Simulation {
       if (Chance(0.004)) victims.push_back(id);
     }
     for (uint64_t id : victims) {
-      EXPECT_TRUE(s_->Finish(id, FinishReason::kCancelled));
-      EXPECT_FALSE(s_->Finish(id, FinishReason::kCancelled));
+      EXPECT_TRUE(s_->Finish(id, FinishReason::kCancelled).has_value());
+      EXPECT_FALSE(s_->Finish(id, FinishReason::kCancelled).has_value());
       live_.erase(id);
       ++cancelled_;
     }
@@ -220,7 +220,11 @@ class Simulation {
       }
     }
     for (uint64_t id : stop) {  // the engine's stop checks
-      EXPECT_TRUE(s_->Finish(id, FinishReason::kStop));
+      std::optional<FinishedRequest> f = s_->Finish(id, FinishReason::kStop);
+      ASSERT_TRUE(f.has_value());
+      const Tracked& t = live_.at(id);
+      EXPECT_EQ(f->num_output_tokens,
+                t.tokens.size() - t.spec.prompt_token_ids.size());
       live_.erase(id);
       ++completed_;
     }

@@ -100,7 +100,7 @@ TEST_P(SchedulerTableTest, StepsMatch) {
     SCOPED_TRACE(testing::Message() << "step " << i + 1);
     const Step& step = c.steps[i];
     for (uint64_t id : step.cancel) {
-      EXPECT_TRUE(s.Finish(id, FinishReason::kCancelled)) << id;
+      EXPECT_TRUE(s.Finish(id, FinishReason::kCancelled).has_value()) << id;
     }
     for (const RequestSpec& spec : step.add) {
       absl::Status st = s.Add(spec);
@@ -121,7 +121,7 @@ TEST_P(SchedulerTableTest, StepsMatch) {
     }
     EXPECT_THAT(plan.preempted, ElementsAreArray(step.preempted));
     for (uint64_t id : step.stop) {
-      EXPECT_TRUE(s.Finish(id, FinishReason::kStop)) << id;
+      EXPECT_TRUE(s.Finish(id, FinishReason::kStop).has_value()) << id;
     }
     std::vector<int32_t> sampled(plan.requests.size(),
                                  static_cast<int32_t>(9000 + i));
@@ -528,13 +528,19 @@ TEST(SchedulerTest, FullWaitingQueueIsResourceExhausted) {
 TEST(SchedulerTest, FinishIsIdempotentAndFreesAtOnce) {
   auto s = Make(Config(8, 4, 64));
   ASSERT_TRUE(s->Add(Gen(1, 6, 4)).ok());
-  EXPECT_FALSE(s->Finish(42, FinishReason::kCancelled));
+  EXPECT_FALSE(s->Finish(42, FinishReason::kCancelled).has_value());
   StepPlan plan = s->Schedule();
   s->Update(plan, {7});
   EXPECT_EQ(s->Stats().kv.num_used_blocks, 2);
-  EXPECT_TRUE(s->Finish(1, FinishReason::kCancelled));
+  std::optional<FinishedRequest> done = s->Finish(1, FinishReason::kCancelled);
+  ASSERT_TRUE(done.has_value());
+  EXPECT_EQ(done->id, 1u);
+  EXPECT_EQ(done->reason, FinishReason::kCancelled);
+  EXPECT_EQ(done->num_prompt_tokens, 6);
+  EXPECT_EQ(done->num_output_tokens, 1);
+  EXPECT_EQ(done->num_cached_tokens, 0);
   EXPECT_EQ(s->Stats().kv.num_used_blocks, 0);
-  EXPECT_FALSE(s->Finish(1, FinishReason::kCancelled));
+  EXPECT_FALSE(s->Finish(1, FinishReason::kCancelled).has_value());
   EXPECT_FALSE(s->GetRequest(1).has_value());
   EXPECT_TRUE(s->TokenIds(1).empty());
   EXPECT_TRUE(s->Schedule().empty());
