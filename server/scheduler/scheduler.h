@@ -40,9 +40,10 @@
 //   Admission takes prefix-cache hits first (never for prompt-logprob
 //   requests, which need logits at every prompt position).
 // - Add() rejects at once what can never run (InvalidArgument) and what the
-//   bounded waiting queue cannot take (ResourceExhausted), so no request can
-//   wait forever: the oldest running request can always preempt every other
-//   one and then fits alone.
+//   bounded waiting queue cannot take (ResourceExhausted), so nothing waits
+//   for room that can never exist: the oldest running request can always
+//   preempt every other one and then fits alone. (Strict priorities can
+//   still starve a low-priority request under endless high-priority load.)
 //
 // Thread-safety: not thread-safe. The engine thread owns the scheduler and is
 // its only user.
