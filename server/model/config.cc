@@ -6,7 +6,6 @@
 #include <fstream>
 #include <limits>
 #include <optional>
-#include <sstream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -205,8 +204,12 @@ absl::Status ParseTokenIds(const Obj& root, ModelConfig& config) {
 }
 
 absl::Status ParseCommon(const Obj& root, ModelConfig& config) {
+  // Newer transformers write "dtype" where older ones wrote "torch_dtype".
   ASSIGN_OR_RETURN(std::optional<std::string> dtype,
                    root.OptString("torch_dtype"));
+  if (!dtype.has_value()) {
+    ASSIGN_OR_RETURN(dtype, root.OptString("dtype"));
+  }
   if (dtype.has_value()) config.torch_dtype = *dtype;
   ASSIGN_OR_RETURN(std::optional<bool> tie,
                    root.OptBool("tie_word_embeddings"));
@@ -325,10 +328,12 @@ absl::Status ParseMpt(const Obj& root, ModelConfig& config) {
   }
 
   // Position information: ALiBi only.
+  // learned_pos_emb is type-checked but otherwise ignored, like
+  // transformers' MPT port does; a checkpoint that really holds a `wpe`
+  // tensor is refused by LoadDecoderWeights.
   ASSIGN_OR_RETURN(std::optional<bool> learned_pos_emb,
                    root.OptBool("learned_pos_emb"));
-  (void)learned_pos_emb;  // Ignored like transformers' MPT port; a `wpe`
-                          // tensor in the checkpoint is refused at load.
+  (void)learned_pos_emb;
   RETURN_IF_ERROR(RefuseIfTrue(
       root, "rope", "rotary embeddings are not supported (ALiBi only)"));
 

@@ -1,6 +1,7 @@
 #include "server/model/config.h"
 
 #include <cmath>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -138,6 +139,10 @@ struct Mutation {
   bool remove;
   const char* expected;  // substring of the error
 };
+
+void PrintTo(const Mutation& m, std::ostream* os) {
+  *os << m.name << " " << m.pointer.to_string() << " = " << m.value.dump();
+}
 
 class MptRefusalTest : public ::testing::TestWithParam<Mutation> {};
 
@@ -344,6 +349,8 @@ TEST(ModelConfigTest, BloomAliasesAndOptions) {
   j["num_hidden_layers"] = 3;
   j.erase("seq_length");
   j.erase("architectures");  // model_type alone decides
+  j.erase("torch_dtype");
+  j["dtype"] = "bfloat16";  // newer transformers' spelling
   j["apply_residual_connection_post_layernorm"] = true;
   j["tie_word_embeddings"] = false;
   absl::StatusOr<ModelConfig> c = Parse(j);
@@ -355,6 +362,7 @@ TEST(ModelConfigTest, BloomAliasesAndOptions) {
   EXPECT_EQ(c->trained_context_length, 0);
   EXPECT_TRUE(c->residual_post_layernorm);
   EXPECT_FALSE(c->tie_word_embeddings);
+  EXPECT_EQ(c->torch_dtype, "bfloat16");
 
   j["hidden_size"] = 128;  // disagrees with n_embed
   c = Parse(j);

@@ -230,13 +230,24 @@ TEST_P(MkModelRoundTripTest, LoadsWhatWasWritten) {
   EXPECT_EQ(compared, static_cast<int>((*ckpt)->num_tensors()));
 }
 
+std::string RoundTripName(
+    const ::testing::TestParamInfo<RoundTripParam>& info) {
+  const Architecture arch = std::get<0>(info.param);
+  const kernels::DType dtype = std::get<1>(info.param);
+  return std::string(arch == Architecture::kBloom ? "bloom" : "mpt") + "_" +
+         std::string(kernels::DTypeName(dtype)) + "_shards" +
+         std::to_string(std::get<2>(info.param)) +
+         (std::get<3>(info.param) ? "_prefixed" : "");
+}
+
 INSTANTIATE_TEST_SUITE_P(
     AllArchsDtypesLayouts, MkModelRoundTripTest,
     ::testing::Combine(
         ::testing::Values(Architecture::kBloom, Architecture::kMpt),
         ::testing::Values(kernels::DType::kF32, kernels::DType::kF16,
                           kernels::DType::kBF16),
-        ::testing::Values(1, 3), ::testing::Bool()));
+        ::testing::Values(1, 3), ::testing::Bool()),
+    RoundTripName);
 
 TEST(MkModelTest, ValuesAreScaledLikeARealModel) {
   MkModelOptions o = Small(Architecture::kBloom);

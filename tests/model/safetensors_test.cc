@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -171,6 +172,10 @@ struct BadHeader {
   std::string data;
   const char* expected;
 };
+
+void PrintTo(const BadHeader& b, std::ostream* os) {
+  *os << b.name << ": " << b.header;
+}
 
 class SafetensorsRejectTest : public ::testing::TestWithParam<BadHeader> {};
 
