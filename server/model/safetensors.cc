@@ -7,9 +7,9 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <exception>
-#include <cstdint>
 #include <limits>
 #include <string>
 #include <utility>
