@@ -1,7 +1,6 @@
 #include "kernels/cpu/cpu_backend.h"
 
 #include <cblas.h>
-#include <omp.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -13,9 +12,11 @@
 #include <mutex>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "kernels/cpu/thread_pool.h"
 #include "server/common/half.h"
 #include "server/common/status_macros.h"
 
@@ -162,14 +163,16 @@ class CpuBackend final : public Backend {
         return absl::OkStatus();
       case DType::kF16: {
         const uint16_t* in = static_cast<const uint16_t*>(src);
-#pragma omp parallel for schedule(static)
-        for (int64_t i = 0; i < n; ++i) out[i] = Fp16ToFloat(in[i]);
+        pool_.ParallelFor(n, kElementGrain, [&](int64_t b, int64_t e, int) {
+          for (int64_t i = b; i < e; ++i) out[i] = Fp16ToFloat(in[i]);
+        });
         return absl::OkStatus();
       }
       case DType::kBF16: {
         const uint16_t* in = static_cast<const uint16_t*>(src);
-#pragma omp parallel for schedule(static)
-        for (int64_t i = 0; i < n; ++i) out[i] = Bf16ToFloat(in[i]);
+        pool_.ParallelFor(n, kElementGrain, [&](int64_t b, int64_t e, int) {
+          for (int64_t i = b; i < e; ++i) out[i] = Bf16ToFloat(in[i]);
+        });
         return absl::OkStatus();
       }
       case DType::kI32:
@@ -193,7 +196,6 @@ class CpuBackend final : public Backend {
             "token id ", ids[t], " outside [0, ", table.rows, ")"));
       }
     }
-#pragma omp parallel for schedule(static)
     for (int t = 0; t < num_tokens; ++t) {
       std::memcpy(Row(out, t), Row(table, ids[t]), table.cols * sizeof(float));
     }
@@ -229,26 +231,28 @@ class CpuBackend final : public Backend {
           "cpu backend: layernorm shape mismatch");
     }
     const int64_t h = in.cols;
-#pragma omp parallel for schedule(static)
-    for (int64_t t = 0; t < in.rows; ++t) {
-      const float* x = Row(in, t);
-      float* y = Row(out, t);
-      double mean = 0.0;
-      for (int64_t i = 0; i < h; ++i) mean += x[i];
-      mean /= static_cast<double>(h);
-      double var = 0.0;
-      for (int64_t i = 0; i < h; ++i) {
-        const double d = x[i] - mean;
-        var += d * d;
+    const int64_t grain = std::max<int64_t>(1, kElementGrain / h);
+    pool_.ParallelFor(in.rows, grain, [&](int64_t begin, int64_t end, int) {
+      for (int64_t t = begin; t < end; ++t) {
+        const float* x = Row(in, t);
+        float* y = Row(out, t);
+        double mean = 0.0;
+        for (int64_t i = 0; i < h; ++i) mean += x[i];
+        mean /= static_cast<double>(h);
+        double var = 0.0;
+        for (int64_t i = 0; i < h; ++i) {
+          const double d = x[i] - mean;
+          var += d * d;
+        }
+        var /= static_cast<double>(h);
+        const double inv = 1.0 / std::sqrt(var + eps);
+        for (int64_t i = 0; i < h; ++i) {
+          double v = (x[i] - mean) * inv * gamma[i];
+          if (beta != nullptr) v += beta[i];
+          y[i] = static_cast<float>(v);
+        }
       }
-      var /= static_cast<double>(h);
-      const double inv = 1.0 / std::sqrt(var + eps);
-      for (int64_t i = 0; i < h; ++i) {
-        double v = (x[i] - mean) * inv * gamma[i];
-        if (beta != nullptr) v += beta[i];
-        y[i] = static_cast<float>(v);
-      }
-    }
+    });
     return absl::OkStatus();
   }
 
@@ -277,48 +281,51 @@ class CpuBackend final : public Backend {
     const int64_t row_tiles = (rows + tile - 1) / tile;
     const int64_t col_blocks = (n + kColumnBlock - 1) / kColumnBlock;
     const float* w = static_cast<const float*>(weight.data);
-#pragma omp parallel
-    {
-      std::vector<float> padded_in(tile * k);
-      std::vector<float> product(tile * std::min(n, kColumnBlock));
-#pragma omp for collapse(2) schedule(dynamic)
-      for (int64_t rt = 0; rt < row_tiles; ++rt) {
-        for (int64_t cb = 0; cb < col_blocks; ++cb) {
-          const int64_t r0 = rt * tile;
-          const int64_t live_rows = std::min(tile, rows - r0);
-          const int64_t c0 = cb * kColumnBlock;
-          const int64_t cols = std::min(kColumnBlock, n - c0);
-          // Always a full tile: copy and zero-pad a partial one.
-          const float* a = Row(in, r0);
-          int64_t lda = in.row_stride;
-          if (live_rows < tile) {
-            std::fill(padded_in.begin(), padded_in.end(), 0.0f);
+    // Per-thread scratch: a zero-padded input tile and one product block.
+    padded_in_.resize(pool_.num_threads());
+    product_.resize(pool_.num_threads());
+    pool_.ParallelFor(
+        row_tiles * col_blocks, 1, [&](int64_t begin, int64_t end, int thread) {
+          std::vector<float>& padded_in = padded_in_[thread];
+          std::vector<float>& product = product_[thread];
+          padded_in.resize(tile * k);
+          product.resize(tile * std::min(n, kColumnBlock));
+          for (int64_t task = begin; task < end; ++task) {
+            const int64_t rt = task / col_blocks, cb = task % col_blocks;
+            const int64_t r0 = rt * tile;
+            const int64_t live_rows = std::min(tile, rows - r0);
+            const int64_t c0 = cb * kColumnBlock;
+            const int64_t cols = std::min(kColumnBlock, n - c0);
+            // Always a full tile: copy and zero-pad a partial one.
+            const float* a = Row(in, r0);
+            int64_t lda = in.row_stride;
+            if (live_rows < tile) {
+              std::fill(padded_in.begin(), padded_in.end(), 0.0f);
+              for (int64_t r = 0; r < live_rows; ++r) {
+                std::memcpy(padded_in.data() + r * k, Row(in, r0 + r),
+                            k * sizeof(float));
+              }
+              a = padded_in.data();
+              lda = k;
+            }
+            Sgemm(a, lda, tile, w + c0 * weight.row_stride, weight.row_stride,
+                  cols, k, product.data(), cols);
             for (int64_t r = 0; r < live_rows; ++r) {
-              std::memcpy(padded_in.data() + r * k, Row(in, r0 + r),
-                          k * sizeof(float));
-            }
-            a = padded_in.data();
-            lda = k;
-          }
-          Sgemm(a, lda, tile, w + c0 * weight.row_stride, weight.row_stride,
-                cols, k, product.data(), cols);
-          for (int64_t r = 0; r < live_rows; ++r) {
-            const float* p = product.data() + r * cols;
-            float* y = Row(out, r0 + r) + c0;
-            const float* res =
-                has_residual ? Row(epi.residual, r0 + r) + c0 : nullptr;
-            for (int64_t c = 0; c < cols; ++c) {
-              float v = epi.alpha * p[c];
-              if (epi.bias != nullptr) v += epi.bias[c0 + c];
-              if (epi.clamp > 0.0f) v = std::clamp(v, -epi.clamp, epi.clamp);
-              v = Gelu(epi.activation, v);
-              if (res != nullptr) v += res[c];
-              y[c] = v;
+              const float* p = product.data() + r * cols;
+              float* y = Row(out, r0 + r) + c0;
+              const float* res =
+                  has_residual ? Row(epi.residual, r0 + r) + c0 : nullptr;
+              for (int64_t c = 0; c < cols; ++c) {
+                float v = epi.alpha * p[c];
+                if (epi.bias != nullptr) v += epi.bias[c0 + c];
+                if (epi.clamp > 0.0f) v = std::clamp(v, -epi.clamp, epi.clamp);
+                v = Gelu(epi.activation, v);
+                if (res != nullptr) v += res[c];
+                y[c] = v;
+              }
             }
           }
-        }
-      }
-    }
+        });
     return absl::OkStatus();
   }
 
@@ -340,7 +347,6 @@ class CpuBackend final : public Backend {
     }
     float* kpool = static_cast<float*>(kv.k);
     float* vpool = static_cast<float*>(kv.v);
-#pragma omp parallel for schedule(static)
     for (int t = 0; t < num_tokens; ++t) {
       const int32_t slot = slot_mapping[t];
       if (slot < 0) continue;  // padding row
@@ -401,12 +407,13 @@ class CpuBackend final : public Backend {
     const float* kpool = static_cast<const float*>(kv.k);
     const float* vpool = static_cast<const float*>(kv.v);
     const int64_t tasks = int64_t{meta.num_tokens} * num_heads;
-#pragma omp parallel
-    {
-      std::vector<float> scores;
-      std::vector<double> acc(d);
-#pragma omp for schedule(dynamic, 4)
-      for (int64_t task = 0; task < tasks; ++task) {
+    scores_.resize(pool_.num_threads());
+    acc_.resize(pool_.num_threads());
+    pool_.ParallelFor(tasks, 4, [&](int64_t begin, int64_t end, int thread) {
+      std::vector<float>& scores = scores_[thread];
+      std::vector<double>& acc = acc_[thread];
+      acc.resize(d);
+      for (int64_t task = begin; task < end; ++task) {
         const int t = static_cast<int>(task / num_heads);
         const int h = static_cast<int>(task % num_heads);
         const int s = seq_of[t];
@@ -443,15 +450,22 @@ class CpuBackend final : public Backend {
         float* o = Row(out, t) + h * d;
         for (int i = 0; i < d; ++i) o[i] = static_cast<float>(acc[i] / sum);
       }
-    }
+    });
     return absl::OkStatus();
   }
 
   void set_row_tile(int tile) { row_tile_ = tile; }
 
  private:
+  // Elements per parallel piece for cheap element-wise loops.
+  static constexpr int64_t kElementGrain = 1 << 16;
+
   int num_threads_;
   int row_tile_ = 1;
+  ThreadPool pool_{num_threads_};
+  // Per-thread scratch.
+  std::vector<std::vector<float>> padded_in_, product_, scores_;
+  std::vector<std::vector<double>> acc_;
 };
 
 }  // namespace
@@ -465,8 +479,9 @@ absl::StatusOr<std::unique_ptr<Backend>> CreateCpuBackend(int num_threads) {
   if (num_threads < 0) {
     return absl::InvalidArgumentError("cpu backend: num_threads must be >= 0");
   }
-  if (num_threads == 0) num_threads = omp_get_num_procs();
-  omp_set_num_threads(num_threads);
+  if (num_threads == 0) {
+    num_threads = std::max(1u, std::thread::hardware_concurrency());
+  }
   openblas_set_num_threads(1);  // Linear parallelises over tiles itself
   auto backend = std::make_unique<CpuBackend>(num_threads);
   backend->set_row_tile(LinearRowTile());
