@@ -5,15 +5,21 @@
 //   back (exactly for BLOOM, which has no normalizer; up to NFC for NeoX);
 // - Decode of arbitrary id sequences (unknown ids included) is valid UTF-8;
 // - IncrementalDecoder deltas are valid UTF-8 and concatenate to Decode.
+// Short inputs are also tried as a tokenizer.json (FromJson must fail
+// cleanly or give a working tokenizer) and as an Oniguruma pattern (the
+// translation and PCRE2 must fail cleanly or give in-bounds, ordered
+// matches on character boundaries).
 // Any violation aborts, which libFuzzer (or the replay test) reports.
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/string_view.h"
+#include "server/tokenizer/regex.h"
 #include "server/tokenizer/tokenizer.h"
 #include "server/tokenizer/unicode.h"
 #include "server/tokenizer/utf8.h"
@@ -109,6 +115,45 @@ void CheckIds(const Tokenizer& t, const uint8_t* data, size_t size) {
   CheckStreaming(t, ids, /*skip_special=*/true);
 }
 
+void CheckMatches(const internal::Regex& regex, absl::string_view text) {
+  std::vector<std::pair<size_t, size_t>> matches;
+  if (!regex.FindAll(text, &matches).ok()) return;  // a PCRE2 limit
+  size_t previous_end = 0;
+  auto boundary = [&](size_t pos) {
+    return pos == text.size() ||
+           (static_cast<unsigned char>(text[pos]) & 0xC0) != 0x80;
+  };
+  for (const auto& [start, end] : matches) {
+    FUZZ_CHECK(start <= end && end <= text.size());
+    FUZZ_CHECK(start >= previous_end);
+    FUZZ_CHECK(boundary(start) && boundary(end));
+    previous_end = end;
+  }
+}
+
+void CheckRegex(absl::string_view pattern) {
+  auto regex = internal::Regex::CompileOniguruma(pattern);
+  if (!regex.ok()) {
+    FUZZ_CHECK(regex.status().code() == absl::StatusCode::kInvalidArgument);
+    return;
+  }
+  CheckMatches(**regex, "Hello world's (test)|x, \u00e9t\u00e9 123 \n\n ");
+  if (internal::IsValidUtf8(pattern)) CheckMatches(**regex, pattern);
+}
+
+void CheckTokenizerJson(absl::string_view json) {
+  auto tokenizer = Tokenizer::FromJson(json);
+  if (!tokenizer.ok()) return;
+  const Tokenizer& t = **tokenizer;
+  for (const absl::string_view text :
+       {absl::string_view("Hello world!"), json}) {
+    const auto ids = t.Encode(text);
+    if (!ids.ok()) continue;
+    for (const int32_t id : *ids) FUZZ_CHECK(id >= 0 && id < t.vocab_size());
+    CheckStreaming(t, *ids, /*skip_special=*/false);
+  }
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -119,5 +164,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   CheckText(neox, bytes, /*normalizes=*/true);
   CheckIds(bloom, data, size);
   CheckIds(neox, data, size);
+  if (size <= 4096) CheckTokenizerJson(bytes);
+  if (size <= 512) CheckRegex(bytes);
   return 0;
 }
