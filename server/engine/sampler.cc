@@ -1,0 +1,162 @@
+#include "server/engine/sampler.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+
+namespace alibi::engine {
+namespace {
+
+// Below this temperature sampling is greedy (vLLM's _SAMPLING_EPS).
+constexpr float kGreedyTemperature = 1e-5f;
+
+// Orders token ids by descending value, lowest id first among equals.
+struct ByValueDesc {
+  const float* values;
+  bool operator()(int32_t a, int32_t b) const {
+    return values[a] > values[b] || (values[a] == values[b] && a < b);
+  }
+};
+
+int32_t Argmax(absl::Span<const float> values) {
+  int32_t best = 0;
+  for (size_t i = 1; i < values.size(); ++i) {
+    if (values[i] > values[best]) best = static_cast<int32_t>(i);
+  }
+  return best;
+}
+
+}  // namespace
+
+SamplerState::SamplerState(const SamplingOptions& options,
+                           absl::Span<const int32_t> prompt)
+    : options_(options),
+      rng_(options.seed.has_value() ? *options.seed
+                                    : (uint64_t{std::random_device{}()} << 32) ^
+                                          std::random_device{}()) {
+  if (options.repetition_penalty != 1.0f)
+    seen_.insert(prompt.begin(), prompt.end());
+}
+
+void SamplerState::AddOutputToken(int32_t token) {
+  ++output_counts_[token];
+  if (options_.repetition_penalty != 1.0f) seen_.insert(token);
+}
+
+double SamplerState::NextUniform() {
+  return std::uniform_real_distribution<double>(0.0, 1.0)(rng_);
+}
+
+int32_t SampleToken(absl::Span<const float> logits, SamplerState& state,
+                    absl::Span<const int32_t> banned,
+                    std::vector<float>& scratch) {
+  const SamplingOptions& o = state.options();
+  const int32_t vocab = static_cast<int32_t>(logits.size());
+  scratch.assign(logits.begin(), logits.end());
+  float* l = scratch.data();
+
+  if (o.repetition_penalty != 1.0f) {
+    for (int32_t t : state.seen_tokens()) {
+      if (t < 0 || t >= vocab) continue;
+      l[t] =
+          l[t] > 0 ? l[t] / o.repetition_penalty : l[t] * o.repetition_penalty;
+    }
+  }
+  if (o.frequency_penalty != 0.0f || o.presence_penalty != 0.0f) {
+    for (const auto& [t, count] : state.output_counts()) {
+      if (t < 0 || t >= vocab) continue;
+      l[t] -= o.frequency_penalty * count + o.presence_penalty;
+    }
+  }
+  const float kNegInf = -std::numeric_limits<float>::infinity();
+  int banned_count = 0;
+  for (int32_t t : banned) {
+    if (t >= 0 && t < vocab && l[t] != kNegInf) {
+      l[t] = kNegInf;
+      ++banned_count;
+    }
+  }
+  if (banned_count == vocab) {  // nothing left: ignore the ban
+    scratch.assign(logits.begin(), logits.end());
+  }
+
+  if (o.temperature < kGreedyTemperature) {
+    return Argmax(absl::MakeConstSpan(scratch));
+  }
+
+  // Unnormalised probabilities p_i = exp((l_i - max) / T); p_max = 1.
+  const float max_logit = l[Argmax(absl::MakeConstSpan(scratch))];
+  const float inv_t = 1.0f / o.temperature;
+  for (int32_t t = 0; t < vocab; ++t) {
+    l[t] = std::exp((l[t] - max_logit) * inv_t);
+  }
+  // Candidates: tokens still possible, after min_p.
+  std::vector<int32_t> kept;
+  kept.reserve(vocab);
+  const float min_prob = o.min_p;  // relative to p_max = 1
+  for (int32_t t = 0; t < vocab; ++t) {
+    if (l[t] > 0.0f && l[t] >= min_prob) kept.push_back(t);
+  }
+  if (kept.empty()) return Argmax(logits);
+  const bool use_top_k = o.top_k > 0 && o.top_k < static_cast<int>(kept.size());
+  const bool use_top_p = o.top_p < 1.0f;
+  if (use_top_k || use_top_p) {
+    ByValueDesc order{l};
+    if (use_top_k) {
+      std::nth_element(kept.begin(), kept.begin() + o.top_k, kept.end(), order);
+      kept.resize(o.top_k);
+    }
+    std::sort(kept.begin(), kept.end(), order);
+    if (use_top_p) {
+      double total = 0.0;
+      for (int32_t t : kept) total += l[t];
+      double cumulative = 0.0;
+      size_t n = 0;
+      while (n < kept.size()) {
+        cumulative += l[kept[n++]];
+        if (cumulative >= o.top_p * total) break;
+      }
+      kept.resize(n);
+    }
+  }
+  double total = 0.0;
+  for (int32_t t : kept) total += l[t];
+  const double target = state.NextUniform() * total;
+  double cumulative = 0.0;
+  for (int32_t t : kept) {
+    cumulative += l[t];
+    if (target < cumulative) return t;
+  }
+  return kept.back();  // rounding at the very end of the range
+}
+
+LogprobResult ComputeLogprobs(absl::Span<const float> logits, int32_t token,
+                              int top_n) {
+  const int32_t vocab = static_cast<int32_t>(logits.size());
+  const float max_logit = logits[Argmax(logits)];
+  double sum = 0.0;
+  for (float x : logits) sum += std::exp(static_cast<double>(x - max_logit));
+  const double log_z = max_logit + std::log(sum);
+  LogprobResult result;
+  if (token >= 0 && token < vocab) {
+    result.logprob = static_cast<float>(logits[token] - log_z);
+  } else {
+    result.logprob = -std::numeric_limits<float>::infinity();
+  }
+  top_n = std::min(top_n, static_cast<int>(vocab));
+  if (top_n > 0) {
+    std::vector<int32_t> ids(vocab);
+    std::iota(ids.begin(), ids.end(), 0);
+    ByValueDesc order{logits.data()};
+    std::partial_sort(ids.begin(), ids.begin() + top_n, ids.end(), order);
+    result.top.reserve(top_n);
+    for (int i = 0; i < top_n; ++i) {
+      result.top.push_back(
+          {ids[i], static_cast<float>(logits[ids[i]] - log_z)});
+    }
+  }
+  return result;
+}
+
+}  // namespace alibi::engine

@@ -1,0 +1,93 @@
+// Token sampling and log-probabilities on one row of logits (host, fp32).
+//
+// Processing order (vLLM semantics):
+//   1. penalties on the raw logits: repetition (prompt + output tokens:
+//      positive logits divided by it, negative ones multiplied), frequency
+//      (minus count in output), presence (minus once if in output);
+//   2. tokens that may not end the sequence yet (min_tokens) get -inf;
+//   3. temperature 0: greedy argmax (lowest id wins ties); otherwise
+//      softmax(logits / temperature), then min_p (drop p < min_p * p_max),
+//      top_k, top_p (smallest prefix of the sorted distribution reaching
+//      top_p), renormalise, draw one uniform from the request's own RNG.
+// Returned log-probabilities are those of the model's raw distribution
+// (log_softmax of the unprocessed logits), as vLLM reports by default.
+//
+// A request's SamplerState carries its RNG: one draw per sampled token, so a
+// seeded request produces the same tokens whatever else shares its batch.
+//
+// Thread-safety: functions are pure apart from the SamplerState passed in;
+// a SamplerState belongs to one request.
+#ifndef ALIBI_SERVER_ENGINE_SAMPLER_H_
+#define ALIBI_SERVER_ENGINE_SAMPLER_H_
+
+#include <cstdint>
+#include <optional>
+#include <random>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/types/span.h"
+
+namespace alibi::engine {
+
+struct SamplingOptions {
+  float temperature = 1.0f;  // 0: greedy
+  int top_k = 0;             // 0: off
+  float top_p = 1.0f;        // 1: off
+  float min_p = 0.0f;        // 0: off
+  float repetition_penalty = 1.0f;
+  float presence_penalty = 0.0f;
+  float frequency_penalty = 0.0f;
+  std::optional<uint64_t> seed;  // none: a random seed
+};
+
+struct TopLogprob {
+  int32_t token = 0;
+  float logprob = 0.0f;
+};
+
+// Per-request sampling state: the RNG and token counts for penalties.
+class SamplerState {
+ public:
+  // `seed` none: seeded from std::random_device.
+  SamplerState(const SamplingOptions& options,
+               absl::Span<const int32_t> prompt);
+
+  const SamplingOptions& options() const { return options_; }
+  // Records a generated token (for the penalties).
+  void AddOutputToken(int32_t token);
+  double NextUniform();  // in [0, 1)
+
+  const absl::flat_hash_map<int32_t, int>& output_counts() const {
+    return output_counts_;
+  }
+  // Tokens of the prompt and output (kept only with a repetition penalty).
+  const absl::flat_hash_set<int32_t>& seen_tokens() const { return seen_; }
+
+ private:
+  SamplingOptions options_;
+  std::mt19937_64 rng_;
+  absl::flat_hash_set<int32_t> seen_;
+  absl::flat_hash_map<int32_t, int> output_counts_;  // token -> count
+};
+
+// Chooses the next token from `logits` ([vocab]). `banned` tokens (e.g. EOS
+// before min_tokens) are never chosen unless every token is banned.
+// `scratch` avoids per-call allocations.
+int32_t SampleToken(absl::Span<const float> logits, SamplerState& state,
+                    absl::Span<const int32_t> banned,
+                    std::vector<float>& scratch);
+
+// log_softmax of `logits` at `token`, and the `top_n` most likely tokens
+// (best first, lowest id first among equals).
+struct LogprobResult {
+  float logprob = 0.0f;
+  std::vector<TopLogprob> top;
+};
+LogprobResult ComputeLogprobs(absl::Span<const float> logits, int32_t token,
+                              int top_n);
+
+}  // namespace alibi::engine
+
+#endif  // ALIBI_SERVER_ENGINE_SAMPLER_H_

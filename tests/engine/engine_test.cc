@@ -1,0 +1,609 @@
+// The engine end to end on the CPU backend with the fixture models: batch
+// invariance (with preemption, chunked prefill and prefix caching), seeded
+// sampling, stop conditions, cancellation, admission control and failure
+// isolation.
+#include "server/engine/engine.h"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "kernels/backend.h"
+#include "nlohmann/json.hpp"
+#include "server/metrics/metrics.h"
+#include "server/model/model.h"
+#include "server/tokenizer/tokenizer.h"
+
+namespace alibi::engine {
+namespace {
+
+using kernels::Backend;
+
+std::string ModelDir(const std::string& name) {
+  return std::string(ALIBI_TEST_DATA_DIR) + "/models/" + name;
+}
+
+// Forwards every call to a CPU backend; fails attention while `fail` is set.
+class FaultyBackend : public Backend {
+ public:
+  explicit FaultyBackend(std::unique_ptr<Backend> inner)
+      : inner_(std::move(inner)) {}
+  std::atomic<bool> fail{false};
+
+  std::string Name() const override { return inner_->Name(); }
+  absl::string_view Kind() const override { return inner_->Kind(); }
+  kernels::DType weight_dtype() const override {
+    return inner_->weight_dtype();
+  }
+  kernels::DType activation_dtype() const override {
+    return inner_->activation_dtype();
+  }
+  kernels::DType kv_dtype() const override { return inner_->kv_dtype(); }
+  absl::StatusOr<kernels::Buffer> Allocate(size_t bytes) override {
+    return inner_->Allocate(bytes);
+  }
+  absl::Status CopyToDevice(void* d, const void* s, size_t n) override {
+    return inner_->CopyToDevice(d, s, n);
+  }
+  absl::Status CopyToHost(void* d, const void* s, size_t n) override {
+    return inner_->CopyToHost(d, s, n);
+  }
+  absl::Status Synchronize() override { return inner_->Synchronize(); }
+  kernels::MemoryInfo GetMemoryInfo() const override {
+    return inner_->GetMemoryInfo();
+  }
+  absl::Status UploadConvert(const void* src, kernels::DType sd, size_t n,
+                             void* dst, kernels::DType dd) override {
+    return inner_->UploadConvert(src, sd, n, dst, dd);
+  }
+  absl::Status Embedding(const int32_t* ids, int n, kernels::TensorView table,
+                         kernels::TensorView out) override {
+    return inner_->Embedding(ids, n, table, out);
+  }
+  absl::Status GatherRows(kernels::TensorView in, const int32_t* rows, int n,
+                          kernels::TensorView out) override {
+    return inner_->GatherRows(in, rows, n, out);
+  }
+  absl::Status LayerNorm(kernels::TensorView in, const float* g, const float* b,
+                         float eps, kernels::TensorView out) override {
+    return inner_->LayerNorm(in, g, b, eps, out);
+  }
+  absl::Status Linear(kernels::TensorView in, kernels::TensorView w,
+                      const kernels::LinearEpilogue& e,
+                      kernels::TensorView out) override {
+    return inner_->Linear(in, w, e, out);
+  }
+  absl::Status WriteKv(kernels::TensorView k, kernels::TensorView v,
+                       const int32_t* slots, int n,
+                       const kernels::PagedKvView& kv) override {
+    return inner_->WriteKv(k, v, slots, n, kv);
+  }
+  absl::Status PagedAttention(kernels::TensorView q,
+                              const kernels::PagedKvView& kv,
+                              const kernels::AttentionMeta& meta,
+                              const float* slopes, int heads, float scale,
+                              kernels::TensorView out) override {
+    if (fail.load()) return absl::DataLossError("injected attention failure");
+    return inner_->PagedAttention(q, kv, meta, slopes, heads, scale, out);
+  }
+
+ private:
+  std::unique_ptr<Backend> inner_;
+};
+
+struct TestEngine {
+  std::unique_ptr<metrics::Metrics> metrics;
+  std::shared_ptr<const tokenizer::Tokenizer> tokenizer;
+  FaultyBackend* backend = nullptr;  // owned by the engine
+  std::unique_ptr<Engine> engine;
+};
+
+TestEngine MakeEngine(const std::string& model, EngineConfig config) {
+  const std::string dir =
+      model.find('/') == std::string::npos ? ModelDir(model) : model;
+  TestEngine t;
+  t.metrics = std::make_unique<metrics::Metrics>(metrics::MetricsOptions{});
+  kernels::BackendOptions options;
+  options.device = "cpu";
+  options.num_threads = 2;
+  auto cpu = kernels::CreateBackend(options);
+  EXPECT_TRUE(cpu.ok()) << cpu.status();
+  auto backend = std::make_unique<FaultyBackend>(std::move(*cpu));
+  t.backend = backend.get();
+  auto loaded = model::Model::Load(dir, backend.get());
+  EXPECT_TRUE(loaded.ok()) << loaded.status();
+  auto tok = tokenizer::Tokenizer::FromFile(dir + "/tokenizer.json");
+  EXPECT_TRUE(tok.ok()) << tok.status();
+  t.tokenizer = std::shared_ptr<const tokenizer::Tokenizer>(std::move(*tok));
+  auto engine = Engine::Create(config, std::move(backend), std::move(*loaded),
+                               t.tokenizer, t.metrics.get());
+  EXPECT_TRUE(engine.ok()) << engine.status();
+  t.engine = std::move(*engine);
+  return t;
+}
+
+// Reads a stream to its end, merging the deltas.
+RequestDelta Drain(RequestStream& stream) {
+  RequestDelta all;
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::minutes(2);
+  while (!all.finished) {
+    std::optional<RequestDelta> d = stream.WaitAndTake(absl::Seconds(1));
+    if (d.has_value()) all.Merge(std::move(*d));
+    if (std::chrono::steady_clock::now() > deadline) {
+      ADD_FAILURE() << "request " << stream.id() << " never finished";
+      break;
+    }
+  }
+  return all;
+}
+
+GenerationRequest Greedy(std::vector<int32_t> prompt, int max_tokens) {
+  GenerationRequest r;
+  r.prompt = std::move(prompt);
+  r.max_tokens = max_tokens;
+  r.sampling.temperature = 0.0f;
+  r.ignore_eos = true;
+  return r;
+}
+
+// 32 requests of mixed prompt and output lengths; with `shared_prefix` every
+// prompt starts with the same 40 tokens.
+std::vector<GenerationRequest> MixedRequests(int vocab, bool shared_prefix,
+                                             uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<int32_t> token(3, std::min(vocab, 30000) - 1);
+  std::vector<int32_t> prefix(40);
+  for (int32_t& t : prefix) t = token(rng);
+  std::vector<GenerationRequest> out;
+  for (int i = 0; i < 32; ++i) {
+    std::vector<int32_t> prompt;
+    if (shared_prefix) prompt = prefix;
+    const int len = 1 + static_cast<int>(rng() % 60);
+    for (int j = 0; j < len; ++j) prompt.push_back(token(rng));
+    out.push_back(Greedy(std::move(prompt), 4 + static_cast<int>(rng() % 20)));
+  }
+  return out;
+}
+
+std::vector<std::vector<int32_t>> RunAlone(
+    Engine& engine, const std::vector<GenerationRequest>& reqs) {
+  std::vector<std::vector<int32_t>> out;
+  for (const GenerationRequest& r : reqs) {
+    auto stream = engine.Submit(r);
+    EXPECT_TRUE(stream.ok()) << stream.status();
+    RequestDelta d = Drain(**stream);
+    EXPECT_TRUE(d.status.ok()) << d.status;
+    out.push_back(d.token_ids);
+  }
+  return out;
+}
+
+std::vector<RequestDelta> RunTogether(
+    Engine& engine, const std::vector<GenerationRequest>& reqs) {
+  std::vector<std::shared_ptr<RequestStream>> streams;
+  for (const GenerationRequest& r : reqs) {
+    auto stream = engine.Submit(r);
+    EXPECT_TRUE(stream.ok()) << stream.status();
+    streams.push_back(*stream);
+  }
+  std::vector<RequestDelta> out;
+  for (auto& s : streams) out.push_back(Drain(*s));
+  return out;
+}
+
+int NeededBlocks(const std::vector<GenerationRequest>& reqs, int block_size) {
+  int blocks = 0;
+  for (const auto& r : reqs) {
+    blocks +=
+        (static_cast<int>(r.prompt.size()) + r.max_tokens + block_size - 1) /
+        block_size;
+  }
+  return blocks;
+}
+
+void ExpectIdle(Engine& engine) {
+  // The engine publishes a request's end before its own bookkeeping for the
+  // step is visible in the snapshot; give it a moment.
+  EngineSnapshot s;
+  for (int i = 0; i < 200; ++i) {
+    s = engine.GetSnapshot();
+    if (!s.has_work && s.kv.num_used_blocks == 0) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_FALSE(s.has_work);
+  EXPECT_EQ(s.num_live_requests, 0);
+  EXPECT_EQ(s.kv.num_used_blocks, 0);
+  EXPECT_EQ(s.num_running, 0);
+  EXPECT_EQ(s.num_waiting, 0);
+}
+
+struct InvarianceCase {
+  std::string model;
+  bool shared_prefix;
+  int pool_divisor;  // pool = needed blocks / divisor (1: ample)
+  int token_budget;
+};
+
+class BatchInvarianceTest : public ::testing::TestWithParam<InvarianceCase> {};
+
+TEST_P(BatchInvarianceTest, ConcurrentGreedyEqualsAlone) {
+  const InvarianceCase& c = GetParam();
+  EngineConfig reference_config;
+  reference_config.num_blocks = 64;
+  TestEngine alone = MakeEngine(c.model, reference_config);
+  const int vocab = alone.engine->model_config().vocab_size;
+  const std::vector<GenerationRequest> reqs =
+      MixedRequests(vocab, c.shared_prefix, 17);
+  const auto expected = RunAlone(*alone.engine, reqs);
+
+  EngineConfig config;
+  config.block_size = 16;
+  config.num_blocks = std::max(8, NeededBlocks(reqs, 16) / c.pool_divisor);
+  config.max_num_batched_tokens = c.token_budget;
+  TestEngine together = MakeEngine(c.model, config);
+  const auto results = RunTogether(*together.engine, reqs);
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    ASSERT_TRUE(results[i].status.ok()) << results[i].status;
+    EXPECT_EQ(results[i].token_ids, expected[i]) << "request " << i;
+    EXPECT_EQ(results[i].finish_reason, FinishReason::kLength);
+    EXPECT_EQ(results[i].completion_tokens, reqs[i].max_tokens);
+  }
+  const EngineSnapshot s = together.engine->GetSnapshot();
+  if (c.pool_divisor > 1) {
+    EXPECT_GT(s.num_preemptions, 0u) << "the small pool forced no preemption";
+  }
+  if (c.shared_prefix) {
+    EXPECT_GT(s.kv.prefix_cache_hits, 0u);
+    EXPECT_NE(
+        together.metrics->SerializeText().find("alibi_prefix_cache_hits_total"),
+        std::string::npos);
+  }
+  ExpectIdle(*together.engine);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Cases, BatchInvarianceTest,
+    ::testing::Values(InvarianceCase{"tiny-bloom", false, 1, 2048},
+                      InvarianceCase{"tiny-mpt", false, 1, 2048},
+                      InvarianceCase{"tiny-bloom", false, 8, 2048},
+                      InvarianceCase{"tiny-mpt", false, 8, 2048},
+                      InvarianceCase{"tiny-bloom", false, 1, 8},
+                      InvarianceCase{"tiny-mpt", true, 1, 2048},
+                      InvarianceCase{"tiny-bloom", true, 8, 24}),
+    [](const auto& info) {
+      const InvarianceCase& c = info.param;
+      std::string name = c.model == "tiny-bloom" ? "Bloom" : "Mpt";
+      if (c.shared_prefix) name += "SharedPrefix";
+      if (c.pool_divisor > 1) name += "SmallPool";
+      if (c.token_budget < 64) name += "ChunkedPrefill";
+      return name;
+    });
+
+TEST(EngineTest, SeededSamplingIsReproducibleAcrossBatches) {
+  EngineConfig config;
+  config.num_blocks = 128;
+  TestEngine t = MakeEngine("tiny-mpt", config);
+  GenerationRequest seeded = Greedy({100, 200, 300, 400}, 24);
+  seeded.sampling.temperature = 0.9f;
+  seeded.sampling.top_p = 0.95f;
+  seeded.sampling.top_k = 50;
+  seeded.sampling.seed = 1234;
+  const auto alone = RunAlone(*t.engine, {seeded, seeded});
+  EXPECT_EQ(alone[0], alone[1]);
+  // With other (unseeded, sampled) traffic around it.
+  std::vector<GenerationRequest> mix =
+      MixedRequests(t.engine->model_config().vocab_size, false, 5);
+  for (auto& r : mix) r.sampling.temperature = 1.0f;
+  mix.insert(mix.begin() + 7, seeded);
+  const auto together = RunTogether(*t.engine, mix);
+  EXPECT_EQ(together[7].token_ids, alone[0]);
+  GenerationRequest other_seed = seeded;
+  other_seed.sampling.seed = 4321;
+  EXPECT_NE(RunAlone(*t.engine, {other_seed})[0], alone[0]);
+}
+
+TEST(EngineTest, StreamedTextEqualsDecodeAndCarriesUsage) {
+  EngineConfig config;
+  config.num_blocks = 64;
+  TestEngine t = MakeEngine("tiny-bloom", config);
+  auto ids = t.tokenizer->Encode("In the beginning");
+  ASSERT_TRUE(ids.ok());
+  GenerationRequest r = Greedy(*ids, 20);
+  r.logprobs = 3;
+  auto stream = t.engine->Submit(r);
+  ASSERT_TRUE(stream.ok());
+  RequestDelta d = Drain(**stream);
+  ASSERT_TRUE(d.status.ok());
+  EXPECT_EQ(d.token_ids.size(), 20u);
+  EXPECT_EQ(d.text, t.tokenizer->Decode(d.token_ids, true));
+  EXPECT_EQ(d.prompt_tokens, static_cast<int>(ids->size()));
+  EXPECT_EQ(d.completion_tokens, 20);
+  ASSERT_EQ(d.logprobs.size(), 20u);
+  for (size_t i = 0; i < d.logprobs.size(); ++i) {
+    EXPECT_EQ(d.logprobs[i].token, d.token_ids[i]);
+    ASSERT_EQ(d.logprobs[i].top.size(), 3u);
+    // Greedy: the chosen token is the most likely one.
+    EXPECT_EQ(d.logprobs[i].top[0].token, d.token_ids[i]);
+    EXPECT_FLOAT_EQ(d.logprobs[i].top[0].logprob, d.logprobs[i].logprob);
+  }
+  EXPECT_LE(d.timings.arrival, d.timings.scheduled);
+  EXPECT_LE(d.timings.scheduled, d.timings.first_token);
+  EXPECT_LE(d.timings.first_token, d.timings.last_token);
+}
+
+TEST(EngineTest, StopConditions) {
+  EngineConfig config;
+  config.num_blocks = 64;
+  TestEngine t = MakeEngine("tiny-mpt", config);
+  const std::vector<int32_t> prompt = {39, 9439, 76, 600};
+  const std::vector<int32_t> free_run =
+      RunAlone(*t.engine, {Greedy(prompt, 16)})[0];
+  ASSERT_EQ(free_run.size(), 16u);
+
+  // Stop token id: the 5th generated token ends the request (kept in ids).
+  GenerationRequest by_id = Greedy(prompt, 16);
+  by_id.stop_token_ids = {free_run[4]};
+  auto s1 = t.engine->Submit(by_id);
+  RequestDelta d1 = Drain(**s1);
+  const size_t first_hit =
+      std::find(free_run.begin(), free_run.end(), free_run[4]) -
+      free_run.begin();
+  EXPECT_EQ(d1.finish_reason, FinishReason::kStop);
+  EXPECT_EQ(d1.token_ids.size(), first_hit + 1);
+  EXPECT_EQ(d1.stop_reason, std::to_string(free_run[4]));
+
+  // min_tokens: the stop id cannot end it earlier than min_tokens.
+  GenerationRequest with_min = by_id;
+  with_min.min_tokens = 10;
+  RequestDelta d2 = Drain(**t.engine->Submit(with_min));
+  EXPECT_GE(d2.token_ids.size(), 10u);
+
+  // A stop string taken from the free-running text ends it there and is
+  // excluded from the output (or included on request).
+  const std::string full = t.tokenizer->Decode(free_run, true);
+  ASSERT_GE(full.size(), 12u);
+  const std::string stop = full.substr(6, 4);
+  GenerationRequest by_string = Greedy(prompt, 16);
+  by_string.stop = {stop};
+  RequestDelta d3 = Drain(**t.engine->Submit(by_string));
+  EXPECT_EQ(d3.finish_reason, FinishReason::kStop);
+  EXPECT_EQ(d3.stop_reason, stop);
+  EXPECT_EQ(d3.text, full.substr(0, full.find(stop)));
+  by_string.include_stop_str_in_output = true;
+  RequestDelta d4 = Drain(**t.engine->Submit(by_string));
+  EXPECT_EQ(d4.text, full.substr(0, full.find(stop) + stop.size()));
+}
+
+// A copy of a fixture model directory whose config.json names `eos` as the
+// end-of-sequence token (weights and tokenizer are symlinked).
+std::string ModelWithEos(const std::string& name, int eos) {
+  const std::string dir =
+      ::testing::TempDir() + "/" + name + "-eos" + std::to_string(eos);
+  std::filesystem::create_directories(dir);
+  for (const char* file : {"model.safetensors", "tokenizer.json"}) {
+    std::filesystem::remove(dir + "/" + file);
+    std::filesystem::create_symlink(ModelDir(name) + "/" + file,
+                                    dir + "/" + file);
+  }
+  std::ifstream in(ModelDir(name) + "/config.json");
+  nlohmann::json config = nlohmann::json::parse(in);
+  config["eos_token_id"] = eos;
+  std::ofstream(dir + "/config.json") << config.dump(2);
+  return dir;
+}
+
+TEST(EngineTest, EosEndsGenerationUnlessIgnored) {
+  EngineConfig config;
+  config.num_blocks = 64;
+  const std::vector<int32_t> prompt = {39, 9439, 76, 600};
+  std::vector<int32_t> free_run;
+  {
+    TestEngine t = MakeEngine("tiny-mpt", config);
+    free_run = RunAlone(*t.engine, {Greedy(prompt, 12)})[0];
+  }
+  const int32_t eos = free_run[5];
+  const size_t first =
+      std::find(free_run.begin(), free_run.end(), eos) - free_run.begin();
+  TestEngine t = MakeEngine(ModelWithEos("tiny-mpt", eos), config);
+  GenerationRequest r = Greedy(prompt, 12);
+  r.ignore_eos = false;
+  RequestDelta d = Drain(**t.engine->Submit(r));
+  EXPECT_EQ(d.finish_reason, FinishReason::kEos);
+  EXPECT_EQ(d.token_ids, std::vector<int32_t>(free_run.begin(),
+                                              free_run.begin() + first + 1));
+  // min_tokens keeps EOS from being sampled before it.
+  r.min_tokens = static_cast<int>(first) + 2;
+  RequestDelta later = Drain(**t.engine->Submit(r));
+  EXPECT_GE(later.token_ids.size(), first + 2);
+  for (size_t i = 0; i < static_cast<size_t>(r.min_tokens); ++i) {
+    EXPECT_NE(later.token_ids[i], eos) << i;
+  }
+  r.min_tokens = 0;
+  r.ignore_eos = true;
+  RequestDelta ignored = Drain(**t.engine->Submit(r));
+  EXPECT_EQ(ignored.token_ids, free_run);
+  EXPECT_EQ(ignored.finish_reason, FinishReason::kLength);
+}
+
+TEST(EngineTest, ScoringMatchesReferenceUnderPressure) {
+  std::ifstream in(std::string(ALIBI_TEST_DATA_DIR) +
+                   "/reference/tiny-mpt.json");
+  const nlohmann::json ref = nlohmann::json::parse(in);
+  EngineConfig config;
+  config.num_blocks = 70;  // long_3x needs 49 blocks; others compete
+  config.max_num_batched_tokens = 100;
+  TestEngine t = MakeEngine("tiny-mpt", config);
+  std::vector<std::shared_ptr<RequestStream>> streams;
+  std::vector<std::vector<double>> want;
+  for (const auto& seq : ref["sequences"]) {
+    GenerationRequest r;
+    r.prompt = seq["token_ids"].get<std::vector<int32_t>>();
+    r.generate = false;
+    r.prompt_logprobs = true;
+    r.prompt_top_logprobs = 2;
+    streams.push_back(*t.engine->Submit(r));
+    want.push_back(seq["prompt_logprobs"].get<std::vector<double>>());
+  }
+  // Greedy traffic alongside.
+  auto traffic = RunTogether(
+      *t.engine, MixedRequests(t.engine->model_config().vocab_size, false, 3));
+  for (size_t i = 0; i < streams.size(); ++i) {
+    RequestDelta d = Drain(*streams[i]);
+    ASSERT_TRUE(d.status.ok()) << d.status;
+    ASSERT_EQ(d.prompt_logprobs.size(), want[i].size());
+    for (size_t j = 0; j < want[i].size(); ++j) {
+      ASSERT_NEAR(d.prompt_logprobs[j].logprob, want[i][j], 1e-3)
+          << i << "," << j;
+      ASSERT_EQ(d.prompt_logprobs[j].top.size(), 2u);
+    }
+    EXPECT_TRUE(d.token_ids.empty());
+  }
+  ExpectIdle(*t.engine);
+}
+
+TEST(EngineTest, CancellingHundredRequestsReturnsEveryBlock) {
+  EngineConfig config;
+  config.num_blocks = 96;
+  config.max_num_batched_tokens = 64;
+  TestEngine t = MakeEngine("tiny-bloom", config);
+  std::mt19937 rng(99);
+  std::vector<std::shared_ptr<RequestStream>> streams;
+  for (int i = 0; i < 100; ++i) {
+    std::vector<int32_t> prompt(1 + rng() % 50);
+    for (int32_t& x : prompt) x = 5 + static_cast<int32_t>(rng() % 20000);
+    auto s = t.engine->Submit(Greedy(prompt, 40));
+    ASSERT_TRUE(s.ok()) << s.status();
+    streams.push_back(*s);
+  }
+  std::vector<int> order(100);
+  std::iota(order.begin(), order.end(), 0);
+  std::shuffle(order.begin(), order.end(), rng);
+  for (int i : order) {
+    std::this_thread::sleep_for(std::chrono::microseconds(rng() % 3000));
+    t.engine->Cancel(streams[i]->id());
+  }
+  int cancelled = 0;
+  for (auto& s : streams) {
+    RequestDelta d = Drain(*s);
+    ASSERT_TRUE(d.finished);
+    if (d.finish_reason == FinishReason::kCancelled) {
+      ++cancelled;
+      EXPECT_EQ(d.status.code(), absl::StatusCode::kCancelled);
+    }
+  }
+  EXPECT_GT(cancelled, 50);
+  ExpectIdle(*t.engine);
+  // Cancelling a finished or unknown id is harmless.
+  t.engine->Cancel(streams[0]->id());
+  t.engine->Cancel(123456789);
+  ExpectIdle(*t.engine);
+}
+
+TEST(EngineTest, AdmissionControl) {
+  EngineConfig config;
+  config.num_blocks = 64;
+  config.max_num_seqs = 1;
+  config.max_queued_requests = 4;
+  TestEngine t = MakeEngine("tiny-bloom", config);
+  const int max_len = t.engine->config().max_model_len;
+  EXPECT_EQ(max_len, 64 * 16);
+  // Never fits: INVALID_ARGUMENT at once.
+  EXPECT_EQ(t.engine->Submit(Greedy(std::vector<int32_t>(max_len, 5), 1))
+                .status()
+                .code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(t.engine->Submit(Greedy({}, 1)).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(t.engine->Submit(Greedy({-1}, 1)).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  // Queue full: RESOURCE_EXHAUSTED at once for the excess.
+  std::vector<std::shared_ptr<RequestStream>> accepted;
+  int rejected = 0;
+  for (int i = 0; i < 20; ++i) {
+    auto s = t.engine->Submit(Greedy({7, 8, 9}, 100));
+    if (s.ok()) {
+      accepted.push_back(*s);
+    } else {
+      EXPECT_EQ(s.status().code(), absl::StatusCode::kResourceExhausted);
+      ++rejected;
+    }
+  }
+  EXPECT_GE(rejected, 10);
+  for (auto& s : accepted) {
+    RequestDelta d = Drain(*s);
+    EXPECT_TRUE(d.status.ok());
+    EXPECT_EQ(d.token_ids.size(), 100u);
+  }
+  ExpectIdle(*t.engine);
+}
+
+TEST(EngineTest, StepFailureFailsOnlyThatStepsRequests) {
+  EngineConfig config;
+  config.num_blocks = 64;
+  TestEngine t = MakeEngine("tiny-mpt", config);
+  t.backend->fail = true;
+  RequestDelta failed = Drain(**t.engine->Submit(Greedy({1, 2, 3}, 5)));
+  EXPECT_EQ(failed.finish_reason, FinishReason::kError);
+  EXPECT_EQ(failed.status.code(), absl::StatusCode::kInternal);
+  EXPECT_NE(failed.status.message().find("injected"), std::string::npos);
+  t.backend->fail = false;
+  RequestDelta ok = Drain(**t.engine->Submit(Greedy({1, 2, 3}, 5)));
+  EXPECT_TRUE(ok.status.ok());
+  EXPECT_EQ(ok.token_ids.size(), 5u);
+  ExpectIdle(*t.engine);
+}
+
+TEST(EngineTest, ShutdownEndsLiveRequestsAndRefusesNewOnes) {
+  EngineConfig config;
+  config.num_blocks = 64;
+  TestEngine t = MakeEngine("tiny-bloom", config);
+  auto s = t.engine->Submit(Greedy({5, 6, 7}, 900));
+  ASSERT_TRUE(s.ok());
+  t.engine->Shutdown(absl::UnavailableError("draining"));
+  RequestDelta d = Drain(**s);
+  EXPECT_TRUE(d.finished);
+  if (d.finish_reason == FinishReason::kCancelled) {
+    EXPECT_EQ(d.status.code(), absl::StatusCode::kUnavailable);
+  }
+  EXPECT_EQ(t.engine->Submit(Greedy({5}, 1)).status().code(),
+            absl::StatusCode::kUnavailable);
+}
+
+TEST(EngineTest, MetricsCountRequestsAndTokensExactly) {
+  EngineConfig config;
+  config.num_blocks = 64;
+  TestEngine t = MakeEngine("tiny-mpt", config);
+  const auto results = RunTogether(
+      *t.engine, MixedRequests(t.engine->model_config().vocab_size, false, 8));
+  int64_t prompt = 0, generated = 0;
+  for (const auto& d : results) {
+    prompt += d.prompt_tokens;
+    generated += d.completion_tokens;
+  }
+  ExpectIdle(*t.engine);
+  const std::string text = t.metrics->SerializeText();
+  auto value = [&](const std::string& series) {
+    const size_t at = text.find("\n" + series);
+    EXPECT_NE(at, std::string::npos) << series;
+    if (at == std::string::npos) return -1.0;
+    const size_t space = text.find(' ', at + 1 + series.size());
+    return std::stod(text.substr(space + 1));
+  };
+  EXPECT_EQ(value("alibi_prompt_tokens_total{"), prompt);
+  EXPECT_EQ(value("alibi_generation_tokens_total{"), generated);
+  EXPECT_EQ(value("alibi_e2e_request_latency_seconds_count{"), 32);
+  EXPECT_EQ(value("alibi_time_to_first_token_seconds_count{"), 32);
+  EXPECT_EQ(value("alibi_inter_token_latency_seconds_count{"), generated - 32);
+}
+
+}  // namespace
+}  // namespace alibi::engine

@@ -1,0 +1,225 @@
+// Sampler semantics and distribution tests on fixed logits.
+#include "server/engine/sampler.h"
+
+#include <cmath>
+#include <map>
+#include <numeric>
+#include <vector>
+
+#include "gtest/gtest.h"
+
+namespace alibi::engine {
+namespace {
+
+// Pearson chi-square statistic of `counts` against `expected` probabilities
+// (cells with zero expectation must be empty).
+double ChiSquare(const std::vector<int>& counts,
+                 const std::vector<double>& expected, int n, int* dof) {
+  double chi = 0;
+  *dof = -1;
+  for (size_t i = 0; i < counts.size(); ++i) {
+    if (expected[i] == 0) {
+      EXPECT_EQ(counts[i], 0) << "token " << i << " should never be drawn";
+      continue;
+    }
+    const double e = expected[i] * n;
+    chi += (counts[i] - e) * (counts[i] - e) / e;
+    ++*dof;
+  }
+  return chi;
+}
+
+// Upper 0.1% critical values of chi-square for small degrees of freedom.
+double Critical999(int dof) {
+  static const double kTable[] = {0,     10.83, 13.82, 16.27, 18.47, 20.52,
+                                  22.46, 24.32, 26.12, 27.88, 29.59};
+  return kTable[dof];
+}
+
+std::vector<double> Softmax(const std::vector<float>& logits, float t) {
+  std::vector<double> p(logits.size());
+  double m = *std::max_element(logits.begin(), logits.end()), z = 0;
+  for (size_t i = 0; i < p.size(); ++i)
+    z += p[i] = std::exp((logits[i] - m) / t);
+  for (double& x : p) x /= z;
+  return p;
+}
+
+// Draws n tokens from one request state and compares with `expected`.
+void ExpectDistribution(const std::vector<float>& logits,
+                        const SamplingOptions& options,
+                        const std::vector<double>& expected, int n = 20000) {
+  SamplerState state(options, {});
+  std::vector<int> counts(logits.size());
+  std::vector<float> scratch;
+  for (int i = 0; i < n; ++i) ++counts[SampleToken(logits, state, {}, scratch)];
+  int dof = 0;
+  const double chi = ChiSquare(counts, expected, n, &dof);
+  ASSERT_GE(dof, 1);
+  EXPECT_LT(chi, Critical999(dof)) << "dof " << dof;
+}
+
+const std::vector<float> kLogits = {2.0f, 1.5f,  1.0f,  0.5f,
+                                    0.0f, -0.5f, -1.0f, -3.0f};
+
+TEST(SamplerTest, TemperatureFollowsSoftmax) {
+  for (float t : {1.0f, 0.5f, 2.0f}) {
+    SamplingOptions o;
+    o.temperature = t;
+    o.seed = 11;
+    ExpectDistribution(kLogits, o, Softmax(kLogits, t));
+  }
+}
+
+TEST(SamplerTest, TopKKeepsTheKMostLikely) {
+  SamplingOptions o;
+  o.top_k = 3;
+  o.seed = 12;
+  std::vector<double> p = Softmax(kLogits, 1.0f);
+  double z = p[0] + p[1] + p[2];
+  std::vector<double> expected(p.size(), 0.0);
+  for (int i = 0; i < 3; ++i) expected[i] = p[i] / z;
+  ExpectDistribution(kLogits, o, expected);
+}
+
+TEST(SamplerTest, TopPKeepsTheSmallestNucleus) {
+  SamplingOptions o;
+  o.top_p = 0.7f;
+  o.seed = 13;
+  std::vector<double> p = Softmax(kLogits, 1.0f);
+  // Cumulative: p0=.379 p0+p1=.609 p0..p2=.749 >= .7 -> keep 3.
+  ASSERT_LT(p[0] + p[1], 0.7);
+  ASSERT_GE(p[0] + p[1] + p[2], 0.7);
+  double z = p[0] + p[1] + p[2];
+  std::vector<double> expected(p.size(), 0.0);
+  for (int i = 0; i < 3; ++i) expected[i] = p[i] / z;
+  ExpectDistribution(kLogits, o, expected);
+}
+
+TEST(SamplerTest, MinPDropsUnlikelyTokens) {
+  SamplingOptions o;
+  o.min_p = 0.3f;  // keep p >= 0.3 * p_max: logits >= 2 + ln 0.3 = 0.796
+  o.seed = 14;
+  std::vector<double> p = Softmax(kLogits, 1.0f);
+  double z = p[0] + p[1] + p[2];
+  std::vector<double> expected(p.size(), 0.0);
+  for (int i = 0; i < 3; ++i) expected[i] = p[i] / z;
+  ExpectDistribution(kLogits, o, expected);
+}
+
+TEST(SamplerTest, CombinedFiltersWithTemperature) {
+  SamplingOptions o;
+  o.temperature = 0.7f;
+  o.top_k = 5;
+  o.top_p = 0.9f;
+  o.seed = 15;
+  std::vector<double> p = Softmax(kLogits, 0.7f);
+  // top_k 5 then nucleus 0.9 of the renormalised top 5.
+  double z5 = 0;
+  for (int i = 0; i < 5; ++i) z5 += p[i];
+  double cum = 0;
+  int keep = 0;
+  while (keep < 5) {
+    cum += p[keep++] / z5;
+    if (cum >= 0.9) break;
+  }
+  double z = 0;
+  for (int i = 0; i < keep; ++i) z += p[i];
+  std::vector<double> expected(p.size(), 0.0);
+  for (int i = 0; i < keep; ++i) expected[i] = p[i] / z;
+  ExpectDistribution(kLogits, o, expected);
+}
+
+TEST(SamplerTest, GreedyPicksArgmaxLowestIdOnTies) {
+  SamplingOptions o;
+  o.temperature = 0.0f;
+  SamplerState state(o, {});
+  std::vector<float> scratch;
+  std::vector<float> logits = {0.1f, 3.0f, -1.0f, 3.0f};
+  EXPECT_EQ(SampleToken(logits, state, {}, scratch), 1);
+  std::vector<int32_t> banned = {1};
+  EXPECT_EQ(SampleToken(logits, state, banned, scratch), 3);
+}
+
+TEST(SamplerTest, SameSeedSameTokens) {
+  SamplingOptions o;
+  o.seed = 99;
+  std::vector<float> scratch;
+  std::vector<int32_t> first, second;
+  for (auto* out : {&first, &second}) {
+    SamplerState state(o, {});
+    for (int i = 0; i < 200; ++i) {
+      out->push_back(SampleToken(kLogits, state, {}, scratch));
+    }
+  }
+  EXPECT_EQ(first, second);
+  o.seed = 100;
+  SamplerState other(o, {});
+  std::vector<int32_t> third;
+  for (int i = 0; i < 200; ++i) {
+    third.push_back(SampleToken(kLogits, other, {}, scratch));
+  }
+  EXPECT_NE(first, third);
+}
+
+TEST(SamplerTest, PenaltiesFollowVllmSemantics) {
+  SamplingOptions o;
+  o.temperature = 0.0f;
+  o.repetition_penalty = 2.0f;
+  std::vector<int32_t> prompt = {0};
+  SamplerState state(o, prompt);
+  std::vector<float> scratch;
+  // Token 0 (in the prompt): 2.0 / 2 = 1.0 < 1.5 -> token 1 wins.
+  EXPECT_EQ(SampleToken(kLogits, state, {}, scratch), 1);
+
+  SamplingOptions f;
+  f.temperature = 0.0f;
+  f.frequency_penalty = 0.3f;
+  f.presence_penalty = 0.1f;
+  SamplerState fstate(f, {});
+  fstate.AddOutputToken(0);
+  // 2.0 - 0.3 - 0.1 = 1.6 > 1.5: still token 0.
+  EXPECT_EQ(SampleToken(kLogits, fstate, {}, scratch), 0);
+  fstate.AddOutputToken(0);
+  // 2.0 - 0.6 - 0.1 = 1.3 < 1.5: token 1.
+  EXPECT_EQ(SampleToken(kLogits, fstate, {}, scratch), 1);
+
+  // A negative logit is multiplied by the repetition penalty.
+  std::vector<float> negative = {-1.0f, -1.5f};
+  SamplingOptions r;
+  r.temperature = 0.0f;
+  r.repetition_penalty = 2.0f;
+  SamplerState rstate(r, std::vector<int32_t>{0});
+  EXPECT_EQ(SampleToken(negative, rstate, {}, scratch), 1);  // -2.0 < -1.5
+}
+
+TEST(SamplerTest, BannedTokensAreNeverSampled) {
+  SamplingOptions o;
+  o.seed = 5;
+  SamplerState state(o, {});
+  std::vector<float> scratch;
+  std::vector<int32_t> banned = {0, 1};
+  for (int i = 0; i < 2000; ++i) {
+    int32_t t = SampleToken(kLogits, state, banned, scratch);
+    ASSERT_NE(t, 0);
+    ASSERT_NE(t, 1);
+  }
+}
+
+TEST(SamplerTest, LogprobsAreRawLogSoftmax) {
+  std::vector<double> p = Softmax(kLogits, 1.0f);
+  LogprobResult r = ComputeLogprobs(kLogits, 2, 3);
+  EXPECT_NEAR(r.logprob, std::log(p[2]), 1e-6);
+  ASSERT_EQ(r.top.size(), 3u);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(r.top[i].token, i);
+    EXPECT_NEAR(r.top[i].logprob, std::log(p[i]), 1e-6);
+  }
+  std::vector<float> ties = {1.0f, 2.0f, 2.0f};
+  LogprobResult t = ComputeLogprobs(ties, 0, 2);
+  EXPECT_EQ(t.top[0].token, 1);
+  EXPECT_EQ(t.top[1].token, 2);
+}
+
+}  // namespace
+}  // namespace alibi::engine
