@@ -24,8 +24,9 @@
 
 namespace alibi::tokenizer::internal {
 
-// Ids must lie in [0, kMaxTokenId): tables are indexed by id.
-inline constexpr int32_t kMaxTokenId = 1 << 24;
+// Ids must lie in [0, kMaxTokenId): tables are indexed by id, so a bogus
+// huge id must not make them huge. Real vocabularies stay far below this.
+inline constexpr int32_t kMaxTokenId = 1 << 21;
 
 class BpeTokenizer final : public Tokenizer {
  public:
