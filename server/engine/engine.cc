@@ -177,7 +177,7 @@ absl::Status Engine::CheckRequest(const GenerationRequest& r) const {
 }
 
 absl::StatusOr<std::shared_ptr<RequestStream>> Engine::Submit(
-    GenerationRequest request, std::function<void()> on_update) {
+    GenerationRequest request, RequestStream::UpdateCallback on_update) {
   if (!accepting_.load()) {
     return absl::UnavailableError("the server is shutting down");
   }

@@ -88,9 +88,10 @@ class Engine {
   // empty prompt, ids outside the vocabulary, prompt + max_tokens beyond
   // max_model_len), RESOURCE_EXHAUSTED (the waiting queue is full),
   // UNAVAILABLE (shutting down). `on_update` runs on the engine thread after
-  // each publish to the returned stream; it must not block.
+  // each publish to the returned stream (see RequestStream).
   absl::StatusOr<std::shared_ptr<RequestStream>> Submit(
-      GenerationRequest request, std::function<void()> on_update = nullptr);
+      GenerationRequest request,
+      RequestStream::UpdateCallback on_update = nullptr);
 
   // Ends request `id` (if still live) with FinishReason::kCancelled and
   // `reason` as its status, freeing its KV blocks within one step.

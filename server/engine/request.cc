@@ -40,7 +40,7 @@ void RequestDelta::Merge(RequestDelta&& next) {
   }
 }
 
-RequestStream::RequestStream(uint64_t id, std::function<void()> on_update)
+RequestStream::RequestStream(uint64_t id, UpdateCallback on_update)
     : id_(id), on_update_(std::move(on_update)) {}
 
 std::optional<RequestDelta> RequestStream::Take() {
@@ -76,7 +76,7 @@ void RequestStream::Publish(RequestDelta delta) {
     }
   }
   cv_.notify_all();
-  if (on_update_) on_update_();
+  if (on_update_) on_update_(*this);
 }
 
 }  // namespace alibi::engine

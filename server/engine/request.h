@@ -97,9 +97,12 @@ struct RequestDelta {
 
 class RequestStream {
  public:
-  // `on_update` runs on the engine thread after each publish; it must be
-  // quick and must not block (e.g. schedule a write).
-  RequestStream(uint64_t id, std::function<void()> on_update);
+  // Runs on the engine thread after each publish, with this stream; it must
+  // be quick and must not block (e.g. start a write). It may run before
+  // Engine::Submit has returned the stream to its caller.
+  using UpdateCallback = std::function<void(RequestStream&)>;
+
+  RequestStream(uint64_t id, UpdateCallback on_update);
 
   uint64_t id() const { return id_; }
 
@@ -116,7 +119,7 @@ class RequestStream {
 
  private:
   const uint64_t id_;
-  const std::function<void()> on_update_;
+  const UpdateCallback on_update_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::optional<RequestDelta> pending_;

@@ -1,0 +1,347 @@
+// alibi-server: flags and wiring. Starts the gRPC server at once (health
+// NOT_SERVING, calls UNAVAILABLE while the model loads), loads the model onto
+// the chosen backend, sizes the KV pool, starts the engine and reports
+// SERVING; on SIGTERM/SIGINT drains and exits 0.
+#include <fcntl.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "kernels/backend.h"
+#include "server/common/logging.h"
+#include "server/common/status_macros.h"
+#include "server/engine/engine.h"
+#include "server/metrics/metrics.h"
+#include "server/model/config.h"
+#include "server/model/model.h"
+#include "server/rpc/server.h"
+#include "server/tokenizer/tokenizer.h"
+
+ABSL_FLAG(std::string, model, "models/alibi-tiny-en",
+          "Hugging Face model directory (config.json, *.safetensors, "
+          "tokenizer.json)");
+ABSL_FLAG(std::string, served_model_name, "",
+          "Model name reported by GetModelInfo and in metrics labels "
+          "(default: the model directory's name)");
+ABSL_FLAG(std::string, host, "0.0.0.0", "Address the gRPC server binds");
+ABSL_FLAG(int, port, 50051, "gRPC port (0: any free port)");
+ABSL_FLAG(std::string, metrics_host, "0.0.0.0",
+          "Address the Prometheus endpoint binds");
+ABSL_FLAG(int, metrics_port, 9464,
+          "Prometheus /metrics port (0: any free port, -1: off)");
+ABSL_FLAG(std::string, port_file, "",
+          "Write {\"port\":..,\"metrics_port\":..} to this file once "
+          "listening (for supervisors and tests using port 0)");
+ABSL_FLAG(std::string, device, "auto", "Compute backend: auto, cpu or cuda");
+ABSL_FLAG(std::string, dtype, "bf16",
+          "CUDA weight/activation dtype: bf16 or f16 (CPU computes in fp32)");
+ABSL_FLAG(int, num_threads, 0, "CPU backend threads (0: every core)");
+ABSL_FLAG(int, max_num_seqs, 256, "Most sequences in one engine step");
+ABSL_FLAG(int, max_num_batched_tokens, 2048,
+          "Token budget of one engine step (prefill chunks + decodes)");
+ABSL_FLAG(int, max_model_len, 0,
+          "Longest prompt + completion in tokens (0: what the KV pool holds; "
+          "ALiBi has no position limit)");
+ABSL_FLAG(int, max_queued_requests, 1024,
+          "Waiting requests at most; beyond it RESOURCE_EXHAUSTED");
+ABSL_FLAG(int, long_prefill_token_threshold, 0,
+          "Most prompt tokens one request computes per step (0: no cap)");
+ABSL_FLAG(int, block_size, 16, "Tokens per KV block");
+ABSL_FLAG(int, kv_blocks, 0, "KV pool size in blocks (0: from the budget)");
+ABSL_FLAG(int64_t, kv_cache_memory_bytes, 0,
+          "KV pool budget in bytes (0: CUDA uses --gpu_memory_fraction, CPU "
+          "min(2 GiB, 20% of RAM))");
+ABSL_FLAG(double, gpu_memory_fraction, 0.9,
+          "CUDA: fraction of device memory alibi-server may use in all");
+ABSL_FLAG(bool, enable_prefix_caching, true,
+          "Reuse KV blocks of shared prompt prefixes");
+ABSL_FLAG(int, max_logprobs, 20, "Most log-probability alternatives per token");
+ABSL_FLAG(int, drain_seconds, 10,
+          "On SIGTERM: seconds in-flight calls get to finish before exit");
+ABSL_FLAG(int, health_stall_seconds, 60,
+          "Health reports NOT_SERVING when the engine makes no progress with "
+          "work pending for this long");
+ABSL_FLAG(std::string, tls_cert, "", "PEM server certificate (enables TLS)");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert");
+ABSL_FLAG(std::string, tls_client_ca, "",
+          "PEM CA bundle: require and verify client certificates (mTLS)");
+ABSL_FLAG(std::string, api_key_file, "",
+          "File holding a bearer token that InferenceService calls must "
+          "send as `authorization: Bearer <token>` (health stays open)");
+ABSL_FLAG(std::string, log_level, "info", "debug, info, warning or error");
+
+namespace alibi {
+namespace {
+
+constexpr char kVersion[] = ALIBI_VERSION;
+
+absl::StatusOr<LogSeverity> ParseLogLevel(absl::string_view level) {
+  const std::string l = absl::AsciiStrToLower(level);
+  if (l == "debug") return LogSeverity::kDebug;
+  if (l == "info") return LogSeverity::kInfo;
+  if (l == "warning") return LogSeverity::kWarning;
+  if (l == "error") return LogSeverity::kError;
+  return absl::InvalidArgumentError(
+      absl::StrCat("--log_level: unknown level \"", level, "\""));
+}
+
+absl::StatusOr<std::string> ReadApiKey(const std::string& path) {
+  if (path.empty()) return std::string();
+  std::ifstream in(path);
+  std::string key;
+  if (!in || !std::getline(in, key)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--api_key_file: cannot read \"", path, "\""));
+  }
+  key = std::string(absl::StripAsciiWhitespace(key));
+  if (key.empty()) {
+    return absl::InvalidArgumentError("--api_key_file: the file is empty");
+  }
+  return key;
+}
+
+// SIGTERM/SIGINT: the handler writes the signal number to a pipe (async-
+// signal-safe, whichever thread takes the signal: some libraries start threads
+// before main); one thread reads it.
+int g_signal_pipe[2] = {-1, -1};
+std::mutex g_signal_mu;
+std::condition_variable g_signal_cv;
+int g_signal = 0;
+std::atomic<bool> g_ready{false};
+
+void OnSignal(int signal) {
+  const char c = static_cast<char>(signal);
+  [[maybe_unused]] ssize_t written = write(g_signal_pipe[1], &c, 1);
+}
+
+void WaitForSignals() {
+  char c = 0;
+  while (read(g_signal_pipe[0], &c, 1) != 1) {
+  }
+  if (!g_ready.load()) {
+    // Nothing to drain yet: stop loading and leave.
+    ALIBI_LOG(INFO) << "signal " << int{c} << " while loading: exiting";
+    std::fflush(stderr);
+    std::_Exit(0);
+  }
+  std::lock_guard<std::mutex> lock(g_signal_mu);
+  g_signal = c;
+  g_signal_cv.notify_all();
+}
+
+void InstallSignalHandlers() {
+  ALIBI_CHECK(pipe2(g_signal_pipe, O_CLOEXEC) == 0);
+  struct sigaction action = {};
+  action.sa_handler = OnSignal;
+  sigemptyset(&action.sa_mask);
+  action.sa_flags = SA_RESTART;
+  sigaction(SIGTERM, &action, nullptr);
+  sigaction(SIGINT, &action, nullptr);
+  std::thread(WaitForSignals).detach();
+}
+
+absl::StatusOr<int> KvBlocks(const model::Model& model,
+                             kernels::Backend& backend) {
+  const int block_size = absl::GetFlag(FLAGS_block_size);
+  if (absl::GetFlag(FLAGS_kv_blocks) > 0) return absl::GetFlag(FLAGS_kv_blocks);
+  const size_t per_block = model.KvBytesPerBlock(block_size);
+  int64_t budget = absl::GetFlag(FLAGS_kv_cache_memory_bytes);
+  if (budget <= 0) {
+    const kernels::MemoryInfo memory = backend.GetMemoryInfo();
+    if (backend.Kind() == "cuda") {
+      const double fraction = absl::GetFlag(FLAGS_gpu_memory_fraction);
+      if (!(fraction > 0.0 && fraction <= 1.0)) {
+        return absl::InvalidArgumentError(
+            "--gpu_memory_fraction must be in (0, 1]");
+      }
+      budget = static_cast<int64_t>(fraction * memory.total_bytes) -
+               static_cast<int64_t>(memory.used_bytes);
+    } else {
+      budget = std::min<int64_t>(int64_t{2} << 30, memory.total_bytes / 5);
+    }
+  }
+  const int64_t blocks = budget / static_cast<int64_t>(per_block);
+  if (blocks < 1) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "no room for a KV pool: budget ", budget, " bytes, one block of ",
+        block_size, " tokens takes ", per_block, " bytes"));
+  }
+  return static_cast<int>(std::min<int64_t>(blocks, 1 << 30));
+}
+
+absl::Status WritePortFile(const std::string& path, int port,
+                           int metrics_port) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp);
+    out << "{\"port\": " << port << ", \"metrics_port\": " << metrics_port
+        << "}\n";
+    if (!out) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--port_file: cannot write \"", path, "\""));
+    }
+  }
+  std::filesystem::rename(tmp, path);
+  return absl::OkStatus();
+}
+
+absl::Status Run() {
+  ASSIGN_OR_RETURN(LogSeverity severity,
+                   ParseLogLevel(absl::GetFlag(FLAGS_log_level)));
+  SetMinLogSeverity(severity);
+  const std::string model_dir = absl::GetFlag(FLAGS_model);
+  absl::StatusOr<model::ModelConfig> loaded = model::LoadModelConfig(model_dir);
+  if (!loaded.ok()) return Annotate(loaded.status(), "--model: ");
+  const model::ModelConfig config = *std::move(loaded);
+  ASSIGN_OR_RETURN(std::string api_key,
+                   ReadApiKey(absl::GetFlag(FLAGS_api_key_file)));
+
+  kernels::BackendOptions backend_options;
+  backend_options.device = absl::GetFlag(FLAGS_device);
+  backend_options.num_threads = absl::GetFlag(FLAGS_num_threads);
+  ASSIGN_OR_RETURN(backend_options.cuda_dtype,
+                   kernels::ParseDType(absl::GetFlag(FLAGS_dtype)));
+  ASSIGN_OR_RETURN(std::unique_ptr<kernels::Backend> backend,
+                   kernels::CreateBackend(backend_options));
+  ALIBI_LOG(INFO) << "backend: " << backend->Name()
+                  << " (--device=" << backend_options.device << ")";
+
+  std::string served_name = absl::GetFlag(FLAGS_served_model_name);
+  if (served_name.empty()) {
+    served_name =
+        std::filesystem::path(model_dir).lexically_normal().filename().string();
+    if (served_name.empty()) {
+      served_name = std::filesystem::path(model_dir)
+                        .lexically_normal()
+                        .parent_path()
+                        .filename()
+                        .string();
+    }
+  }
+  metrics::MetricsOptions metrics_options;
+  metrics_options.model = {
+      served_name,
+      config.architecture == model::Architecture::kBloom ? "bloom" : "mpt",
+      std::string(kernels::DTypeName(backend->weight_dtype())),
+      std::string(backend->Kind()), kVersion};
+  metrics_options.rpc_names = {"Complete", "CompleteStream", "Score",
+                               "Tokenize", "GetModelInfo"};
+  auto metrics = std::make_unique<metrics::Metrics>(metrics_options);
+  int metrics_port = -1;
+  if (absl::GetFlag(FLAGS_metrics_port) >= 0) {
+    RETURN_IF_ERROR(
+        Annotate(metrics->StartExposer(absl::GetFlag(FLAGS_metrics_host),
+                                       absl::GetFlag(FLAGS_metrics_port)),
+                 "--metrics_port: "));
+    metrics_port = metrics->exposer_port();
+    ALIBI_LOG(INFO) << "metrics on http://" << absl::GetFlag(FLAGS_metrics_host)
+                    << ":" << metrics_port << "/metrics";
+  }
+
+  rpc::ServerOptions server_options;
+  server_options.host = absl::GetFlag(FLAGS_host);
+  server_options.port = absl::GetFlag(FLAGS_port);
+  server_options.tls_cert_file = absl::GetFlag(FLAGS_tls_cert);
+  server_options.tls_key_file = absl::GetFlag(FLAGS_tls_key);
+  server_options.tls_client_ca_file = absl::GetFlag(FLAGS_tls_client_ca);
+  server_options.stall_timeout =
+      absl::Seconds(absl::GetFlag(FLAGS_health_stall_seconds));
+  server_options.service.served_model_name = served_name;
+  server_options.service.api_key = api_key;
+  server_options.service.server_version = kVersion;
+  ASSIGN_OR_RETURN(std::unique_ptr<rpc::RpcServer> server,
+                   rpc::RpcServer::Start(server_options, metrics.get()));
+  if (!absl::GetFlag(FLAGS_port_file).empty()) {
+    RETURN_IF_ERROR(WritePortFile(absl::GetFlag(FLAGS_port_file),
+                                  server->port(), metrics_port));
+  }
+
+  const TimePoint load_start = Now();
+  ASSIGN_OR_RETURN(std::unique_ptr<model::Model> model,
+                   model::Model::Load(model_dir, backend.get()));
+  ASSIGN_OR_RETURN(
+      std::unique_ptr<tokenizer::Tokenizer> tokenizer,
+      tokenizer::Tokenizer::FromFile(model_dir + "/tokenizer.json"));
+  engine::EngineConfig engine_config;
+  engine_config.max_num_seqs = absl::GetFlag(FLAGS_max_num_seqs);
+  engine_config.max_num_batched_tokens =
+      absl::GetFlag(FLAGS_max_num_batched_tokens);
+  engine_config.max_model_len = absl::GetFlag(FLAGS_max_model_len);
+  engine_config.max_queued_requests = absl::GetFlag(FLAGS_max_queued_requests);
+  engine_config.long_prefill_token_threshold =
+      absl::GetFlag(FLAGS_long_prefill_token_threshold);
+  engine_config.block_size = absl::GetFlag(FLAGS_block_size);
+  engine_config.enable_prefix_caching =
+      absl::GetFlag(FLAGS_enable_prefix_caching);
+  engine_config.max_logprobs = absl::GetFlag(FLAGS_max_logprobs);
+  // The activation workspace first, so the KV budget sees what is left.
+  RETURN_IF_ERROR(model->Reserve(engine_config.max_num_batched_tokens, 128));
+  ASSIGN_OR_RETURN(engine_config.num_blocks, KvBlocks(*model, *backend));
+  kernels::Backend& backend_ref = *backend;
+  ASSIGN_OR_RETURN(std::unique_ptr<engine::Engine> engine,
+                   engine::Engine::Create(engine_config, std::move(backend),
+                                          std::move(model),
+                                          std::move(tokenizer), metrics.get()));
+  const engine::EngineConfig& effective = engine->config();
+  ALIBI_LOG(INFO) << "model " << served_name << " (" << config.architecture_name
+                  << ", " << config.num_layers << " layers, hidden "
+                  << config.hidden_size << ", " << config.num_heads
+                  << " heads) loaded in "
+                  << absl::FormatDuration(absl::FromChrono(Now() - load_start))
+                  << "; KV pool " << effective.num_blocks << " blocks x "
+                  << effective.block_size << " tokens; max_model_len "
+                  << effective.max_model_len << " (trained "
+                  << config.trained_context_length << ")";
+  const kernels::MemoryInfo memory = backend_ref.GetMemoryInfo();
+  metrics->SetDeviceMemory(static_cast<int64_t>(memory.used_bytes),
+                           static_cast<int64_t>(memory.total_bytes));
+  server->SetEngine(engine.get());
+  g_ready.store(true);
+  ALIBI_LOG(INFO) << "ready: SERVING on port " << server->port();
+
+  int signal = 0;
+  {
+    std::unique_lock<std::mutex> lock(g_signal_mu);
+    g_signal_cv.wait(lock, [] { return g_signal != 0; });
+    signal = g_signal;
+  }
+  ALIBI_LOG(INFO) << "signal " << signal << ": draining for up to "
+                  << absl::GetFlag(FLAGS_drain_seconds) << " s";
+  server->Drain(absl::Seconds(absl::GetFlag(FLAGS_drain_seconds)));
+  ALIBI_LOG(INFO) << "stopped";
+  // Skip the remaining destructors: the metrics endpoint's takes up to 2 s
+  // to notice its stop, and the drain budget is already spent.
+  std::fflush(stderr);
+  std::_Exit(0);
+}
+
+}  // namespace
+}  // namespace alibi
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "alibi-server: gRPC inference server for ALiBi language models.\n"
+      "  alibi-server --model models/alibi-tiny-en --port 50051");
+  absl::ParseCommandLine(argc, argv);
+  alibi::InstallSignalHandlers();
+  const absl::Status status = alibi::Run();
+  ALIBI_LOG(ERROR) << status;
+  return 1;
+}

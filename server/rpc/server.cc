@@ -1,0 +1,168 @@
+#include "server/rpc/server.h"
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "server/common/logging.h"
+
+namespace alibi::rpc {
+namespace {
+
+constexpr char kServiceName[] = "alibi.v1.InferenceService";
+constexpr auto kWatchdogPeriod = std::chrono::milliseconds(500);
+
+absl::StatusOr<std::string> ReadFile(const std::string& path,
+                                     absl::string_view flag) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--", flag, ": cannot read \"", path, "\""));
+  }
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  return buffer.str();
+}
+
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> Credentials(
+    const ServerOptions& o) {
+  if (o.tls_cert_file.empty() && o.tls_key_file.empty()) {
+    if (!o.tls_client_ca_file.empty()) {
+      return absl::InvalidArgumentError(
+          "--tls_client_ca needs --tls_cert and --tls_key");
+    }
+    return grpc::InsecureServerCredentials();
+  }
+  if (o.tls_cert_file.empty() || o.tls_key_file.empty()) {
+    return absl::InvalidArgumentError(
+        "TLS needs both --tls_cert and --tls_key");
+  }
+  grpc::SslServerCredentialsOptions ssl;
+  grpc::SslServerCredentialsOptions::PemKeyCertPair pair;
+  auto key = ReadFile(o.tls_key_file, "tls_key");
+  if (!key.ok()) return key.status();
+  auto cert = ReadFile(o.tls_cert_file, "tls_cert");
+  if (!cert.ok()) return cert.status();
+  pair.private_key = *key;
+  pair.cert_chain = *cert;
+  ssl.pem_key_cert_pairs.push_back(pair);
+  if (!o.tls_client_ca_file.empty()) {
+    auto ca = ReadFile(o.tls_client_ca_file, "tls_client_ca");
+    if (!ca.ok()) return ca.status();
+    ssl.pem_root_certs = *ca;
+    ssl.client_certificate_request =
+        GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
+  }
+  return grpc::SslServerCredentials(ssl);
+}
+
+}  // namespace
+
+RpcServer::RpcServer(const ServerOptions& options, metrics::Metrics* metrics)
+    : options_(options), service_(options.service, metrics) {}
+
+absl::StatusOr<std::unique_ptr<RpcServer>> RpcServer::Start(
+    const ServerOptions& options, metrics::Metrics* metrics) {
+  auto credentials = Credentials(options);
+  if (!credentials.ok()) return credentials.status();
+  std::unique_ptr<RpcServer> server(new RpcServer(options, metrics));
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  const std::string address = absl::StrCat(
+      options.host.find(':') != std::string::npos ? "[" + options.host + "]"
+                                                  : options.host,
+      ":", options.port);
+  builder.AddListeningPort(address, *credentials, &server->port_);
+  builder.RegisterService(&server->service_);
+  server->server_ = builder.BuildAndStart();
+  if (server->server_ == nullptr || server->port_ == 0) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen on ", address,
+                     " (in use, or not an address of this host?)"));
+  }
+  server->SetServing(false);
+  server->watchdog_ = std::thread([s = server.get()] { s->Watchdog(); });
+  ALIBI_LOG(INFO) << "gRPC listening on " << options.host << ":"
+                  << server->port_
+                  << (options.tls_cert_file.empty() ? "" : " (TLS)");
+  return server;
+}
+
+RpcServer::~RpcServer() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (watchdog_.joinable()) watchdog_.join();
+  if (server_ != nullptr) server_->Shutdown(std::chrono::system_clock::now());
+}
+
+void RpcServer::SetServing(bool serving) {
+  grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService();
+  if (health == nullptr) return;
+  health->SetServingStatus("", serving);
+  health->SetServingStatus(kServiceName, serving);
+}
+
+void RpcServer::SetEngine(engine::Engine* engine) {
+  service_.SetEngine(engine);
+  engine_.store(engine);
+  std::lock_guard<std::mutex> lock(mu_);
+  serving_ = true;
+  SetServing(true);
+}
+
+void RpcServer::Watchdog() {
+  std::unique_lock<std::mutex> lock(mu_);
+  bool healthy = true;
+  while (!stopping_) {
+    cv_.wait_for(lock, kWatchdogPeriod);
+    engine::Engine* engine = engine_.load();
+    if (stopping_ || !serving_ || engine == nullptr) continue;
+    const engine::EngineSnapshot s = engine->GetSnapshot();
+    const bool stalled =
+        s.has_work && Now() - s.last_progress >
+                          absl::ToChronoNanoseconds(options_.stall_timeout);
+    if (stalled == healthy) {
+      healthy = !stalled;
+      if (stalled) {
+        ALIBI_LOG(ERROR) << "engine made no progress for "
+                         << absl::FormatDuration(options_.stall_timeout)
+                         << " with work pending: health NOT_SERVING";
+      } else {
+        ALIBI_LOG(INFO) << "engine progressing again: health SERVING";
+      }
+      SetServing(healthy);
+    }
+  }
+}
+
+void RpcServer::Drain(absl::Duration grace) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    serving_ = false;
+    SetServing(false);
+  }
+  service_.StartDraining();
+  const int in_flight = service_.in_flight();
+  ALIBI_LOG(INFO) << "draining: " << in_flight << " calls in flight, up to "
+                  << absl::FormatDuration(grace);
+  if (!service_.WaitForIdle(grace)) {
+    ALIBI_LOG(WARNING) << "drain time over with " << service_.in_flight()
+                       << " calls in flight: ending them (UNAVAILABLE)";
+  }
+  if (engine::Engine* engine = engine_.load(); engine != nullptr) {
+    engine->Shutdown(absl::UnavailableError("the server is shutting down"));
+  }
+  // Lets the reactors deliver their final status, then stops listening.
+  service_.WaitForIdle(absl::Milliseconds(500));
+  server_->Shutdown(std::chrono::system_clock::now() +
+                    std::chrono::milliseconds(200));
+}
+
+}  // namespace alibi::rpc

@@ -1,0 +1,101 @@
+// alibi.v1.InferenceService on gRPC's callback API: validates and converts
+// each request (validation.h), submits it to the engine, and turns the
+// engine's RequestStream into responses. The transport stays thin: no model
+// logic here.
+//
+// Lifecycle: the service answers UNAVAILABLE until SetEngine() (the model is
+// loading) and again after StartDraining() (shutdown). Client cancellation,
+// disconnects and deadlines cancel the engine request (its KV blocks are freed
+// within one engine step); the call ends with CANCELLED / DEADLINE_EXCEEDED.
+//
+// Thread-safety: every method is thread-safe; RPC handlers run on gRPC's
+// threads, stream updates on the engine thread.
+#ifndef ALIBI_SERVER_RPC_SERVICE_H_
+#define ALIBI_SERVER_RPC_SERVICE_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <string>
+
+#include "absl/time/time.h"
+#include "alibi/v1/inference.grpc.pb.h"
+#include "server/engine/engine.h"
+#include "server/metrics/metrics.h"
+#include "server/rpc/validation.h"
+
+namespace alibi::rpc {
+
+struct ServiceOptions {
+  std::string served_model_name;
+  // Bearer token required in the `authorization` metadata of every
+  // InferenceService call; empty: no authentication.
+  std::string api_key;
+  std::string server_version;
+};
+
+class InferenceService final : public v1::InferenceService::CallbackService {
+ public:
+  // `metrics` may be null; it must outlive the service.
+  InferenceService(ServiceOptions options, metrics::Metrics* metrics);
+
+  // The model is loaded: start serving with `engine` (must outlive the
+  // service's calls).
+  void SetEngine(engine::Engine* engine);
+  // New calls get UNAVAILABLE from now on; calls in flight continue.
+  void StartDraining();
+  // Waits until no call is in flight or `timeout` passes; true when idle.
+  bool WaitForIdle(absl::Duration timeout);
+  int in_flight() const;
+
+  grpc::ServerUnaryReactor* Complete(grpc::CallbackServerContext* context,
+                                     const v1::CompleteRequest* request,
+                                     v1::CompleteResponse* response) override;
+  grpc::ServerWriteReactor<v1::CompleteStreamResponse>* CompleteStream(
+      grpc::CallbackServerContext* context,
+      const v1::CompleteStreamRequest* request) override;
+  grpc::ServerUnaryReactor* Score(grpc::CallbackServerContext* context,
+                                  const v1::ScoreRequest* request,
+                                  v1::ScoreResponse* response) override;
+  grpc::ServerUnaryReactor* Tokenize(grpc::CallbackServerContext* context,
+                                     const v1::TokenizeRequest* request,
+                                     v1::TokenizeResponse* response) override;
+  grpc::ServerUnaryReactor* GetModelInfo(
+      grpc::CallbackServerContext* context,
+      const v1::GetModelInfoRequest* request,
+      v1::GetModelInfoResponse* response) override;
+
+ private:
+  class GenerateReactor;
+  class StreamReactor;
+  friend class GenerateReactor;
+  friend class StreamReactor;
+
+  // Admission of a new call: authentication, then availability. OK, or the
+  // status to answer with; on OK the call counts as in flight and the
+  // engine is returned through `engine`.
+  absl::Status Admit(const grpc::CallbackServerContext& context,
+                     engine::Engine** engine);
+  void CallDone(absl::string_view rpc, const grpc::Status& status);
+  // Answers a unary call at once.
+  grpc::ServerUnaryReactor* FinishNow(grpc::CallbackServerContext* context,
+                                      absl::string_view rpc,
+                                      const grpc::Status& status,
+                                      bool admitted);
+  RequestLimits Limits(const engine::Engine& engine) const;
+
+  const ServiceOptions options_;
+  metrics::Metrics* const metrics_;
+  std::atomic<engine::Engine*> engine_{nullptr};
+  std::atomic<bool> draining_{false};
+
+  mutable std::mutex mu_;
+  std::condition_variable idle_cv_;
+  int in_flight_ = 0;
+};
+
+}  // namespace alibi::rpc
+
+#endif  // ALIBI_SERVER_RPC_SERVICE_H_
