@@ -2,10 +2,14 @@
 
 #include <utf8proc.h>
 
+#include <algorithm>
 #include <cstdlib>
+#include <iterator>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "server/common/status_macros.h"
+#include "server/tokenizer/utf8.h"
 
 namespace alibi::tokenizer::internal {
 
@@ -60,6 +64,41 @@ bool IsWordChar(char32_t cp) {
   }
 }
 
+bool AssignedAfterUnicode9(char32_t cp) {
+  struct Range {
+    char32_t lo;
+    char32_t hi;
+  };
+  static constexpr Range kRanges[] = {
+#include "server/tokenizer/unicode9_table.inc"
+  };
+  const Range* it = std::upper_bound(
+      std::begin(kRanges), std::end(kRanges), cp,
+      [](char32_t value, const Range& r) { return value < r.lo; });
+  return it != std::begin(kRanges) && cp <= std::prev(it)->hi;
+}
+
+namespace {
+
+// Appends the NFC of `s` by libutf8proc (current Unicode data).
+absl::Status AppendUtf8procNfc(absl::string_view s, std::string* out) {
+  if (s.empty()) return absl::OkStatus();
+  utf8proc_uint8_t* mapped = nullptr;
+  const utf8proc_ssize_t n = utf8proc_map(
+      reinterpret_cast<const utf8proc_uint8_t*>(s.data()),
+      static_cast<utf8proc_ssize_t>(s.size()), &mapped,
+      static_cast<utf8proc_option_t>(UTF8PROC_STABLE | UTF8PROC_COMPOSE));
+  if (n < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("NFC normalization failed: ", utf8proc_errmsg(n)));
+  }
+  out->append(reinterpret_cast<const char*>(mapped), static_cast<size_t>(n));
+  std::free(mapped);
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::StatusOr<std::string> NfcNormalize(absl::string_view s) {
   // Nothing below U+0300 changes under NFC or combines with what precedes
   // it, so text made only of such characters (lead bytes < 0xCC) is already
@@ -72,19 +111,29 @@ absl::StatusOr<std::string> NfcNormalize(absl::string_view s) {
     }
   }
   if (trivial) return std::string(s);
-  utf8proc_uint8_t* out = nullptr;
-  const utf8proc_ssize_t n = utf8proc_map(
-      reinterpret_cast<const utf8proc_uint8_t*>(s.data()),
-      static_cast<utf8proc_ssize_t>(s.size()), &out,
-      static_cast<utf8proc_option_t>(UTF8PROC_STABLE | UTF8PROC_COMPOSE));
-  if (n < 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("NFC normalization failed: ", utf8proc_errmsg(n)));
+  // A character the library's Unicode 9.0 tables do not know is a starter
+  // that neither decomposes nor composes: nothing reorders or composes
+  // across it, so the text is normalized piecewise between such characters,
+  // which are kept as they are.
+  std::string out;
+  out.reserve(s.size());
+  size_t segment = 0;
+  size_t pos = 0;
+  while (pos < s.size()) {
+    const auto lead = static_cast<unsigned char>(s[pos]);
+    if (lead < 0xCC) {
+      pos += Utf8CharLength(lead);
+      continue;
+    }
+    const size_t start = pos;
+    if (!AssignedAfterUnicode9(DecodeUtf8(s, &pos))) continue;
+    RETURN_IF_ERROR(
+        AppendUtf8procNfc(s.substr(segment, start - segment), &out));
+    out.append(s.data() + start, pos - start);
+    segment = pos;
   }
-  std::string result(reinterpret_cast<const char*>(out),
-                     static_cast<size_t>(n));
-  std::free(out);
-  return result;
+  RETURN_IF_ERROR(AppendUtf8procNfc(s.substr(segment), &out));
+  return out;
 }
 
 }  // namespace alibi::tokenizer::internal

@@ -20,7 +20,15 @@ bool IsWhiteSpace(char32_t cp);
 // Connector_Punctuation, Join_Control.
 bool IsWordChar(char32_t cp);
 
-// NFC of valid UTF-8 `s`.
+// Whether `cp` was assigned after Unicode 9.0 (per libutf8proc's data).
+bool AssignedAfterUnicode9(char32_t cp);
+
+// NFC of valid UTF-8 `s` exactly as the `tokenizers` library computes it:
+// its normalization tables (unicode-normalization-alignments) are Unicode
+// 9.0, so a character assigned later is treated as unassigned: it keeps
+// its place, decomposes and composes with nothing, and nothing reorders
+// across it. Everything else is standard NFC (stable since 9.0 by the
+// Unicode normalization stability policy).
 absl::StatusOr<std::string> NfcNormalize(absl::string_view s);
 
 }  // namespace alibi::tokenizer::internal

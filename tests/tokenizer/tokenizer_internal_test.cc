@@ -256,6 +256,27 @@ TEST(NormalizerTest, Nfc) {
   EXPECT_EQ(hangul, "\uAC00");
 }
 
+// The `tokenizers` library's NFC uses Unicode 9.0 tables: later characters
+// are starters that neither move, decompose nor compose.
+TEST(NormalizerTest, NfcWithUnicode9Repertoire) {
+  EXPECT_TRUE(AssignedAfterUnicode9(0x1DF9));   // Unicode 10
+  EXPECT_TRUE(AssignedAfterUnicode9(0x11935));  // Unicode 13
+  EXPECT_FALSE(AssignedAfterUnicode9(0x08D4));  // Unicode 9
+  EXPECT_FALSE(AssignedAfterUnicode9(0x0301));
+  EXPECT_FALSE(AssignedAfterUnicode9(0x10FFFD));  // private use: old
+  Normalizer nfc({Normalizer::Kind::kNfc});
+  auto normalized = [&](std::string s) {
+    EXPECT_TRUE(nfc.Apply(&s).ok());
+    return s;
+  };
+  EXPECT_EQ(normalized("x\u0301\u0316"), "x\u0316\u0301");  // reordered
+  EXPECT_EQ(normalized("x\u08d4\u0316"), "x\u0316\u08d4");  // 9.0: known
+  EXPECT_EQ(normalized("x\u0301\u1df9"), "x\u0301\u1df9");  // 10.0: kept
+  EXPECT_EQ(normalized("a\u1df8\u0301"), "a\u1df8\u0301");  // blocks
+  EXPECT_EQ(normalized("a\u0301\u1df8e\u0301"), "\u00e1\u1df8\u00e9");
+  EXPECT_EQ(normalized("\U00011935\U00011930"), "\U00011935\U00011930");
+}
+
 TEST(UnicodeTest, Properties) {
   for (const char32_t cp : {0x09u, 0x20u, 0x85u, 0xA0u, 0x2000u, 0x3000u}) {
     EXPECT_TRUE(IsWhiteSpace(cp)) << static_cast<uint32_t>(cp);

@@ -154,5 +154,36 @@ TEST(TokenizerVectorsTest, TinyMptReferenceTokenIds) {
   CheckReference(NeoxTokenizer(), "reference/tiny-mpt.json");
 }
 
+// tests/tokenizer/data/hf_differential.json: ids and decodes recorded from
+// the Hugging Face library itself (its npm binding) for a few hundred
+// adversarial texts: random mixes of whitespace kinds, punctuation, combining
+// marks of every Unicode age (the library normalizes with Unicode 9.0
+// tables), scripts, emoji, added-token look-alikes, random code points and
+// corpus lines.
+TEST(TokenizerVectorsTest, HuggingFaceDifferential) {
+  const auto json = nlohmann::json::parse(
+      ReadFileOrDie(std::string(ALIBI_SOURCE_DIR) + "/tests/tokenizer/data/"
+                                                    "hf_differential.json"));
+  const std::pair<const char*, const Tokenizer*> tokenizers[] = {
+      {"bloom", &BloomTokenizer()},
+      {"neox", &NeoxTokenizer()},
+      {"replit", &ReplitTokenizer()}};
+  int checked = 0;
+  for (const auto& c : json.at("cases")) {
+    const std::string text = c.at("text").get<std::string>();
+    for (const auto& [name, tokenizer] : tokenizers) {
+      SCOPED_TRACE(absl::StrCat(name, ": \"", Escaped(text), "\""));
+      const auto expected = c.at("ids").at(name).get<std::vector<int32_t>>();
+      const auto ids = tokenizer->Encode(text);
+      ASSERT_TRUE(ids.ok()) << ids.status();
+      EXPECT_THAT(*ids, ElementsAreArray(expected));
+      EXPECT_EQ(tokenizer->Decode(expected, false),
+                c.at("decoded").at(name).get<std::string>());
+      ++checked;
+    }
+  }
+  EXPECT_EQ(checked, 3 * 268);
+}
+
 }  // namespace
 }  // namespace alibi::tokenizer
