@@ -239,8 +239,14 @@ EngineSnapshot Engine::GetSnapshot() const {
 
 void Engine::Loop() {
   while (DrainInbox(/*block=*/!scheduler_->has_unfinished())) {
-    if (scheduler_->has_unfinished()) Step();
+    // Before the step too: a step that never ends must show as work pending.
     UpdateSnapshot(Now());
+    FlushOutbox();
+    if (scheduler_->has_unfinished()) {
+      Step();
+      UpdateSnapshot(Now());
+      FlushOutbox();
+    }
   }
   // Stopping: end everything still live with the shutdown reason.
   std::vector<Pending> leftovers;
@@ -260,6 +266,7 @@ void Engine::Loop() {
     Finalize(id, FinishReason::kCancelled, reason, now);
   }
   UpdateSnapshot(now);
+  FlushOutbox();
 }
 
 bool Engine::DrainInbox(bool block) {
@@ -466,7 +473,7 @@ void Engine::ProcessOutputs(TimePoint now, std::vector<int32_t>* sampled) {
     Active& a = *it->second;
     if (!a.delta.token_ids.empty() || !a.delta.text.empty() ||
         !a.delta.prompt_logprobs.empty()) {
-      a.stream->Publish(std::move(a.delta));
+      Send(a.stream, std::move(a.delta));
       a.delta = RequestDelta();
     }
   }
@@ -576,10 +583,18 @@ void Engine::Finalize(uint64_t id, FinishReason reason, absl::Status status,
     metrics_->ObserveE2eLatency(SecondsBetween(a.timings.arrival, now));
     metrics_->RecordFinished(MetricsFinishReason(reason));
   }
-  std::shared_ptr<RequestStream> stream = a.stream;
-  RequestDelta final_delta = std::move(a.delta);
+  Send(a.stream, std::move(a.delta));
   active_.erase(it);
-  stream->Publish(std::move(final_delta));
+}
+
+void Engine::Send(const std::shared_ptr<RequestStream>& stream,
+                  RequestDelta delta) {
+  outbox_.emplace_back(stream, std::move(delta));
+}
+
+void Engine::FlushOutbox() {
+  for (auto& [stream, delta] : outbox_) stream->Publish(std::move(delta));
+  outbox_.clear();
 }
 
 void Engine::RecordStepMetrics(TimePoint start, TimePoint end) {

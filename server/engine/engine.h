@@ -139,6 +139,10 @@ class Engine {
                 TimePoint now);
   void FailStep(const absl::Status& status);
   void RecordStepMetrics(TimePoint start, TimePoint end);
+  // Deltas are published after the step's metrics are recorded, so a client
+  // that has its answer also sees it counted.
+  void Send(const std::shared_ptr<RequestStream>& stream, RequestDelta delta);
+  void FlushOutbox();
   void UpdateSnapshot(TimePoint now);
 
   EngineConfig config_;
@@ -169,6 +173,7 @@ class Engine {
   // Per plan request: first logit row (into logits_), or -1.
   std::vector<int32_t> logit_row_of_;
   std::vector<double> step_itls_;
+  std::vector<std::pair<std::shared_ptr<RequestStream>, RequestDelta>> outbox_;
   uint64_t num_steps_ = 0;
   uint64_t prefix_queries_seen_ = 0;
   uint64_t prefix_hits_seen_ = 0;

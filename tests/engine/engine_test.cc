@@ -21,82 +21,31 @@
 #include "server/metrics/metrics.h"
 #include "server/model/model.h"
 #include "server/tokenizer/tokenizer.h"
+#include "tests/testing/forwarding_backend.h"
 
 namespace alibi::engine {
 namespace {
 
-using kernels::Backend;
 
 std::string ModelDir(const std::string& name) {
   return std::string(ALIBI_TEST_DATA_DIR) + "/models/" + name;
 }
 
-// Forwards every call to a CPU backend; fails attention while `fail` is set.
-class FaultyBackend : public Backend {
+// A CPU backend whose attention fails while `fail` is set.
+class FaultyBackend : public testing::ForwardingBackend {
  public:
-  explicit FaultyBackend(std::unique_ptr<Backend> inner)
-      : inner_(std::move(inner)) {}
+  using ForwardingBackend::ForwardingBackend;
   std::atomic<bool> fail{false};
 
-  std::string Name() const override { return inner_->Name(); }
-  absl::string_view Kind() const override { return inner_->Kind(); }
-  kernels::DType weight_dtype() const override {
-    return inner_->weight_dtype();
-  }
-  kernels::DType activation_dtype() const override {
-    return inner_->activation_dtype();
-  }
-  kernels::DType kv_dtype() const override { return inner_->kv_dtype(); }
-  absl::StatusOr<kernels::Buffer> Allocate(size_t bytes) override {
-    return inner_->Allocate(bytes);
-  }
-  absl::Status CopyToDevice(void* d, const void* s, size_t n) override {
-    return inner_->CopyToDevice(d, s, n);
-  }
-  absl::Status CopyToHost(void* d, const void* s, size_t n) override {
-    return inner_->CopyToHost(d, s, n);
-  }
-  absl::Status Synchronize() override { return inner_->Synchronize(); }
-  kernels::MemoryInfo GetMemoryInfo() const override {
-    return inner_->GetMemoryInfo();
-  }
-  absl::Status UploadConvert(const void* src, kernels::DType sd, size_t n,
-                             void* dst, kernels::DType dd) override {
-    return inner_->UploadConvert(src, sd, n, dst, dd);
-  }
-  absl::Status Embedding(const int32_t* ids, int n, kernels::TensorView table,
-                         kernels::TensorView out) override {
-    return inner_->Embedding(ids, n, table, out);
-  }
-  absl::Status GatherRows(kernels::TensorView in, const int32_t* rows, int n,
-                          kernels::TensorView out) override {
-    return inner_->GatherRows(in, rows, n, out);
-  }
-  absl::Status LayerNorm(kernels::TensorView in, const float* g, const float* b,
-                         float eps, kernels::TensorView out) override {
-    return inner_->LayerNorm(in, g, b, eps, out);
-  }
-  absl::Status Linear(kernels::TensorView in, kernels::TensorView w,
-                      const kernels::LinearEpilogue& e,
-                      kernels::TensorView out) override {
-    return inner_->Linear(in, w, e, out);
-  }
-  absl::Status WriteKv(kernels::TensorView k, kernels::TensorView v,
-                       const int32_t* slots, int n,
-                       const kernels::PagedKvView& kv) override {
-    return inner_->WriteKv(k, v, slots, n, kv);
-  }
   absl::Status PagedAttention(kernels::TensorView q,
                               const kernels::PagedKvView& kv,
                               const kernels::AttentionMeta& meta,
                               const float* slopes, int heads, float scale,
                               kernels::TensorView out) override {
     if (fail.load()) return absl::DataLossError("injected attention failure");
-    return inner_->PagedAttention(q, kv, meta, slopes, heads, scale, out);
+    return ForwardingBackend::PagedAttention(q, kv, meta, slopes, heads, scale,
+                                             out);
   }
-
- private:
-  std::unique_ptr<Backend> inner_;
 };
 
 struct TestEngine {

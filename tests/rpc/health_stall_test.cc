@@ -1,0 +1,125 @@
+// Health means progress: while the engine is stuck inside a step with work
+// pending, the gRPC health check reports NOT_SERVING; once it moves again,
+// SERVING. In process, with an engine whose attention blocks on demand.
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <thread>
+
+#include "gtest/gtest.h"
+#include "kernels/backend.h"
+#include "server/engine/engine.h"
+#include "server/model/model.h"
+#include "server/rpc/server.h"
+#include "server/tokenizer/tokenizer.h"
+#include "tests/testing/forwarding_backend.h"
+#include "tests/testing/server_process.h"
+
+namespace alibi {
+namespace {
+
+// Attention waits while `blocked` is set.
+class StallingBackend : public testing::ForwardingBackend {
+ public:
+  using ForwardingBackend::ForwardingBackend;
+
+  void Block(bool blocked) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      blocked_ = blocked;
+    }
+    cv_.notify_all();
+  }
+  bool entered() const { return entered_.load(); }
+
+  absl::Status PagedAttention(kernels::TensorView q,
+                              const kernels::PagedKvView& kv,
+                              const kernels::AttentionMeta& meta,
+                              const float* slopes, int heads, float scale,
+                              kernels::TensorView out) override {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (blocked_) entered_.store(true);
+    cv_.wait(lock, [this] { return !blocked_; });
+    lock.unlock();
+    return ForwardingBackend::PagedAttention(q, kv, meta, slopes, heads, scale,
+                                             out);
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool blocked_ = false;
+  std::atomic<bool> entered_{false};
+};
+
+bool WaitForHealth(grpc::Channel& channel, bool serving,
+                   std::chrono::seconds limit) {
+  const auto end = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < end) {
+    auto health = testing::CheckHealth(channel);
+    if (health.ok() && *health == serving) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return false;
+}
+
+TEST(HealthStallTest, NotServingWhileTheEngineIsStuck) {
+  const std::string dir = testing::FixtureModel("tiny-mpt");
+  kernels::BackendOptions options;
+  options.device = "cpu";
+  options.num_threads = 2;
+  auto cpu = kernels::CreateBackend(options);
+  ASSERT_TRUE(cpu.ok());
+  auto backend = std::make_unique<StallingBackend>(std::move(*cpu));
+  StallingBackend* stalling = backend.get();
+  auto model = model::Model::Load(dir, backend.get());
+  ASSERT_TRUE(model.ok()) << model.status();
+  auto tok = tokenizer::Tokenizer::FromFile(dir + "/tokenizer.json");
+  ASSERT_TRUE(tok.ok());
+  engine::EngineConfig config;
+  config.num_blocks = 64;
+  auto engine = engine::Engine::Create(
+      config, std::move(backend), std::move(*model),
+      std::shared_ptr<const tokenizer::Tokenizer>(std::move(*tok)), nullptr);
+  ASSERT_TRUE(engine.ok()) << engine.status();
+
+  rpc::ServerOptions server_options;
+  server_options.host = "127.0.0.1";
+  server_options.port = 0;
+  server_options.stall_timeout = absl::Seconds(1);
+  auto server = rpc::RpcServer::Start(server_options, nullptr);
+  ASSERT_TRUE(server.ok()) << server.status();
+  auto channel = grpc::CreateChannel(
+      "127.0.0.1:" + std::to_string((*server)->port()),
+      grpc::InsecureChannelCredentials());
+  // Loading: NOT_SERVING until the engine is set.
+  ASSERT_TRUE(WaitForHealth(*channel, false, std::chrono::seconds(5)));
+  (*server)->SetEngine(engine->get());
+  ASSERT_TRUE(WaitForHealth(*channel, true, std::chrono::seconds(5)));
+
+  stalling->Block(true);
+  engine::GenerationRequest request;
+  request.prompt = {1, 2, 3};
+  request.max_tokens = 4;
+  auto stream = (*engine)->Submit(request);
+  ASSERT_TRUE(stream.ok());
+  EXPECT_TRUE(WaitForHealth(*channel, false, std::chrono::seconds(10)))
+      << "health stayed SERVING while the engine was stuck";
+  EXPECT_TRUE(stalling->entered());
+  stalling->Block(false);
+  EXPECT_TRUE(WaitForHealth(*channel, true, std::chrono::seconds(10)));
+  auto delta = (*stream)->WaitAndTake(absl::Seconds(10));
+  while (delta.has_value() && !delta->finished) {
+    auto more = (*stream)->WaitAndTake(absl::Seconds(10));
+    if (!more.has_value()) break;
+    delta->Merge(std::move(*more));
+  }
+  ASSERT_TRUE(delta.has_value() && delta->finished);
+  EXPECT_TRUE(delta->status.ok());
+  (*server)->Drain(absl::Seconds(1));
+}
+
+}  // namespace
+}  // namespace alibi
