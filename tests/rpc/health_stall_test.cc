@@ -91,9 +91,9 @@ TEST(HealthStallTest, NotServingWhileTheEngineIsStuck) {
   server_options.stall_timeout = absl::Seconds(1);
   auto server = rpc::RpcServer::Start(server_options, nullptr);
   ASSERT_TRUE(server.ok()) << server.status();
-  auto channel = grpc::CreateChannel(
-      "127.0.0.1:" + std::to_string((*server)->port()),
-      grpc::InsecureChannelCredentials());
+  auto channel =
+      grpc::CreateChannel("127.0.0.1:" + std::to_string((*server)->port()),
+                          grpc::InsecureChannelCredentials());
   // Loading: NOT_SERVING until the engine is set.
   ASSERT_TRUE(WaitForHealth(*channel, false, std::chrono::seconds(5)));
   (*server)->SetEngine(engine->get());

@@ -17,8 +17,9 @@ namespace {
 using ::alibi::testing::SumSeries;
 
 TEST(MetricsE2eTest, CountersAndHistogramsMatchTheRequestsMade) {
-  auto server = testing::ServerProcess::Start(
-      {testing::FixtureModel("tiny-mpt"), {"--served_model_name=metrics-test"}});
+  auto server =
+      testing::ServerProcess::Start({testing::FixtureModel("tiny-mpt"),
+                                     {"--served_model_name=metrics-test"}});
   ASSERT_TRUE(server.ok()) << server.status();
   auto stub = v1::InferenceService::NewStub((*server)->Channel());
   auto deadline = [](grpc::ClientContext& c) {
@@ -108,9 +109,9 @@ TEST(MetricsE2eTest, CountersAndHistogramsMatchTheRequestsMade) {
         << family.name;
   }
   auto requests = [&](const char* rpc, const char* code) {
-    return SumSeries(text, {"alibi_requests_total{",
-                            std::string("rpc=\"") + rpc + "\"",
-                            std::string("code=\"") + code + "\""});
+    return SumSeries(
+        text, {"alibi_requests_total{", std::string("rpc=\"") + rpc + "\"",
+               std::string("code=\"") + code + "\""});
   };
   EXPECT_EQ(requests("Complete", "OK"), 3);
   EXPECT_EQ(requests("Complete", "INVALID_ARGUMENT"), 2);
@@ -132,9 +133,9 @@ TEST(MetricsE2eTest, CountersAndHistogramsMatchTheRequestsMade) {
                              "finish_reason=\"length\""}),
             engine_requests);
   EXPECT_GT(SumSeries(text, {"alibi_step_duration_seconds_count{"}), 0);
-  EXPECT_EQ(SumSeries(text, {"alibi_batch_tokens_sum{"}),
-            SumSeries(text, {"alibi_prompt_tokens_total{"}) + generated -
-                generating);
+  EXPECT_EQ(
+      SumSeries(text, {"alibi_batch_tokens_sum{"}),
+      SumSeries(text, {"alibi_prompt_tokens_total{"}) + generated - generating);
   EXPECT_EQ(SumSeries(text, {"alibi_num_requests_running{"}), 0);
   EXPECT_EQ(SumSeries(text, {"alibi_kv_cache_usage_ratio{"}), 0);
   EXPECT_EQ(SumSeries(text, {"alibi_kv_cache_blocks{", "state=\"used\""}), 0);

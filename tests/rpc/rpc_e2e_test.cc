@@ -755,14 +755,27 @@ TEST(RpcOverloadTest, ExcessIsRefusedFastAndCountersMatch) {
               .count());
     }
   }
-  EXPECT_GE(ok, 6);          // 2 running + 4 queued at least
-  EXPECT_GE(exhausted, 40);  // the excess
+  // At least the queue's capacity gets in (more when requests reach the 2
+  // running slots while the burst arrives); the rest is refused.
+  EXPECT_GE(ok, 4);
+  EXPECT_GE(exhausted, 40);
+  EXPECT_EQ(ok + exhausted, kCalls);
   std::sort(refusal_ms.begin(), refusal_ms.end());
   EXPECT_LT(refusal_ms[refusal_ms.size() / 2], 250.0)
       << "median time to RESOURCE_EXHAUSTED";
   ASSERT_TRUE(WaitForIdleEngine(*server, std::chrono::seconds(10)).ok());
-  auto text = server->ScrapeMetrics();
-  ASSERT_TRUE(text.ok());
+  // Calls are counted when gRPC reports them done, a moment after the client
+  // has its status.
+  absl::StatusOr<std::string> text;
+  for (int attempt = 0; attempt < 200; ++attempt) {
+    text = server->ScrapeMetrics();
+    ASSERT_TRUE(text.ok());
+    if (SumSeries(*text, {"alibi_requests_total{", "rpc=\"Complete\""}) ==
+        kCalls + 1) {
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
   EXPECT_EQ(SumSeries(*text, {"alibi_requests_total{", "rpc=\"Complete\"",
                               "code=\"OK\""}),
             ok + 1);
