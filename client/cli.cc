@@ -410,7 +410,8 @@ int RunStream(const CliInvocation& inv, const Connection& connection,
   }
   grpc::Status status = reader->Finish();
   const double total_ms = MillisSince(start);
-  if (!inv.json && wrote_text) out << "\n" << std::flush;
+  // Text mode ends with a newline, as `complete` does.
+  if (!inv.json && (wrote_text || status.ok())) out << "\n" << std::flush;
   if (!status.ok()) return RpcFailed(status, connection, err);
   if (inv.json) return kExitOk;
   PrintTokenLogprobs("prompt_logprobs", prompt_logprobs, out);

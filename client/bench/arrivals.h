@@ -33,6 +33,12 @@ class Rng {
   std::mt19937_64 engine_;
 };
 
+// The seed of the arrival process of a run with --seed `seed`: a stream of
+// random numbers separate from the workload's.
+inline uint64_t ArrivalSeed(uint64_t seed) {
+  return seed ^ 0x9e3779b97f4a7c15ULL;
+}
+
 // Send times in seconds of `n` requests (non-decreasing, first 0).
 std::vector<double> PoissonArrivalTimes(int64_t n, double rate, uint64_t seed);
 

@@ -321,12 +321,11 @@ int RunBench(absl::Span<const std::string> args, std::ostream& out,
   if (c.top_p) run_options.sampling.set_top_p(*c.top_p);
   run_options.sampling.set_top_k(c.top_k);
   run_options.sampling.set_ignore_eos(c.ignore_eos);
-  // A seed per run keeps sampled outputs reproducible.
+  // Seeded sampling (--seed + request index) keeps runs reproducible.
   run_options.sampling.set_seed(c.seed);
 
-  // A separate stream of random numbers from the workload's.
-  const std::vector<double> arrivals = PoissonArrivalTimes(
-      c.num_requests, c.request_rate, c.seed ^ 0x9e3779b97f4a7c15ULL);
+  const std::vector<double> arrivals =
+      PoissonArrivalTimes(c.num_requests, c.request_rate, ArrivalSeed(c.seed));
 
   Report report;
   report.started_at = NowRfc3339();

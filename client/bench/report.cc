@@ -10,7 +10,7 @@
 namespace alibi::client::bench {
 namespace {
 
-using nlohmann::json;
+using json = nlohmann::ordered_json;
 
 // NaN and infinities are not JSON: null.
 json Number(double v) { return std::isfinite(v) ? json(v) : json(nullptr); }

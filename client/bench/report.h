@@ -62,7 +62,8 @@ struct Report {
   std::optional<std::vector<RequestResult>> requests;
 };
 
-nlohmann::json ReportToJson(const Report& report);
+// Keys in the order the schema lists them (not sorted), for readers.
+nlohmann::ordered_json ReportToJson(const Report& report);
 
 // The table printed to stdout.
 std::string FormatReportTable(const Report& report);

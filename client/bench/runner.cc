@@ -238,6 +238,10 @@ RunResult RunLoad(const Connection& connection,
       }
       p->set_max_tokens(w.max_tokens);
       *p->mutable_sampling() = options.sampling;
+      // One seed per request: equal prompts still sample independently.
+      if (options.sampling.has_seed()) {
+        p->mutable_sampling()->set_seed(options.sampling.seed() + i);
+      }
       p->set_request_id(id);
       // Deletes itself in OnDone.
       new StreamCall(&state, i, static_cast<int64_t>(w.token_ids.size()), stub,

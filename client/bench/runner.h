@@ -29,7 +29,8 @@ struct RunOptions {
   int64_t deadline_ms = 0;  // per request; 0: none
   bool progress = false;    // a progress bar on stderr
   bool score = false;       // Score instead of CompleteStream
-  // Sampling for CompleteStream (max_tokens comes from the workload).
+  // Sampling for CompleteStream (max_tokens comes from the workload); a
+  // seed, if set, is offset by the request's index.
   v1::SamplingParams sampling;
   int32_t score_top_logprobs = 0;
   std::string request_id_prefix = "alibi-bench-";
