@@ -2,6 +2,7 @@
 # Installs alibi-serve's build and test dependencies from Debian packages and the
 # buf linter from npm. Idempotent: packages already present are left alone.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
 packages=(
   build-essential cmake ninja-build ccache pkg-config git
@@ -9,7 +10,13 @@ packages=(
   libabsl-dev prometheus-cpp-dev libopenblas-dev nlohmann-json3-dev
   libpcre2-dev libutf8proc-dev libgtest-dev libgmock-dev libbenchmark-dev
   clang libclang-rt-14-dev
+  # tests: a real Prometheus (and promtool), TLS certificates, the Python
+  # client example, buf from npm
+  prometheus openssl python3-grpcio python3-protobuf
 )
+# buf (proto lint) and the deploy/ validators come from npm; machines of this
+# kind ship Node.js, others get Debian's.
+command -v npm >/dev/null || packages+=(nodejs npm)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -26,4 +33,14 @@ if ((${#missing[@]})); then
   "${sudo_cmd[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
 else
   echo "setup: all Debian packages present"
+fi
+
+# npm tools (buf; deploy/ validators), pinned by package-lock.json. Reinstalled
+# only when the lock file changed.
+if [[ ! -f node_modules/.package-lock.json ||
+      package-lock.json -nt node_modules/.package-lock.json ]]; then
+  echo "setup: installing npm tools"
+  npm ci --no-audit --no-fund --loglevel=error
+else
+  echo "setup: npm tools present"
 fi
