@@ -15,7 +15,7 @@ const WordCache::Shard& WordCache::ShardFor(absl::string_view word) const {
 bool WordCache::Lookup(absl::string_view word,
                        std::vector<int32_t>* ids) const {
   const Shard& shard = ShardFor(word);
-  absl::MutexLock lock(&shard.mu);
+  std::lock_guard<std::mutex> lock(shard.mu);
   const auto it = shard.map.find(word);
   if (it == shard.map.end()) return false;
   ids->insert(ids->end(), it->second.begin(), it->second.end());
@@ -25,7 +25,7 @@ bool WordCache::Lookup(absl::string_view word,
 void WordCache::Insert(absl::string_view word,
                        const std::vector<int32_t>& ids) const {
   const Shard& shard = ShardFor(word);
-  absl::MutexLock lock(&shard.mu);
+  std::lock_guard<std::mutex> lock(shard.mu);
   if (shard.map.size() >= kMaxEntriesPerShard) shard.map.clear();
   shard.map.try_emplace(word, ids);
 }
