@@ -137,6 +137,23 @@ for (const t of TARGETS) {
     });
 }
 
+check("build ARG CUDA_ARCHITECTURES reaches CMake (as CUDAARCHS, which CMakeLists.txt must not override)", () => {
+  const stage = df.stage("build-cuda");
+  assert(stage.instructions.some((i) => i.keyword === "ARG" && i.argv[0].startsWith("CUDA_ARCHITECTURES=")),
+    "build-cuda has no ARG CUDA_ARCHITECTURES");
+  assert(/export CUDAARCHS=\$\{CUDA_ARCHITECTURES/.test(read("scripts/docker-build.sh")),
+    "scripts/docker-build.sh does not export CUDAARCHS from CUDA_ARCHITECTURES");
+  // CMake reads CUDAARCHS only while CMAKE_CUDA_ARCHITECTURES is unset; a
+  // default set unconditionally before enable_language(CUDA) would shadow it.
+  const cmake = read("CMakeLists.txt");
+  const set = cmake.search(/set\(CMAKE_CUDA_ARCHITECTURES\s/);
+  if (set >= 0) {
+    const guard = cmake.slice(0, set).split("\n").reverse().find((l) => /^\s*if\(/.test(l)) ?? "";
+    assert(/CUDAARCHS/.test(guard), `CMakeLists.txt sets CMAKE_CUDA_ARCHITECTURES under \`${guard.trim()}\`, ` +
+      "which ignores CUDAARCHS; guard it with: if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES AND \"$ENV{CUDAARCHS}\" STREQUAL \"\")");
+  }
+});
+
 check("scripts/runtime-packages.txt: Debian packages, and the CUDA ones tagged `cuda` with an X-Y version", () => {
   const lines = read("scripts/runtime-packages.txt").split("\n").filter((l) => l.trim() && !l.startsWith("#"));
   const debian = lines.filter((l) => !l.startsWith("cuda "));
