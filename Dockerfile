@@ -9,6 +9,8 @@
 # scripts/build.sh without tests into /opt/alibi), run through
 # scripts/docker-build.sh, which CI also runs without a Docker engine; the
 # runtime stages install scripts/runtime-packages.txt. See deploy/README.md.
+# Needs BuildKit (Docker's default builder since 23.0) for the ccache cache
+# mount of the build stages.
 #
 # Why Debian 12 for the CUDA image too: the project's dependencies are Debian
 # 12's packages (gRPC 1.51, protobuf 3.21, Abseil 20220623, prometheus-cpp

@@ -52,6 +52,12 @@ rm -rf /var/lib/apt/lists/*
 # The packages point /usr/local/cuda at the toolkit through update-alternatives;
 # make sure it is there (CMakeLists.txt looks for /usr/local/cuda/bin/nvcc).
 [[ -e /usr/local/cuda ]] || ln -s "cuda-$version" /usr/local/cuda
+# And that the dynamic loader finds the libraries (the packages register the
+# directory in /etc/ld.so.conf.d; this is a no-op then).
+for dir in /usr/local/cuda-"$version"/targets/*/lib; do
+  [[ -d $dir ]] && echo "$dir" >>/etc/ld.so.conf.d/zz-alibi-cuda.conf
+done
+ldconfig
 if [[ $kind == devel && ! -x /usr/local/cuda/bin/nvcc ]]; then
   echo "docker-cuda: /usr/local/cuda/bin/nvcc is missing after installing ${packages[*]}" >&2
   exit 1
