@@ -107,17 +107,29 @@ int32_t SampleToken(absl::Span<const float> logits, SamplerState& state,
       std::nth_element(kept.begin(), kept.begin() + o.top_k, kept.end(), order);
       kept.resize(o.top_k);
     }
-    std::sort(kept.begin(), kept.end(), order);
     if (use_top_p) {
       double total = 0.0;
       for (int32_t t : kept) total += l[t];
+      // The nucleus is usually a few dozen tokens of a large vocabulary:
+      // select the best `head` (growing) instead of sorting everything.
+      size_t head = std::min<size_t>(kept.size(), 64);
+      while (true) {
+        std::nth_element(kept.begin(), kept.begin() + head, kept.end(), order);
+        double head_mass = 0.0;
+        for (size_t i = 0; i < head; ++i) head_mass += l[kept[i]];
+        if (head_mass >= o.top_p * total || head == kept.size()) break;
+        head = std::min(kept.size(), head * 4);
+      }
+      std::sort(kept.begin(), kept.begin() + head, order);
       double cumulative = 0.0;
       size_t n = 0;
-      while (n < kept.size()) {
+      while (n < head) {
         cumulative += l[kept[n++]];
         if (cumulative >= o.top_p * total) break;
       }
       kept.resize(n);
+    } else {
+      std::sort(kept.begin(), kept.end(), order);
     }
   }
   double total = 0.0;

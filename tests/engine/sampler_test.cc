@@ -96,6 +96,40 @@ TEST(SamplerTest, TopPKeepsTheSmallestNucleus) {
   ExpectDistribution(kLogits, o, expected);
 }
 
+TEST(SamplerTest, TopPOverALargeVocabularyKeepsExactlyTheNucleus) {
+  // 5000 tokens, slowly decaying: the 0.6 nucleus spans hundreds of tokens,
+  // more than the sampler's first partial selection.
+  std::vector<float> logits(5000);
+  for (size_t i = 0; i < logits.size(); ++i) {
+    logits[(i * 7919) % logits.size()] = -0.002f * static_cast<float>(i);
+  }
+  std::vector<double> p = Softmax(logits, 1.0f);
+  std::vector<int32_t> order(p.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::sort(order.begin(), order.end(), [&](int a, int b) {
+    return p[a] > p[b] || (p[a] == p[b] && a < b);
+  });
+  double cumulative = 0;
+  size_t nucleus = 0;
+  while (cumulative < 0.6) cumulative += p[order[nucleus++]];
+  ASSERT_GT(nucleus, 256u);
+  std::vector<bool> inside(p.size(), false);
+  for (size_t i = 0; i < nucleus; ++i) inside[order[i]] = true;
+  SamplingOptions o;
+  o.top_p = 0.6f;
+  o.seed = 21;
+  SamplerState state(o, {});
+  std::vector<float> scratch;
+  int32_t least_likely_seen = 0;
+  for (int i = 0; i < 40000; ++i) {
+    const int32_t t = SampleToken(logits, state, {}, scratch);
+    ASSERT_TRUE(inside[t]) << "token " << t << " is outside the nucleus";
+    if (t == order[nucleus - 1]) ++least_likely_seen;
+  }
+  // The nucleus's last token is drawn too (expected ~40000 * p / 0.6 times).
+  EXPECT_GT(least_likely_seen, 0);
+}
+
 TEST(SamplerTest, MinPDropsUnlikelyTokens) {
   SamplingOptions o;
   o.min_p = 0.3f;  // keep p >= 0.3 * p_max: logits >= 2 + ln 0.3 = 0.796
