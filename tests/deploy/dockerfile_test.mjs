@@ -212,7 +212,9 @@ check("the build context keeps every tracked file the images build from", () => 
   const copied = df.stages.flatMap((st) => st.instructions)
     .filter((i) => i.keyword === "COPY" && !i.flags.some((f) => f.startsWith("--from")))
     .flatMap((c) => c.argv.slice(0, -1)).filter((src) => src !== ".");
-  const roots = [...new Set([...needed, "third_party", "CMakeLists.txt", "scripts", "cmake", ...copied])];
+  // scripts/setup.sh (run in the build stage) installs npm tools from these.
+  const npm = /\bnpm\b/.test(read("scripts/setup.sh")) ? ["package.json", "package-lock.json"] : [];
+  const roots = [...new Set([...needed, "third_party", "CMakeLists.txt", "scripts", "cmake", ...npm, ...copied])];
   const tracked = execFileSync("git", ["-C", ROOT, "ls-files", "--", ...roots], { encoding: "utf8" })
     .split("\n").filter(Boolean);
   assert(tracked.length > 50, `only ${tracked.length} tracked files under ${roots}`);
