@@ -12,7 +12,7 @@ packages=(
   clang libclang-rt-14-dev
   # tests: a real Prometheus (and promtool), TLS certificates, the Python
   # client example, buf from npm
-  prometheus openssl python3-grpcio python3-protobuf
+  prometheus openssl python3-grpcio python3-protobuf shellcheck
 )
 # buf (proto lint) and the deploy/ validators come from npm; machines of this
 # kind ship Node.js, others get Debian's.
@@ -36,11 +36,13 @@ else
 fi
 
 # npm tools (buf; deploy/ validators), pinned by package-lock.json. Reinstalled
-# only when the lock file changed.
+# only when the lock file changed. `npm install` rather than `npm ci`: buf's
+# lock lists optional per-platform packages the registry does not serve for
+# every platform, which `npm ci` refuses; `install` keeps the lock as it is.
 if [[ ! -f node_modules/.package-lock.json ||
       package-lock.json -nt node_modules/.package-lock.json ]]; then
   echo "setup: installing npm tools"
-  npm ci --no-audit --no-fund --loglevel=error
+  npm install --no-audit --no-fund --loglevel=error
 else
   echo "setup: npm tools present"
 fi
