@@ -11,13 +11,11 @@
 #include "server/common/logging.h"
 #include "server/model/config.h"
 #include "server/rpc/status.h"
-#include "server/tokenizer/utf8.h"
+#include "server/common/utf8.h"
 
 namespace alibi::rpc {
 namespace {
 
-using tokenizer::internal::IsValidUtf8;
-using tokenizer::internal::LossyUtf8;
 
 using engine::FinishReason;
 using engine::RequestDelta;

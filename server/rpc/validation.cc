@@ -6,12 +6,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "server/common/status_macros.h"
-#include "server/tokenizer/utf8.h"
+#include "server/common/utf8.h"
 
 namespace alibi::rpc {
 namespace {
 
-using tokenizer::internal::IsValidUtf8;
 
 absl::Status Invalid(absl::string_view field, absl::string_view problem) {
   return absl::InvalidArgumentError(absl::StrCat(field, ": ", problem));

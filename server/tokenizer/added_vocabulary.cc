@@ -6,7 +6,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "server/common/status_macros.h"
 #include "server/tokenizer/unicode.h"
-#include "server/tokenizer/utf8.h"
+#include "server/common/utf8.h"
 
 namespace alibi::tokenizer::internal {
 namespace {

@@ -12,7 +12,7 @@
 #include "server/tokenizer/byte_level.h"
 #include "server/tokenizer/regex.h"
 #include "server/tokenizer/unicode.h"
-#include "server/tokenizer/utf8.h"
+#include "server/common/utf8.h"
 
 namespace alibi::tokenizer::internal {
 

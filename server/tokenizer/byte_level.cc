@@ -3,7 +3,7 @@
 #include <array>
 #include <cstdint>
 
-#include "server/tokenizer/utf8.h"
+#include "server/common/utf8.h"
 
 namespace alibi::tokenizer::internal {
 namespace {

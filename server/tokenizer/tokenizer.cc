@@ -7,7 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "server/common/status_macros.h"
 #include "server/tokenizer/bpe_tokenizer.h"
-#include "server/tokenizer/utf8.h"
+#include "server/common/utf8.h"
 
 namespace alibi::tokenizer {
 
@@ -37,15 +37,15 @@ IncrementalDecoder::IncrementalDecoder(const Tokenizer& tokenizer,
 std::string IncrementalDecoder::Add(int32_t id) {
   if (skip_special_tokens_ && tokenizer_.IsSpecial(id)) return std::string();
   pending_ += tokenizer_.TokenBytes(id);
-  const size_t keep = internal::IncompleteUtf8TailStart(pending_);
+  const size_t keep = IncompleteUtf8TailStart(pending_);
   std::string out =
-      internal::LossyUtf8(absl::string_view(pending_).substr(0, keep));
+      LossyUtf8(absl::string_view(pending_).substr(0, keep));
   pending_.erase(0, keep);
   return out;
 }
 
 std::string IncrementalDecoder::Finish() {
-  std::string out = internal::LossyUtf8(pending_);
+  std::string out = LossyUtf8(pending_);
   pending_.clear();
   return out;
 }

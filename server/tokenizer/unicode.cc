@@ -9,7 +9,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "server/common/status_macros.h"
-#include "server/tokenizer/utf8.h"
+#include "server/common/utf8.h"
 
 namespace alibi::tokenizer::internal {
 

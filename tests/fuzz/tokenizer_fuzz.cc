@@ -19,10 +19,10 @@
 #include <vector>
 
 #include "absl/strings/string_view.h"
+#include "server/common/utf8.h"
 #include "server/tokenizer/regex.h"
 #include "server/tokenizer/tokenizer.h"
 #include "server/tokenizer/unicode.h"
-#include "server/tokenizer/utf8.h"
 
 namespace {
 
@@ -59,29 +59,28 @@ std::string Nfc(absl::string_view text) {
 void CheckStreaming(const Tokenizer& t, const std::vector<int32_t>& ids,
                     bool skip_special) {
   const std::string whole = t.Decode(ids, skip_special);
-  FUZZ_CHECK(internal::IsValidUtf8(whole));
+  FUZZ_CHECK(alibi::IsValidUtf8(whole));
   IncrementalDecoder decoder(t, skip_special);
   std::string streamed;
   for (const int32_t id : ids) {
     const std::string delta = decoder.Add(id);
-    FUZZ_CHECK(internal::IsValidUtf8(delta));
+    FUZZ_CHECK(alibi::IsValidUtf8(delta));
     streamed += delta;
   }
   const std::string tail = decoder.Finish();
-  FUZZ_CHECK(internal::IsValidUtf8(tail));
+  FUZZ_CHECK(alibi::IsValidUtf8(tail));
   FUZZ_CHECK(streamed + tail == whole);
 }
 
 void CheckText(const Tokenizer& t, absl::string_view bytes, bool normalizes) {
-  const bool valid = internal::IsValidUtf8(bytes);
+  const bool valid = alibi::IsValidUtf8(bytes);
   const auto rejected = t.Encode(bytes);
   FUZZ_CHECK(rejected.ok() == valid);
   if (!rejected.ok()) {
     FUZZ_CHECK(rejected.status().code() == absl::StatusCode::kInvalidArgument);
   }
   // Go on with a valid text either way.
-  const std::string text =
-      valid ? std::string(bytes) : internal::LossyUtf8(bytes);
+  const std::string text = valid ? std::string(bytes) : alibi::LossyUtf8(bytes);
   const auto ids = t.Encode(text);
   FUZZ_CHECK(ids.ok());
   for (const int32_t id : *ids) {
@@ -138,7 +137,7 @@ void CheckRegex(absl::string_view pattern) {
     return;
   }
   CheckMatches(**regex, "Hello world's (test)|x, \u00e9t\u00e9 123 \n\n ");
-  if (internal::IsValidUtf8(pattern)) CheckMatches(**regex, pattern);
+  if (alibi::IsValidUtf8(pattern)) CheckMatches(**regex, pattern);
 }
 
 void CheckTokenizerJson(absl::string_view json) {

@@ -13,7 +13,7 @@
 #include "server/tokenizer/pre_tokenizer.h"
 #include "server/tokenizer/regex.h"
 #include "server/tokenizer/unicode.h"
-#include "server/tokenizer/utf8.h"
+#include "server/common/utf8.h"
 
 namespace alibi::tokenizer::internal {
 namespace {

@@ -1,8 +1,8 @@
-#include "server/tokenizer/utf8.h"
+#include "server/common/utf8.h"
 
 #include <cstdint>
 
-namespace alibi::tokenizer::internal {
+namespace alibi {
 namespace {
 
 enum class SeqStatus { kValid, kInvalid, kTruncated };
@@ -159,4 +159,4 @@ size_t IncompleteUtf8TailStart(absl::string_view s) {
   return n;
 }
 
-}  // namespace alibi::tokenizer::internal
+}  // namespace alibi

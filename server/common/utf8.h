@@ -1,17 +1,17 @@
-// UTF-8 helpers shared by the tokenizer: strict validation, code point
-// iteration, and lossy decoding with the same replacement rule as Rust's
-// String::from_utf8_lossy (one U+FFFD per maximal invalid subpart).
+// UTF-8 helpers: strict validation, code point iteration, and lossy decoding
+// with the same replacement rule as Rust's String::from_utf8_lossy (one U+FFFD
+// per maximal invalid subpart).
 //
 // Thread-safety: stateless functions.
-#ifndef ALIBI_SERVER_TOKENIZER_UTF8_H_
-#define ALIBI_SERVER_TOKENIZER_UTF8_H_
+#ifndef ALIBI_SERVER_COMMON_UTF8_H_
+#define ALIBI_SERVER_COMMON_UTF8_H_
 
 #include <cstddef>
 #include <string>
 
 #include "absl/strings/string_view.h"
 
-namespace alibi::tokenizer::internal {
+namespace alibi {
 
 // Byte offset of the first byte that is not part of valid UTF-8 (strict: no
 // overlong forms, no surrogates, nothing above U+10FFFF), or s.size() when
@@ -45,6 +45,6 @@ void AppendLossyUtf8(absl::string_view bytes, std::string* out);
 // character); s.size() when there is none.
 size_t IncompleteUtf8TailStart(absl::string_view s);
 
-}  // namespace alibi::tokenizer::internal
+}  // namespace alibi
 
-#endif  // ALIBI_SERVER_TOKENIZER_UTF8_H_
+#endif  // ALIBI_SERVER_COMMON_UTF8_H_
