@@ -321,6 +321,7 @@ absl::Status Engine::BuildBatch() {
   }
   b.block_tables.assign(plan_.requests.size() * b.max_blocks_per_seq, 0);
   logit_row_of_.assign(plan_.requests.size(), -1);
+  row_owner_.clear();
   for (size_t i = 0; i < plan_.requests.size(); ++i) {
     const ScheduledRequest& r = plan_.requests[i];
     b.query_start.push_back(r.token_offset + r.num_tokens);
@@ -335,6 +336,7 @@ absl::Status Engine::BuildBatch() {
       logit_row_of_[i] = static_cast<int32_t>(b.logit_rows.size());
       for (int32_t pos = r.logits_begin; pos < r.end_position(); ++pos) {
         b.logit_rows.push_back(r.token_offset + (pos - r.first_position));
+        row_owner_.push_back(static_cast<int32_t>(i));
       }
     }
   }
@@ -342,6 +344,38 @@ absl::Status Engine::BuildBatch() {
     return absl::InternalError("scheduler plan and batch disagree");
   }
   return absl::OkStatus();
+}
+
+void Engine::ConsumeLogitRow(int row, absl::Span<const float> logits,
+                             std::vector<int32_t>* sampled) {
+  const size_t i = row_owner_[row];
+  const ScheduledRequest& r = plan_.requests[i];
+  auto it = active_.find(r.id);
+  if (it == active_.end()) return;
+  Active& a = *it->second;
+  const int32_t pos = r.logits_begin + (row - logit_row_of_[i]);
+  const int32_t prompt_len = static_cast<int32_t>(a.request.prompt.size());
+  if (a.request.prompt_logprobs && pos + 1 < prompt_len) {
+    const int32_t next = a.request.prompt[pos + 1];
+    LogprobResult lp =
+        ComputeLogprobs(logits, next, a.request.prompt_top_logprobs);
+    a.delta.prompt_logprobs.push_back({next, lp.logprob, std::move(lp.top)});
+  }
+  if (r.sample && pos == r.end_position() - 1) {
+    std::vector<int32_t> banned;
+    if (a.completion_tokens < a.request.min_tokens) {
+      banned = a.request.stop_token_ids;
+      const int eos = model_->config().eos_token_id;
+      if (eos >= 0 && !a.request.ignore_eos) banned.push_back(eos);
+    }
+    const int32_t token =
+        SampleToken(logits, a.sampler, banned, sampler_scratch_);
+    (*sampled)[i] = token;
+    if (a.request.logprobs.has_value()) {
+      LogprobResult lp = ComputeLogprobs(logits, token, *a.request.logprobs);
+      a.delta.logprobs.push_back({token, lp.logprob, std::move(lp.top)});
+    }
+  }
 }
 
 void Engine::Step() {
@@ -358,56 +392,17 @@ void Engine::Step() {
   std::vector<int32_t> sampled(plan_.requests.size(), -1);
   absl::Status status = BuildBatch();
   if (status.ok()) {
-    // Row -> (plan index) lookup for the sink: rows are grouped by request in
-    // plan order, so walk a cursor forward.
-    size_t cursor = 0;
     const int64_t vocab = model_->config().vocab_size;
     status = model_->Forward(
         batch_,
-        [&](int first_row, int num_rows, const float* logits) -> absl::Status {
+        [&](int first_row, int num_rows, const float* logits) {
           for (int row = first_row; row < first_row + num_rows; ++row) {
-            while (cursor < plan_.requests.size() &&
-                   (logit_row_of_[cursor] < 0 ||
-                    row >= logit_row_of_[cursor] +
-                               plan_.requests[cursor].num_logits())) {
-              ++cursor;
-            }
-            if (cursor == plan_.requests.size()) {
-              return absl::InternalError("logit row without a request");
-            }
-            const ScheduledRequest& r = plan_.requests[cursor];
-            auto it = active_.find(r.id);
-            if (it == active_.end()) continue;
-            Active& a = *it->second;
-            absl::Span<const float> row_logits(
-                logits + static_cast<int64_t>(row - first_row) * vocab, vocab);
-            const int32_t pos = r.logits_begin + (row - logit_row_of_[cursor]);
-            const int32_t prompt_len =
-                static_cast<int32_t>(a.request.prompt.size());
-            if (a.request.prompt_logprobs && pos + 1 < prompt_len) {
-              const int32_t next = a.request.prompt[pos + 1];
-              LogprobResult lp = ComputeLogprobs(row_logits, next,
-                                                 a.request.prompt_top_logprobs);
-              a.delta.prompt_logprobs.push_back(
-                  {next, lp.logprob, std::move(lp.top)});
-            }
-            if (r.sample && pos == r.end_position() - 1) {
-              std::vector<int32_t> banned;
-              if (a.completion_tokens < a.request.min_tokens) {
-                banned = a.request.stop_token_ids;
-                const int eos = model_->config().eos_token_id;
-                if (eos >= 0 && !a.request.ignore_eos) banned.push_back(eos);
-              }
-              const int32_t token =
-                  SampleToken(row_logits, a.sampler, banned, sampler_scratch_);
-              sampled[cursor] = token;
-              if (a.request.logprobs.has_value()) {
-                LogprobResult lp =
-                    ComputeLogprobs(row_logits, token, *a.request.logprobs);
-                a.delta.logprobs.push_back(
-                    {token, lp.logprob, std::move(lp.top)});
-              }
-            }
+            ConsumeLogitRow(
+                row,
+                absl::MakeConstSpan(
+                    logits + static_cast<int64_t>(row - first_row) * vocab,
+                    vocab),
+                &sampled);
           }
           return absl::OkStatus();
         },

@@ -132,6 +132,9 @@ class Engine {
   void Admit(Pending pending);
   void Step();
   absl::Status BuildBatch();
+  // Prompt log-probs and sampling for logit row `row` of the step.
+  void ConsumeLogitRow(int row, absl::Span<const float> logits,
+                       std::vector<int32_t>* sampled);
   void ProcessOutputs(TimePoint now, std::vector<int32_t>* sampled);
   // Per sampled token: detokenize, stop checks; true when it ends the request.
   bool AppendToken(Active& a, int32_t token, TimePoint now);
@@ -168,10 +171,11 @@ class Engine {
   absl::flat_hash_map<uint64_t, std::unique_ptr<Active>> active_;
   StepPlan plan_;
   model::ForwardBatch batch_;
-  std::vector<float> logits_;
   std::vector<float> sampler_scratch_;
-  // Per plan request: first logit row (into logits_), or -1.
+  // Per plan request: its first logit row, or -1.
   std::vector<int32_t> logit_row_of_;
+  // Per logit row: the plan request it belongs to.
+  std::vector<int32_t> row_owner_;
   std::vector<double> step_itls_;
   std::vector<std::pair<std::shared_ptr<RequestStream>, RequestDelta>> outbox_;
   uint64_t num_steps_ = 0;
