@@ -49,6 +49,9 @@ __device__ __forceinline__ void StoreFromFloat(void* p, ElemType type,
 template <typename T>
 struct Half16;
 
+// Bits move through the *_raw structs, never a pointer cast: type-based
+// alias analysis may reorder a load through a differently typed pointer (g++
+// -O2 was seen to, when the attention kernels ran in the host emulator).
 template <>
 struct Half16<__nv_bfloat16> {
   __device__ __forceinline__ static float ToFloat(__nv_bfloat16 x) {
@@ -57,20 +60,28 @@ struct Half16<__nv_bfloat16> {
   __device__ __forceinline__ static __nv_bfloat16 FromFloat(float x) {
     return __float2bfloat16_rn(x);
   }
+  __device__ __forceinline__ static uint16_t Bits(float x) {
+    return static_cast<__nv_bfloat16_raw>(__float2bfloat16_rn(x)).x;
+  }
+  __device__ __forceinline__ static float FromBits(uint16_t bits) {
+    __nv_bfloat16_raw raw;
+    raw.x = bits;
+    return __bfloat162float(__nv_bfloat16(raw));
+  }
   // Two floats as one 32-bit register: `lo` in the low half.
   __device__ __forceinline__ static uint32_t Pack(float lo, float hi) {
-    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
-    return *reinterpret_cast<uint32_t*>(&v);
+    return static_cast<uint32_t>(Bits(lo)) |
+           (static_cast<uint32_t>(Bits(hi)) << 16);
   }
-  // Eight consecutive elements held in a uint4.
+  // Eight consecutive elements held in a uint4 (element 0 in the low half
+  // of .x).
   __device__ __forceinline__ static void Unpack8(const uint4& raw,
                                                  float (&out)[8]) {
-    const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&raw);
+    const uint32_t words[4] = {raw.x, raw.y, raw.z, raw.w};
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
-      const float2 f = __bfloat1622float2(h[i]);
-      out[2 * i] = f.x;
-      out[2 * i + 1] = f.y;
+      out[2 * i] = FromBits(static_cast<uint16_t>(words[i] & 0xFFFFu));
+      out[2 * i + 1] = FromBits(static_cast<uint16_t>(words[i] >> 16));
     }
   }
 };
@@ -83,18 +94,25 @@ struct Half16<__half> {
   __device__ __forceinline__ static __half FromFloat(float x) {
     return __float2half_rn(x);
   }
+  __device__ __forceinline__ static uint16_t Bits(float x) {
+    return static_cast<__half_raw>(__float2half_rn(x)).x;
+  }
+  __device__ __forceinline__ static float FromBits(uint16_t bits) {
+    __half_raw raw;
+    raw.x = bits;
+    return __half2float(__half(raw));
+  }
   __device__ __forceinline__ static uint32_t Pack(float lo, float hi) {
-    __half2 v = __floats2half2_rn(lo, hi);
-    return *reinterpret_cast<uint32_t*>(&v);
+    return static_cast<uint32_t>(Bits(lo)) |
+           (static_cast<uint32_t>(Bits(hi)) << 16);
   }
   __device__ __forceinline__ static void Unpack8(const uint4& raw,
                                                  float (&out)[8]) {
-    const __half2* h = reinterpret_cast<const __half2*>(&raw);
+    const uint32_t words[4] = {raw.x, raw.y, raw.z, raw.w};
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
-      const float2 f = __half22float2(h[i]);
-      out[2 * i] = f.x;
-      out[2 * i + 1] = f.y;
+      out[2 * i] = FromBits(static_cast<uint16_t>(words[i] & 0xFFFFu));
+      out[2 * i + 1] = FromBits(static_cast<uint16_t>(words[i] >> 16));
     }
   }
 };
