@@ -1,6 +1,6 @@
-// A small host emulator of the CUDA features the attention kernels use, so
-// that their source (kernels/cuda/attention_*.cu, turned into host C++ by
-// gen_attention_emulation.py) runs on the CPU in builds and CI without a GPU:
+// A small host emulator of the CUDA features the backend's kernels use, so
+// that their source (kernels/cuda/*.cu, turned into host C++ by
+// gen_cuda_emulation.py) runs on the CPU in builds and CI without a GPU:
 //
 // - Every CUDA thread of a block is a ucontext on the calling OS thread; a
 //   cooperative scheduler runs them until they reach a barrier. Blocks run
@@ -254,6 +254,19 @@ inline void Launch(dim3 grid, int threads, size_t smem_bytes,
       }
     }
   }
+}
+
+// What `kernel<<<grid, block, smem, stream>>>(args)` becomes in generated
+// sources: runs at once, on the host (streams do not exist here).
+inline void LaunchKernel(dim3 grid, dim3 block, size_t smem_bytes,
+                         cudaStream_t /*stream*/,
+                         const std::function<void()>& body) {
+  Launch(grid, static_cast<int>(block.x * block.y * block.z), smem_bytes, body);
+}
+inline cudaError_t GetLastError() { return cudaSuccess; }
+template <typename... Args>
+cudaError_t FuncSetAttribute(Args&&...) {
+  return cudaSuccess;
 }
 
 inline float Unpack16(uint32_t reg, int half, bool bf16) {
