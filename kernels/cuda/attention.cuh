@@ -3,12 +3,14 @@
 // softmax in fp32, then the weighted sum of v_j. Query head h reads KV head
 // h / (num_heads / num_kv_heads). No bias tensor exists anywhere.
 //
-// Two kernels (which one runs is PlanAttention's choice, dispatch.h):
+// Two kernels (which run is PlanAttention's choice, dispatch.h):
 // - LaunchPrefillAttention (attention_prefill.cu): flash-attention style
 //   over variable-length query chunks; tensor cores.
 // - LaunchRowAttention (attention_decode.cu): one block per query row,
 //   head and KV partition (split-KV) plus a combine kernel; decode steps,
 //   short query runs and head dims without a prefill variant.
+// A mixed batch (plan kPrefillMma) runs both: long query runs in the first,
+// the other sequences' rows in the second.
 //
 // Thread-safety: stateless launchers; callers serialise use of a stream.
 #ifndef ALIBI_KERNELS_CUDA_ATTENTION_CUH_
@@ -55,12 +57,15 @@ struct AttentionArgs {
   uint32_t* error_word = nullptr;
 };
 
-// plan.kernel must be kPrefillMma (head_dim 64, 80, 96 or 128).
+// Sequences with more than kRowKernelMaxQueryLen query rows; also lists the
+// others' rows in the workspace for LaunchRowAttention. plan.kernel must be
+// kPrefillMma (head_dim 64, 80, 96 or 128).
 cudaError_t LaunchPrefillAttention(const AttentionArgs& args,
                                    const AttentionPlan& plan,
                                    cudaStream_t stream);
 
-// plan.kernel must be kRowSplitKv.
+// kRowSplitKv: every query row. kPrefillMma: the rows LaunchPrefillAttention
+// listed (call it after that, on the same stream and workspace).
 cudaError_t LaunchRowAttention(const AttentionArgs& args,
                                const AttentionPlan& plan, cudaStream_t stream);
 

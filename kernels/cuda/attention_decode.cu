@@ -1,6 +1,8 @@
 // The row kernel: one block of 128 threads per (query row, head, KV
 // partition). Decode steps (one query per sequence), short query runs and
-// head dims without a tensor-core prefill variant run here.
+// head dims without a tensor-core prefill variant run here; in a mixed batch
+// (AttentionKernel::kPrefillMma) the rows of the short runs, listed on the
+// device by LaunchPrefillAttention's planning kernel, which must run first.
 //
 // Per block, keys [k_begin, k_end) of the row's causal range are processed
 // in tiles of kRowTileKeys:
@@ -59,17 +61,25 @@ __device__ __forceinline__ RowInfo LocateRow(const AttentionArgs& a, int t) {
   return info;
 }
 
-template <typename T>
-__global__ void __launch_bounds__(kAttentionThreads)
-    RowAttentionKernel(const AttentionArgs a, float* __restrict__ partial_o,
-                       float* __restrict__ partial_ml) {
-  using H = Half16<T>;
-  __shared__ float logits[kRowTileKeys];
-  __shared__ float reduce[kAttentionThreads * 8];
-  __shared__ float scratch[32];
+// Shared memory of one row-kernel block.
+struct RowSmem {
+  float logits[kRowTileKeys];
+  float reduce[kAttentionThreads * 8];
+  float scratch[32];
+};
 
-  const int t = blockIdx.x, split = blockIdx.y, h = blockIdx.z;
-  const int max_splits = gridDim.y;
+// Query row t (flattened), head h, KV partition `split`; `slot` indexes the
+// partial buffers. Every thread of the block calls it with the same
+// arguments (its barriers and early returns are block-uniform).
+template <typename T>
+__device__ __forceinline__ void RowAttention(const AttentionArgs& a, int t,
+                                             int64_t slot, int split, int h,
+                                             int max_splits, float* partial_o,
+                                             float* partial_ml, RowSmem& smem) {
+  using H = Half16<T>;
+  float* const logits = smem.logits;
+  float* const reduce = smem.reduce;
+  float* const scratch = smem.scratch;
   const int tid = threadIdx.x;
   const RowInfo row = LocateRow(a, t);
   if (!row.ok) {
@@ -216,7 +226,7 @@ __global__ void __launch_bounds__(kAttentionThreads)
     for (int e = 0; e < 8; ++e) reduce[pv_row * d + pv_chunk * 8 + e] = acc[e];
   }
   __syncthreads();
-  const int64_t row_head = static_cast<int64_t>(t) * a.num_heads + h;
+  const int64_t row_head = slot * a.num_heads + h;
   for (int dim = tid; dim < d; dim += kAttentionThreads) {
     float o = 0.0f;
     for (int r = 0; r < rows_par; ++r) o += reduce[r * d + dim];
@@ -234,64 +244,100 @@ __global__ void __launch_bounds__(kAttentionThreads)
   }
 }
 
-// Merges the partitions of rows that have more than one: grid (row, head).
+// Grid (rows, max_splits, heads). Without a row list, block column x is
+// flattened query row x; with one (mixed batches), the block columns loop
+// over the *row_count listed rows.
 template <typename T>
 __global__ void __launch_bounds__(kAttentionThreads)
-    RowCombineKernel(const AttentionArgs a, int max_splits,
+    RowAttentionKernel(const AttentionArgs a,
+                       const int32_t* __restrict__ row_list,
+                       const int* __restrict__ row_count,
+                       float* __restrict__ partial_o,
+                       float* __restrict__ partial_ml) {
+  __shared__ RowSmem smem;
+  const int n = row_list != nullptr ? *row_count : a.num_tokens;
+  for (int slot = blockIdx.x; slot < n; slot += gridDim.x) {
+    const int t = row_list != nullptr ? row_list[slot] : slot;
+    RowAttention<T>(a, t, slot, blockIdx.y, blockIdx.z, gridDim.y, partial_o,
+                    partial_ml, smem);
+  }
+}
+
+// Merges the partitions of rows that have more than one. Grid (rows, heads),
+// rows as in RowAttentionKernel.
+template <typename T>
+__global__ void __launch_bounds__(kAttentionThreads)
+    RowCombineKernel(const AttentionArgs a,
+                     const int32_t* __restrict__ row_list,
+                     const int* __restrict__ row_count, int max_splits,
                      const float* __restrict__ partial_o,
                      const float* __restrict__ partial_ml) {
   using H = Half16<T>;
   __shared__ float weight[kMaxSplits];
   __shared__ float inv_sum;
-  const int t = blockIdx.x, h = blockIdx.y;
-  const RowInfo row = LocateRow(a, t);
-  if (!row.ok) return;  // reported by the row kernel
-  const int splits = RowNumSplits(row.pos + 1);
-  if (splits <= 1 || splits > max_splits) return;
-  const int64_t base = (static_cast<int64_t>(t) * a.num_heads + h) * max_splits;
-  if (threadIdx.x == 0) {
-    float m = -INFINITY;
-    for (int i = 0; i < splits; ++i) m = fmaxf(m, partial_ml[(base + i) * 2]);
-    const float m_use = m == -INFINITY ? 0.0f : m;
-    float l = 0.0f;
-    for (int i = 0; i < splits; ++i) {
-      const float w = exp2f(partial_ml[(base + i) * 2] - m_use);
-      weight[i] = w;
-      l += w * partial_ml[(base + i) * 2 + 1];
+  const int h = blockIdx.y, d = a.head_dim;
+  const int n = row_list != nullptr ? *row_count : a.num_tokens;
+  for (int slot = blockIdx.x; slot < n; slot += gridDim.x) {
+    const int t = row_list != nullptr ? row_list[slot] : slot;
+    const RowInfo row = LocateRow(a, t);
+    if (!row.ok) continue;  // reported by the row kernel
+    const int splits = RowNumSplits(row.pos + 1);
+    if (splits <= 1 || splits > max_splits) continue;
+    const int64_t base =
+        (static_cast<int64_t>(slot) * a.num_heads + h) * max_splits;
+    if (threadIdx.x == 0) {
+      float m = -INFINITY;
+      for (int i = 0; i < splits; ++i) {
+        m = fmaxf(m, partial_ml[(base + i) * 2]);
+      }
+      const float m_use = m == -INFINITY ? 0.0f : m;
+      float l = 0.0f;
+      for (int i = 0; i < splits; ++i) {
+        const float w = exp2f(partial_ml[(base + i) * 2] - m_use);
+        weight[i] = w;
+        l += w * partial_ml[(base + i) * 2 + 1];
+      }
+      inv_sum = l > 0.0f ? 1.0f / l : 0.0f;
     }
-    inv_sum = l > 0.0f ? 1.0f / l : 0.0f;
-  }
-  __syncthreads();
-  const int d = a.head_dim;
-  T* out = static_cast<T*>(a.out) + static_cast<int64_t>(t) * a.out_stride +
-           static_cast<int64_t>(h) * d;
-  for (int dim = threadIdx.x; dim < d; dim += blockDim.x) {
-    float o = 0.0f;
-    for (int i = 0; i < splits; ++i) {
-      o += weight[i] * partial_o[(base + i) * d + dim];
+    __syncthreads();
+    T* out = static_cast<T*>(a.out) + static_cast<int64_t>(t) * a.out_stride +
+             static_cast<int64_t>(h) * d;
+    for (int dim = threadIdx.x; dim < d; dim += blockDim.x) {
+      float o = 0.0f;
+      for (int i = 0; i < splits; ++i) {
+        o += weight[i] * partial_o[(base + i) * d + dim];
+      }
+      out[dim] = H::FromFloat(o * inv_sum);
     }
-    out[dim] = H::FromFloat(o * inv_sum);
+    __syncthreads();  // `weight` is rewritten for the next row
   }
 }
 
 template <typename T>
 cudaError_t LaunchRow(const AttentionArgs& args, const AttentionPlan& plan,
                       cudaStream_t stream) {
+  char* ws = static_cast<char*>(args.workspace);
+  const int32_t* row_list = nullptr;
+  const int* row_count = nullptr;
+  if (plan.kernel == AttentionKernel::kPrefillMma) {
+    row_list = reinterpret_cast<const int32_t*>(ws + plan.row_list_offset);
+    row_count = reinterpret_cast<const int*>(ws + plan.row_count_offset);
+  }
   float* partial_o = nullptr;
   float* partial_ml = nullptr;
   if (plan.max_splits > 1) {
-    partial_o = static_cast<float*>(args.workspace);
-    partial_ml = reinterpret_cast<float*>(static_cast<char*>(args.workspace) +
-                                          plan.partial_ml_offset);
+    partial_o = reinterpret_cast<float*>(ws + plan.partial_o_offset);
+    partial_ml = reinterpret_cast<float*>(ws + plan.partial_ml_offset);
   }
-  const dim3 grid(args.num_tokens, plan.max_splits, args.num_heads);
+  const unsigned columns = static_cast<unsigned>(plan.row_grid_x);
   RowAttentionKernel<T>
-      <<<grid, kAttentionThreads, 0, stream>>>(args, partial_o, partial_ml);
+      <<<dim3(columns, plan.max_splits, args.num_heads), kAttentionThreads, 0,
+         stream>>>(args, row_list, row_count, partial_o, partial_ml);
   cudaError_t err = cudaGetLastError();
   if (err != cudaSuccess || plan.max_splits <= 1) return err;
   RowCombineKernel<T>
-      <<<dim3(args.num_tokens, args.num_heads), kAttentionThreads, 0, stream>>>(
-          args, plan.max_splits, partial_o, partial_ml);
+      <<<dim3(columns, args.num_heads), kAttentionThreads, 0, stream>>>(
+          args, row_list, row_count, plan.max_splits, partial_o, partial_ml);
   return cudaGetLastError();
 }
 
@@ -299,13 +345,17 @@ cudaError_t LaunchRow(const AttentionArgs& args, const AttentionPlan& plan,
 
 cudaError_t LaunchRowAttention(const AttentionArgs& args,
                                const AttentionPlan& plan, cudaStream_t stream) {
-  if (plan.kernel != AttentionKernel::kRowSplitKv || args.head_dim % 8 != 0 ||
-      args.head_dim > kMaxHeadDim || plan.max_splits > kMaxSplits ||
-      args.num_heads > 65535 || plan.max_splits > 65535) {
+  const bool mixed = plan.kernel == AttentionKernel::kPrefillMma;
+  if ((!mixed && plan.kernel != AttentionKernel::kRowSplitKv) ||
+      args.head_dim % 8 != 0 || args.head_dim > kMaxHeadDim ||
+      plan.max_splits > kMaxSplits || args.num_heads > 65535 ||
+      plan.row_grid_x > 0x7fffffff) {
     return cudaErrorInvalidValue;
   }
-  if (args.num_tokens <= 0 || args.num_seqs <= 0) return cudaSuccess;
-  if (plan.max_splits > 1 && args.workspace == nullptr) {
+  if (args.num_tokens <= 0 || args.num_seqs <= 0 || plan.row_grid_x <= 0) {
+    return cudaSuccess;
+  }
+  if ((mixed || plan.max_splits > 1) && args.workspace == nullptr) {
     return cudaErrorInvalidValue;
   }
   switch (args.dtype) {

@@ -4,10 +4,13 @@
 // mma.sync.m16n8k16 (bf16 or fp16 operands, fp32 accumulators).
 //
 // Work decomposition:
-// - A one-block planning kernel turns query_start into a list of 64-row
-//   query tiles (sequence, first row), longest-running tile of each sequence
-//   first. Grid of the attention kernel: (plan.max_tiles, num_heads); blocks
-//   past the real tile count exit at once.
+// - A one-block planning kernel splits the batch: sequences with more than
+//   kRowKernelMaxQueryLen query rows become a list of 64-row query tiles
+//   (sequence, first row), longest-running tile of each sequence first; the
+//   rows of the others (decodes) become a row list that LaunchRowAttention
+//   then runs through the split-KV row kernel. Grid of the attention kernel:
+//   (plan.max_tiles, num_heads); blocks past the real tile count exit at
+//   once.
 // - A block (4 warps) owns 64 query rows of one sequence and one head; warp
 //   w owns rows 16w..16w+15. Q (64 x D) is staged through shared memory into
 //   registers as mma A fragments once.
@@ -39,67 +42,91 @@ constexpr float kLog2e = 1.4426950408889634f;
 constexpr int kPlanThreads = 1024;
 
 // ---------------------------------------------------------------------------
-// Tile planning
+// Work planning
 // ---------------------------------------------------------------------------
 
-// tiles[k] = (sequence, first query row within it) for every 64-row tile of
-// every sequence; *count = number of tiles. One block of kPlanThreads.
-__global__ void __launch_bounds__(kPlanThreads)
-    PlanTilesKernel(const int32_t* __restrict__ query_start,
-                    const int32_t* __restrict__ context_lens, int num_seqs,
-                    int64_t max_tiles, int2* __restrict__ tiles,
-                    int* __restrict__ count, uint32_t* error_word) {
-  __shared__ int warp_total[32];
-  __shared__ int64_t carry;
-  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+// Exclusive prefix sum of `v` over the block; `*total` gets the block's sum
+// in every thread. `warp_total` holds 32 ints; the leading barrier makes it
+// reusable by consecutive calls.
+__device__ __forceinline__ int BlockExclusiveScan(int v, int* warp_total,
+                                                  int* total) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int num_warps = blockDim.x >> 5;
-  if (tid == 0) carry = 0;
+  int incl = v;
+#pragma unroll
+  for (int o = 1; o < 32; o <<= 1) {
+    const int u = __shfl_up_sync(0xffffffffu, incl, o);
+    if (lane >= o) incl += u;
+  }
+  __syncthreads();  // every thread has read the previous call's totals
+  if (lane == 31) warp_total[warp] = incl;
   __syncthreads();
-  for (int base = 0; base < num_seqs; base += blockDim.x) {
-    const int s = base + tid;
-    int n = 0;
-    if (s < num_seqs) {
-      const int qlen = query_start[s + 1] - query_start[s];
-      if (qlen < 0 || context_lens[s] < qlen) {
-        ReportError(error_word, kErrAttentionMeta);
-      } else {
-        n = (qlen + kPrefillBlockM - 1) / kPrefillBlockM;
-      }
-    }
-    // Block-wide exclusive scan of n.
-    int incl = n;
+  if (warp == 0) {
+    int w = lane < num_warps ? warp_total[lane] : 0;
 #pragma unroll
     for (int o = 1; o < 32; o <<= 1) {
-      const int v = __shfl_up_sync(0xffffffffu, incl, o);
-      if (lane >= o) incl += v;
+      const int u = __shfl_up_sync(0xffffffffu, w, o);
+      if (lane >= o) w += u;
     }
-    if (lane == 31) warp_total[warp] = incl;
-    __syncthreads();
-    if (warp == 0) {
-      int v = lane < num_warps ? warp_total[lane] : 0;
-#pragma unroll
-      for (int o = 1; o < 32; o <<= 1) {
-        const int u = __shfl_up_sync(0xffffffffu, v, o);
-        if (lane >= o) v += u;
-      }
-      warp_total[lane] = v;  // inclusive over warps
-    }
-    __syncthreads();
-    const int64_t offset =
-        carry + (warp > 0 ? warp_total[warp - 1] : 0) + incl - n;
-    for (int i = 0; i < n; ++i) {
-      const int64_t k = offset + i;
-      if (k < max_tiles) {
-        tiles[k] = make_int2(s, (n - 1 - i) * kPrefillBlockM);
-      }
-    }
-    __syncthreads();  // everyone has read carry and warp_total
-    if (tid == 0) carry += warp_total[num_warps - 1];
-    __syncthreads();
+    warp_total[lane] = w;  // inclusive over warps
   }
-  if (tid == 0) {
-    if (carry > max_tiles) ReportError(error_word, kErrAttentionMeta);
-    *count = static_cast<int>(carry < max_tiles ? carry : max_tiles);
+  __syncthreads();
+  *total = warp_total[num_warps - 1];
+  return (warp > 0 ? warp_total[warp - 1] : 0) + incl - v;
+}
+
+// Splits the batch between the two kernels: sequences with more than
+// kRowKernelMaxQueryLen query rows become 64-row tiles for the prefill
+// kernel (tiles[k] = (sequence, first row within it), the sequence's last
+// tile, which sees the most keys, first); the rows of the others are listed
+// for the row kernel (rows[k] = flattened query row). One block of
+// kPlanThreads.
+__global__ void __launch_bounds__(kPlanThreads)
+    PlanWorkKernel(const int32_t* __restrict__ query_start,
+                   const int32_t* __restrict__ context_lens, int num_seqs,
+                   int64_t max_tiles, int2* __restrict__ tiles,
+                   int* __restrict__ tile_count, int64_t max_rows,
+                   int32_t* __restrict__ rows, int* __restrict__ row_count,
+                   uint32_t* error_word) {
+  __shared__ int warp_total[32];
+  int64_t tile_carry = 0, row_carry = 0;  // the same in every thread
+  for (int base = 0; base < num_seqs; base += blockDim.x) {
+    const int s = base + threadIdx.x;
+    int n_tiles = 0, n_rows = 0, first_row = 0;
+    if (s < num_seqs) {
+      first_row = query_start[s];
+      const int qlen = query_start[s + 1] - first_row;
+      if (qlen < 0 || context_lens[s] < qlen) {
+        ReportError(error_word, kErrAttentionMeta);
+      } else if (qlen > kRowKernelMaxQueryLen) {
+        n_tiles = (qlen + kPrefillBlockM - 1) / kPrefillBlockM;
+      } else {
+        n_rows = qlen;
+      }
+    }
+    int tiles_total = 0, rows_total = 0;
+    const int64_t tile_at =
+        tile_carry + BlockExclusiveScan(n_tiles, warp_total, &tiles_total);
+    const int64_t row_at =
+        row_carry + BlockExclusiveScan(n_rows, warp_total, &rows_total);
+    for (int i = 0; i < n_tiles; ++i) {
+      if (tile_at + i < max_tiles) {
+        tiles[tile_at + i] = make_int2(s, (n_tiles - 1 - i) * kPrefillBlockM);
+      }
+    }
+    for (int i = 0; i < n_rows; ++i) {
+      if (row_at + i < max_rows) rows[row_at + i] = first_row + i;
+    }
+    tile_carry += tiles_total;
+    row_carry += rows_total;
+  }
+  if (threadIdx.x == 0) {
+    if (tile_carry > max_tiles || row_carry > max_rows) {
+      ReportError(error_word, kErrAttentionMeta);
+    }
+    *tile_count =
+        static_cast<int>(tile_carry < max_tiles ? tile_carry : max_tiles);
+    *row_count = static_cast<int>(row_carry < max_rows ? row_carry : max_rows);
   }
 }
 
@@ -486,12 +513,14 @@ cudaError_t LaunchPrefillAttention(const AttentionArgs& args,
     return cudaErrorInvalidValue;
   }
   if (args.num_tokens <= 0 || args.num_seqs <= 0) return cudaSuccess;
-  int2* tiles = static_cast<int2*>(args.workspace);
-  int* count = reinterpret_cast<int*>(static_cast<char*>(args.workspace) +
-                                      plan.tile_count_offset);
-  PlanTilesKernel<<<1, kPlanThreads, 0, stream>>>(
+  char* ws = static_cast<char*>(args.workspace);
+  int2* tiles = reinterpret_cast<int2*>(ws);
+  int* count = reinterpret_cast<int*>(ws + plan.tile_count_offset);
+  PlanWorkKernel<<<1, kPlanThreads, 0, stream>>>(
       args.query_start, args.context_lens, args.num_seqs, plan.max_tiles, tiles,
-      count, args.error_word);
+      count, plan.max_list_rows,
+      reinterpret_cast<int32_t*>(ws + plan.row_list_offset),
+      reinterpret_cast<int*>(ws + plan.row_count_offset), args.error_word);
   cudaError_t err = cudaGetLastError();
   if (err != cudaSuccess) return err;
   switch (args.dtype) {

@@ -566,8 +566,10 @@ class CudaBackend final : public Backend {
     args.workspace = attention_workspace_.ptr;
     args.error_word = error_word_;
     if (plan.kernel == AttentionKernel::kPrefillMma) {
-      return CudaError(LaunchPrefillAttention(args, plan, stream_),
-                       "prefill attention");
+      // Long query runs on tensor cores; it also lists the short runs' rows
+      // (decodes) that the row kernel then takes with split-KV.
+      RETURN_IF_ERROR(CudaError(LaunchPrefillAttention(args, plan, stream_),
+                                "prefill attention"));
     }
     return CudaError(LaunchRowAttention(args, plan, stream_), "row attention");
   }

@@ -10,21 +10,27 @@
 //
 // Attention dispatch table (see PlanAttention):
 //
-//   batch                         head_dim              kernel
-//   ---------------------------   -------------------   -------------------
-//   max_query_len <= 8            any multiple of 8     row (split-KV)
-//                                 up to 256
-//   max_query_len > 8             64, 80, 96, 128       prefill (mma.sync)
-//                                 and q/out 16-byte
-//                                 aligned
-//   max_query_len > 8             other multiples of    row (split-KV)
-//                                 8 up to 256
-//   anything                      not a multiple of 8,  error
-//                                 or > 256
+//   batch                 head_dim                   kernels
+//   -------------------   ------------------------   ------------------------
+//   max_query_len <= 8    multiple of 8, <= 256      row kernel over every
+//                                                    query row (split-KV)
+//   max_query_len > 8     64, 80, 96, 128, q/out     mixed: sequences with
+//                         16-byte aligned            more than 8 query rows
+//                                                    in the prefill kernel
+//                                                    (tensor cores), the
+//                                                    others (decodes) in the
+//                                                    row kernel, both in the
+//                                                    same step
+//   max_query_len > 8     other multiples of 8,      row kernel over every
+//                         <= 256                     query row
+//   anything              not a multiple of 8, or    error
+//                         > 256
 //
 // Every block size >= 1 works with both kernels (a key's page is looked up
 // per key row), and so does any head count with num_heads % num_kv_heads ==
-// 0 (MHA, GQA, MQA).
+// 0 (MHA, GQA, MQA). Which kernel computes a row depends on its sequence's
+// query run alone (<= 8 rows: row kernel), and the row kernel's split-KV
+// partitioning on the row's own key count: never on the rest of the batch.
 //
 // Thread-safety: pure functions and constants.
 #ifndef ALIBI_KERNELS_CUDA_DISPATCH_H_
@@ -57,8 +63,12 @@ inline constexpr int kRowTileKeys = 256;
 inline constexpr int kMinPartitionKeys = 256;
 inline constexpr int kMaxSplits = 32;
 inline constexpr int kMaxHeadDim = 256;
-// Batches whose longest query run is at most this use the row kernel.
+// Sequences whose query run is at most this many rows (decodes, short
+// chunks) always go to the row kernel.
 inline constexpr int kRowKernelMaxQueryLen = 8;
+// Mixed plans: the row kernel's grid aims at about this many blocks, each
+// looping over the listed rows.
+inline constexpr int kRowKernelTargetBlocks = 4096;
 
 // Keys per split-KV partition for a query row that sees `num_keys` keys.
 // Depends on that row alone (never on the rest of the batch), so a
@@ -84,11 +94,14 @@ inline bool HasPrefillVariant(int head_dim) {
 
 enum class AttentionKernel : int32_t {
   kNone = 0,
-  // Flash-attention style: 64 query rows x 64-key tiles, mma.sync
-  // m16n8k16 (bf16/fp16 in, fp32 accumulate), online softmax in fp32.
+  // Mixed: sequences with more than kRowKernelMaxQueryLen query rows in the
+  // flash-attention style prefill kernel (64 query rows x 64-key tiles,
+  // mma.sync m16n8k16, bf16/fp16 in, fp32 accumulate, online softmax in
+  // fp32); the rows of the other sequences, listed on the device by the
+  // prefill launch's planning kernel, in the row kernel.
   kPrefillMma = 1,
-  // One block per (query row, head, KV partition); SIMT dot products with
-  // 16-byte loads; partitions merged by a combine kernel.
+  // Row kernel only: one block per (query row, head, KV partition); SIMT dot
+  // products with 16-byte loads; partitions merged by a combine kernel.
   kRowSplitKv = 2,
 };
 
@@ -112,14 +125,22 @@ struct AttentionPlan {
   // Non-null when the shape is unsupported: says why (a static string).
   const char* error = nullptr;
   AttentionKernel kernel = AttentionKernel::kNone;
-  // Row kernel: partitions per row the grid provides (grid.y).
+  // Row kernel: partitions per row the grid provides (grid.y), and grid.x
+  // (kRowSplitKv: one block column per query row; kPrefillMma: fewer, each
+  // looping over the listed rows).
   int max_splits = 1;
-  // Prefill kernel: upper bound on the number of 64-row query tiles.
+  int64_t row_grid_x = 0;
+  // kPrefillMma: upper bounds on the 64-row query tiles of long runs and on
+  // the rows of short runs (the row list).
   int64_t max_tiles = 0;
+  int64_t max_list_rows = 0;
   // Device workspace, bytes, and where each part starts in it.
   size_t workspace_bytes = 0;
-  size_t partial_ml_offset = 0;  // row kernel, when max_splits > 1
-  size_t tile_count_offset = 0;  // prefill kernel
+  size_t tile_count_offset = 0;  // after the tiles (int2) at offset 0
+  size_t row_list_offset = 0;    // int32 row list, then its count
+  size_t row_count_offset = 0;
+  size_t partial_o_offset = 0;   // when max_splits > 1: fp32 accumulators
+  size_t partial_ml_offset = 0;  // and (max, sum) pairs
 };
 
 inline size_t AlignUp16(size_t n) { return (n + 15) / 16 * 16; }
@@ -148,27 +169,44 @@ inline AttentionPlan PlanAttention(const AttentionShape& s) {
     plan.error = "batch maxima are inconsistent";
     return plan;
   }
+  plan.max_splits = RowNumSplits(s.max_context_len);
+  int64_t row_rows = s.num_tokens;  // rows the row kernel may see
+  size_t offset = 0;
   if (s.max_query_len > kRowKernelMaxQueryLen &&
       HasPrefillVariant(s.head_dim) && s.q_out_aligned) {
     plan.kernel = AttentionKernel::kPrefillMma;
     plan.max_tiles = (static_cast<int64_t>(s.num_tokens) + kPrefillBlockM - 1) /
                          kPrefillBlockM +
                      s.num_seqs;
+    const int64_t short_rows =
+        static_cast<int64_t>(kRowKernelMaxQueryLen) * s.num_seqs;
+    plan.max_list_rows = s.num_tokens < short_rows ? s.num_tokens : short_rows;
     plan.tile_count_offset =
         AlignUp16(static_cast<size_t>(plan.max_tiles) * 2 * sizeof(int32_t));
-    plan.workspace_bytes = plan.tile_count_offset + 16;
-    return plan;
+    plan.row_list_offset = plan.tile_count_offset + 16;
+    plan.row_count_offset =
+        plan.row_list_offset +
+        AlignUp16(static_cast<size_t>(plan.max_list_rows) * sizeof(int32_t));
+    offset = plan.row_count_offset + 16;
+    row_rows = plan.max_list_rows;
+    const int64_t per_row = static_cast<int64_t>(plan.max_splits) * s.num_heads;
+    const int64_t want = (kRowKernelTargetBlocks + per_row - 1) / per_row;
+    plan.row_grid_x = want < row_rows ? want : row_rows;
+    if (plan.row_grid_x < 1) plan.row_grid_x = 1;
+  } else {
+    plan.kernel = AttentionKernel::kRowSplitKv;
+    plan.row_grid_x = s.num_tokens;
   }
-  plan.kernel = AttentionKernel::kRowSplitKv;
-  plan.max_splits = RowNumSplits(s.max_context_len);
   if (plan.max_splits > 1) {
-    const size_t rows = static_cast<size_t>(s.num_tokens) * s.num_heads *
+    const size_t rows = static_cast<size_t>(row_rows) * s.num_heads *
                         static_cast<size_t>(plan.max_splits);
+    plan.partial_o_offset = offset;
     plan.partial_ml_offset =
+        offset +
         AlignUp16(rows * static_cast<size_t>(s.head_dim) * sizeof(float));
-    plan.workspace_bytes =
-        plan.partial_ml_offset + AlignUp16(rows * 2 * sizeof(float));
+    offset = plan.partial_ml_offset + AlignUp16(rows * 2 * sizeof(float));
   }
+  plan.workspace_bytes = offset;
   return plan;
 }
 
@@ -186,16 +224,12 @@ inline size_t AttentionWorkspaceBound(int max_tokens, int max_seqs,
   s.num_tokens = max_tokens;
   s.num_seqs = max_seqs;
   s.max_context_len = max_context_len;
-  s.max_query_len = 1;  // row kernel: partial buffers
-  const AttentionPlan row = PlanAttention(s);
-  s.max_query_len = max_context_len > kRowKernelMaxQueryLen
-                        ? kRowKernelMaxQueryLen + 1
-                        : max_context_len;
-  s.head_dim = 64;  // prefill kernel: tile list (independent of head_dim)
-  const AttentionPlan prefill = PlanAttention(s);
-  return row.workspace_bytes > prefill.workspace_bytes
-             ? row.workspace_bytes
-             : prefill.workspace_bytes;
+  s.max_query_len = 1;  // row kernel only
+  const size_t row = PlanAttention(s).workspace_bytes;
+  if (max_context_len <= kRowKernelMaxQueryLen) return row;
+  s.max_query_len = kRowKernelMaxQueryLen + 1;  // mixed, when compiled
+  const size_t mixed = PlanAttention(s).workspace_bytes;
+  return row > mixed ? row : mixed;
 }
 
 // ---------------------------------------------------------------------------

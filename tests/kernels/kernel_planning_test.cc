@@ -225,22 +225,40 @@ TEST(AttentionDispatchTest, UnsupportedShapesSayWhy) {
 }
 
 TEST(AttentionDispatchTest, WorkspaceSizes) {
-  // Row kernel, contexts up to 2048: 8 partitions per row.
+  // Row kernel, contexts up to 2048: 8 partitions per row, one block column
+  // per query row.
   cu::AttentionPlan p = cu::PlanAttention(Shape(32, 32, 128, 1, 2048));
   EXPECT_EQ(p.max_splits, 8);
+  EXPECT_EQ(p.row_grid_x, 300);
   const size_t rows = size_t{300} * 32 * 8;
+  EXPECT_EQ(p.partial_o_offset, 0u);
   EXPECT_EQ(p.partial_ml_offset, rows * 128 * 4);
   EXPECT_EQ(p.workspace_bytes, rows * 128 * 4 + rows * 2 * 4);
   // Short contexts need no workspace.
   p = cu::PlanAttention(Shape(32, 32, 128, 1, 256));
   EXPECT_EQ(p.max_splits, 1);
   EXPECT_EQ(p.workspace_bytes, 0u);
-  // Prefill: ceil(300 / 64) + 40 tiles of two int32, then the count.
+  // Mixed: ceil(300 / 64) + 40 tiles of two int32 and their count; a row
+  // list of at most min(300, 8 * 40) rows and its count; partial buffers for
+  // the listed rows; about 4096 row-kernel blocks.
   p = cu::PlanAttention(Shape(32, 32, 128, 300, 2048));
   EXPECT_EQ(p.max_tiles, 5 + 40);
+  EXPECT_EQ(p.max_list_rows, 300);
   EXPECT_EQ(p.tile_count_offset, cu::AlignUp16(45 * 8));
-  EXPECT_GE(p.workspace_bytes, p.tile_count_offset + 4);
-  // The bound covers both kernels.
+  EXPECT_EQ(p.row_list_offset, p.tile_count_offset + 16);
+  EXPECT_EQ(p.row_count_offset, p.row_list_offset + cu::AlignUp16(300 * 4));
+  EXPECT_EQ(p.partial_o_offset, p.row_count_offset + 16);
+  EXPECT_EQ(p.partial_ml_offset, p.partial_o_offset + rows * 128 * 4);
+  EXPECT_EQ(p.workspace_bytes, p.partial_ml_offset + rows * 2 * 4);
+  EXPECT_EQ(p.row_grid_x, 4096 / (8 * 32));
+  // Few sequences: the list is bounded by 8 rows per sequence.
+  cu::AttentionShape few = Shape(8, 8, 64, 2048, 2048);
+  few.num_tokens = 2049;
+  few.num_seqs = 2;
+  p = cu::PlanAttention(few);
+  EXPECT_EQ(p.max_list_rows, 16);
+  EXPECT_EQ(p.row_grid_x, 16);
+  // The bound covers both kinds of plan.
   const size_t bound = cu::AttentionWorkspaceBound(300, 40, 32, 128, 2048);
   EXPECT_GE(bound,
             cu::PlanAttention(Shape(32, 32, 128, 1, 2048)).workspace_bytes);
