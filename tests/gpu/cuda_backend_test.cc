@@ -50,6 +50,19 @@ class CudaOpsTest : public ::testing::TestWithParam<DType> {
   std::mt19937 rng_{std::random_device{}()};
 };
 
+// Without a visible GPU (or without the CUDA backend), "auto" is the CPU
+// and "cuda" a clear error: device discovery never crashes.
+TEST(CudaBackendTest, AutoFallsBackToTheCpuWithoutAGpu) {
+  if (CudaAvailable()) GTEST_SKIP() << "a CUDA device is visible";
+  BackendOptions options;
+  auto backend = CreateBackend(options);
+  ASSERT_TRUE(backend.ok()) << backend.status();
+  EXPECT_EQ((*backend)->Kind(), "cpu");
+  options.device = "cuda";
+  EXPECT_EQ(CreateBackend(options).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
 TEST(CudaBackendTest, FactoryAndIdentity) {
   ALIBI_SKIP_WITHOUT_CUDA();
   BackendOptions options;  // device "auto" picks CUDA when it is visible
