@@ -33,9 +33,32 @@ namespace alibi::kernels {
 
 enum class DType : uint8_t { kF32, kF16, kBF16, kI32 };
 
-size_t DTypeSize(DType dtype);
+// Inline: the CUDA backend plugin uses them without linking alibi_kernels.
+inline size_t DTypeSize(DType dtype) {
+  switch (dtype) {
+    case DType::kF32:
+    case DType::kI32:
+      return 4;
+    case DType::kF16:
+    case DType::kBF16:
+      return 2;
+  }
+  return 0;
+}
 // "float32", "float16", "bfloat16", "int32".
-absl::string_view DTypeName(DType dtype);
+inline absl::string_view DTypeName(DType dtype) {
+  switch (dtype) {
+    case DType::kF32:
+      return "float32";
+    case DType::kF16:
+      return "float16";
+    case DType::kBF16:
+      return "bfloat16";
+    case DType::kI32:
+      return "int32";
+  }
+  return "unknown";
+}
 // Parses DTypeName's output (and "f32"/"fp32"/"f16"/"fp16"/"bf16").
 absl::StatusOr<DType> ParseDType(absl::string_view name);
 

@@ -6,6 +6,7 @@
 #       repository, for CUDA_VERSION, default 13.0) and the user `alibi`
 #       (uid/gid 10001) that the server runs as
 #   scripts/docker-runtime.sh verify PREFIX      every executable in PREFIX/bin
+#       and plugin in PREFIX/lib
 #       finds all its shared libraries (libcuda.so.1, the driver, excepted: the
 #       NVIDIA container toolkit mounts it into the container at run time)
 #
@@ -37,7 +38,8 @@ case $1 in
     ;;
   verify)
     status=0
-    for exe in "$2"/bin/*; do
+    for exe in "$2"/bin/* "$2"/lib/*.so; do
+      [[ -e $exe ]] || continue
       missing=$(ldd "$exe" | awk '/not found/ && $1 != "libcuda.so.1" { printf " %s", $1 }')
       if [[ -n $missing ]]; then
         echo "docker-runtime: $exe needs libraries no installed package provides:$missing" >&2

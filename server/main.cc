@@ -25,6 +25,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "kernels/backend.h"
+#include "kernels/memory_plan.h"
 #include "server/common/logging.h"
 #include "server/common/status_macros.h"
 #include "server/engine/engine.h"
@@ -157,25 +158,33 @@ void InstallSignalHandlers() {
   std::thread(WaitForSignals).detach();
 }
 
+// The KV pool size in blocks: --kv_blocks, or a byte budget
+// (--kv_cache_memory_bytes; CUDA: what --gpu_memory_fraction leaves once the
+// weights and the activation workspace are resident; CPU: min(2 GiB, 20% of
+// RAM)).
 absl::StatusOr<int> KvBlocks(const model::Model& model,
                              kernels::Backend& backend) {
   const int block_size = absl::GetFlag(FLAGS_block_size);
   if (absl::GetFlag(FLAGS_kv_blocks) > 0) return absl::GetFlag(FLAGS_kv_blocks);
   const size_t per_block = model.KvBytesPerBlock(block_size);
+  const kernels::MemoryInfo memory = backend.GetMemoryInfo();
   int64_t budget = absl::GetFlag(FLAGS_kv_cache_memory_bytes);
+  if (budget <= 0 && backend.Kind() == "cuda") {
+    kernels::MemoryPlanInput in;
+    in.total_bytes = memory.total_bytes;
+    in.free_bytes = memory.total_bytes - memory.used_bytes;
+    in.weight_bytes = model.weight_bytes();
+    in.memory_fraction = absl::GetFlag(FLAGS_gpu_memory_fraction);
+    in.reserve_bytes = size_t{256} << 20;  // cuBLASLt and allocator headroom
+    in.kv_bytes_per_block = per_block;
+    const int max_len = absl::GetFlag(FLAGS_max_model_len);
+    in.min_blocks = max_len > 0 ? (max_len + block_size - 1) / block_size : 1;
+    ASSIGN_OR_RETURN(kernels::MemoryPlan plan, kernels::PlanKvMemory(in));
+    ALIBI_LOG(INFO) << plan.Summary();
+    return plan.num_blocks;
+  }
   if (budget <= 0) {
-    const kernels::MemoryInfo memory = backend.GetMemoryInfo();
-    if (backend.Kind() == "cuda") {
-      const double fraction = absl::GetFlag(FLAGS_gpu_memory_fraction);
-      if (!(fraction > 0.0 && fraction <= 1.0)) {
-        return absl::InvalidArgumentError(
-            "--gpu_memory_fraction must be in (0, 1]");
-      }
-      budget = static_cast<int64_t>(fraction * memory.total_bytes) -
-               static_cast<int64_t>(memory.used_bytes);
-    } else {
-      budget = std::min<int64_t>(int64_t{2} << 30, memory.total_bytes / 5);
-    }
+    budget = std::min<int64_t>(int64_t{2} << 30, memory.total_bytes / 5);
   }
   const int64_t blocks = budget / static_cast<int64_t>(per_block);
   if (blocks < 1) {
