@@ -235,8 +235,9 @@ class Backend {
   // out = epilogue(in W^T).  in: [T, K] activation dtype; weight: [N, K]
   // weight dtype (the Hugging Face [out_features, in_features] layout);
   // out: [T, N] activation dtype, or fp32 when a residual is fused or for
-  // logits. Each output row depends only on its input row: results are the
-  // same whatever T is (batch invariance; tested).
+  // logits. Each output row depends only on its input row; the CPU backend
+  // guarantees that bit for bit whatever T is (batch invariance, tested),
+  // the CUDA backend up to rounding (cuBLASLt picks kernels by shape).
   virtual absl::Status Linear(TensorView in, TensorView weight,
                               const LinearEpilogue& epilogue,
                               TensorView out) = 0;
