@@ -9,13 +9,12 @@
 
 #include "absl/strings/str_cat.h"
 #include "server/common/logging.h"
+#include "server/common/utf8.h"
 #include "server/model/config.h"
 #include "server/rpc/status.h"
-#include "server/common/utf8.h"
 
 namespace alibi::rpc {
 namespace {
-
 
 using engine::FinishReason;
 using engine::RequestDelta;
@@ -85,6 +84,16 @@ bool SecureEquals(absl::string_view presented, absl::string_view expected) {
     diff |= static_cast<unsigned char>(presented[i] ^ expected[i]);
   }
   return diff == 0;
+}
+
+// With `echo`, the prompt's text as the response starts with it: the request's
+// own text, or its token ids decoded.
+std::string EchoText(const v1::CompletionParams& params,
+                     const engine::GenerationRequest& request,
+                     const tokenizer::Tokenizer& tokenizer) {
+  if (!params.echo()) return "";
+  if (!params.text().empty()) return params.text();
+  return tokenizer.Decode(request.prompt, request.skip_special_tokens);
 }
 
 // The status a call that the client abandoned ends with.
@@ -492,11 +501,7 @@ grpc::ServerUnaryReactor* InferenceService::Complete(
   auto* reactor = new GenerateReactor(this, context, "Complete", engine);
   const bool echo = params.echo();
   const std::string echo_text =
-      !echo ? std::string()
-      : params.text().empty()
-          ? engine->tokenizer().Decode(converted->prompt,
-                                       converted->skip_special_tokens)
-          : params.text();
+      EchoText(params, *converted, engine->tokenizer());
   std::vector<int32_t> prompt = converted->prompt;
   reactor->Start(std::move(*converted), [response, engine, echo, echo_text,
                                          prompt](RequestDelta& d, uint64_t id) {
@@ -536,13 +541,7 @@ InferenceService::CompleteStream(grpc::CallbackServerContext* context,
     reactor->Reject(ToGrpcStatus(converted.status()));
     return reactor;
   }
-  std::string echo_text;
-  if (params.echo()) {
-    echo_text = params.text().empty()
-                    ? engine->tokenizer().Decode(converted->prompt,
-                                                 converted->skip_special_tokens)
-                    : params.text();
-  }
+  std::string echo_text = EchoText(params, *converted, engine->tokenizer());
   reactor->Start(std::move(*converted), params.echo(), std::move(echo_text));
   return reactor;
 }

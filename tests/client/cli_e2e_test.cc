@@ -22,6 +22,7 @@
 #include "nlohmann/json.hpp"
 #include "tests/client/e2e_util.h"
 #include "tests/testing/server_process.h"
+#include "tests/testing/tls_certificates.h"
 
 namespace alibi::client {
 namespace {
@@ -404,44 +405,17 @@ TEST(CliAuthE2eTest, ApiKeyFromFlagOrFile) {
   EXPECT_EQ(r.exit_code, 0) << r.err;
 }
 
-// A CA, and a server and a client certificate it signed (for 127.0.0.1 and
-// localhost).
-void MakeCertificates(const std::string& dir) {
-  auto run = [](const std::string& command) {
-    ASSERT_EQ(std::system((command + " > /dev/null 2>&1").c_str()), 0)
-        << command;
-  };
-  run("openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=test-ca "
-      "-keyout " +
-      dir + "/ca.key -out " + dir + "/ca.pem");
-  std::ofstream(dir + "/ext.cnf")
-      << "subjectAltName=IP:127.0.0.1,DNS:localhost\n";
-  for (const std::string name : {"server", "client"}) {
-    run("openssl req -newkey rsa:2048 -nodes -subj /CN=" + name + " -keyout " +
-        dir + "/" + name + ".key -out " + dir + "/" + name + ".csr");
-    run("openssl x509 -req -in " + dir + "/" + name + ".csr -CA " + dir +
-        "/ca.pem -CAkey " + dir + "/ca.key -CAcreateserial -days 1 -extfile " +
-        dir + "/ext.cnf -out " + dir + "/" + name + ".pem");
-  }
-}
-
-std::string Slurp(const std::string& path) {
-  std::ifstream in(path);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
 TEST(CliTlsE2eTest, MutualTls) {
-  if (std::system("openssl version > /dev/null 2>&1") != 0) {
+  if (!::alibi::testing::HaveOpenssl()) {
     GTEST_SKIP() << "openssl is not installed";
   }
   const std::string dir = ::testing::TempDir() + "/alibi-cli-tls";
-  std::filesystem::create_directories(dir);
-  MakeCertificates(dir);
+  ASSERT_TRUE(::alibi::testing::WriteTestCertificates(dir).ok());
   ASSERT_FALSE(HasFailure());
   grpc::SslCredentialsOptions ssl;
-  ssl.pem_root_certs = Slurp(dir + "/ca.pem");
-  ssl.pem_private_key = Slurp(dir + "/client.key");
-  ssl.pem_cert_chain = Slurp(dir + "/client.pem");
+  ssl.pem_root_certs = ::alibi::testing::ReadFileToString(dir + "/ca.pem");
+  ssl.pem_private_key = ::alibi::testing::ReadFileToString(dir + "/client.key");
+  ssl.pem_cert_chain = ::alibi::testing::ReadFileToString(dir + "/client.pem");
   ::alibi::testing::ServerOptions options =
       Options("tiny-mpt", {"--tls_cert=" + dir + "/server.pem",
                            "--tls_key=" + dir + "/server.key",

@@ -25,6 +25,7 @@
 #include "nlohmann/json.hpp"
 #include "server/model/config.h"
 #include "tests/testing/server_process.h"
+#include "tests/testing/tls_certificates.h"
 
 namespace alibi {
 namespace {
@@ -861,32 +862,6 @@ TEST(RpcAuthTest, BearerTokenGuardsTheServiceButNotHealth) {
   EXPECT_TRUE(*health);
 }
 
-// Writes a self-signed CA (ca.pem) and certificates it signed for the server
-// (server.pem / server.key, for 127.0.0.1) and a client (client.pem / .key).
-void MakeCertificates(const std::string& dir) {
-  auto run = [](const std::string& command) {
-    ASSERT_EQ(std::system((command + " > /dev/null 2>&1").c_str()), 0)
-        << command;
-  };
-  run("openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=test-ca "
-      "-keyout " +
-      dir + "/ca.key -out " + dir + "/ca.pem");
-  std::ofstream(dir + "/ext.cnf")
-      << "subjectAltName=IP:127.0.0.1,DNS:localhost\n";
-  for (const std::string name : {"server", "client"}) {
-    run("openssl req -newkey rsa:2048 -nodes -subj /CN=" + name + " -keyout " +
-        dir + "/" + name + ".key -out " + dir + "/" + name + ".csr");
-    run("openssl x509 -req -in " + dir + "/" + name + ".csr -CA " + dir +
-        "/ca.pem -CAkey " + dir + "/ca.key -CAcreateserial -days 1 -extfile " +
-        dir + "/ext.cnf -out " + dir + "/" + name + ".pem");
-  }
-}
-
-std::string Slurp(const std::string& path) {
-  std::ifstream in(path);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
 grpc::StatusCode TokenizeWith(std::shared_ptr<grpc::ChannelCredentials> creds,
                               const ServerProcess& server) {
   auto stub = v1::InferenceService::NewStub(
@@ -900,17 +875,18 @@ grpc::StatusCode TokenizeWith(std::shared_ptr<grpc::ChannelCredentials> creds,
 }
 
 TEST(RpcTlsTest, TlsAndMutualTls) {
-  if (std::system("openssl version > /dev/null 2>&1") != 0) {
+  if (!testing::HaveOpenssl()) {
     GTEST_SKIP() << "openssl is not installed";
   }
   const std::string dir = ::testing::TempDir() + "/alibi-tls";
-  std::filesystem::create_directories(dir);
-  MakeCertificates(dir);
+  ASSERT_TRUE(testing::WriteTestCertificates(dir).ok());
   grpc::SslCredentialsOptions server_only;
-  server_only.pem_root_certs = Slurp(dir + "/ca.pem");
+  server_only.pem_root_certs = testing::ReadFileToString(dir + "/ca.pem");
   grpc::SslCredentialsOptions with_client_cert = server_only;
-  with_client_cert.pem_private_key = Slurp(dir + "/client.key");
-  with_client_cert.pem_cert_chain = Slurp(dir + "/client.pem");
+  with_client_cert.pem_private_key =
+      testing::ReadFileToString(dir + "/client.key");
+  with_client_cert.pem_cert_chain =
+      testing::ReadFileToString(dir + "/client.pem");
   {
     ::alibi::testing::ServerOptions options{
         FixtureModel("tiny-mpt"),
