@@ -17,9 +17,8 @@ namespace {
 using ::alibi::testing::SumSeries;
 
 TEST(MetricsE2eTest, CountersAndHistogramsMatchTheRequestsMade) {
-  auto server =
-      testing::ServerProcess::Start({testing::FixtureModel("tiny-mpt"),
-                                     {"--served_model_name=metrics-test"}});
+  auto server = testing::ServerProcess::Start(
+      testing::FixtureModel("tiny-mpt"), {"--served_model_name=metrics-test"});
   ASSERT_TRUE(server.ok()) << server.status();
   auto stub = v1::InferenceService::NewStub((*server)->Channel());
   auto deadline = [](grpc::ClientContext& c) {

@@ -43,7 +43,7 @@ nlohmann::json ReadJson(const std::string& path) {
 
 std::unique_ptr<ServerProcess> StartServer(
     const std::string& model, std::vector<std::string> flags = {}) {
-  auto server = ServerProcess::Start({FixtureModel(model), std::move(flags)});
+  auto server = ServerProcess::Start(FixtureModel(model), std::move(flags));
   EXPECT_TRUE(server.ok()) << server.status();
   return server.ok() ? std::move(*server) : nullptr;
 }
@@ -888,10 +888,10 @@ TEST(RpcTlsTest, TlsAndMutualTls) {
   with_client_cert.pem_cert_chain =
       testing::ReadFileToString(dir + "/client.pem");
   {
-    ::alibi::testing::ServerOptions options{
-        FixtureModel("tiny-mpt"),
-        {"--tls_cert=" + dir + "/server.pem",
-         "--tls_key=" + dir + "/server.key"}};
+    ::alibi::testing::ServerOptions options;
+    options.model_dir = FixtureModel("tiny-mpt");
+    options.flags = {"--tls_cert=" + dir + "/server.pem",
+                     "--tls_key=" + dir + "/server.key"};
     options.credentials = grpc::SslCredentials(server_only);
     auto server = ServerProcess::Start(options);
     ASSERT_TRUE(server.ok()) << server.status();
@@ -901,11 +901,11 @@ TEST(RpcTlsTest, TlsAndMutualTls) {
               grpc::StatusCode::UNAVAILABLE);
   }
   {
-    ::alibi::testing::ServerOptions options{
-        FixtureModel("tiny-mpt"),
-        {"--tls_cert=" + dir + "/server.pem",
-         "--tls_key=" + dir + "/server.key",
-         "--tls_client_ca=" + dir + "/ca.pem"}};
+    ::alibi::testing::ServerOptions options;
+    options.model_dir = FixtureModel("tiny-mpt");
+    options.flags = {"--tls_cert=" + dir + "/server.pem",
+                     "--tls_key=" + dir + "/server.key",
+                     "--tls_client_ca=" + dir + "/ca.pem"};
     options.credentials = grpc::SslCredentials(with_client_cert);
     auto server = ServerProcess::Start(options);
     ASSERT_TRUE(server.ok()) << server.status();

@@ -125,6 +125,14 @@ absl::StatusOr<std::unique_ptr<ServerProcess>> ServerProcess::Start(
   return server;
 }
 
+absl::StatusOr<std::unique_ptr<ServerProcess>> ServerProcess::Start(
+    const std::string& model_dir, std::vector<std::string> flags) {
+  ServerOptions options;
+  options.model_dir = model_dir;
+  options.flags = std::move(flags);
+  return Start(options);
+}
+
 ServerProcess::~ServerProcess() {
   if (pid_ > 0) {
     kill(pid_, SIGKILL);

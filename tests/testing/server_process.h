@@ -34,6 +34,9 @@ class ServerProcess {
  public:
   static absl::StatusOr<std::unique_ptr<ServerProcess>> Start(
       const ServerOptions& options);
+  // A plaintext server on `model_dir` with extra `flags`.
+  static absl::StatusOr<std::unique_ptr<ServerProcess>> Start(
+      const std::string& model_dir, std::vector<std::string> flags = {});
   // Kills the server if it still runs.
   ~ServerProcess();
 
