@@ -14,6 +14,7 @@
 #include "kernels/backend.h"
 #include "nlohmann/json.hpp"
 #include "server/model/model.h"
+#include "server/tokenizer/tokenizer.h"
 
 namespace alibi::model {
 namespace {
@@ -40,18 +41,26 @@ struct LoadedModel {
   std::unique_ptr<Model> model;
 };
 
-LoadedModel Load(const std::string& name, int num_blocks) {
+// Loads the checkpoint directory `dir` on the CPU backend.
+LoadedModel LoadDir(const std::string& dir, int num_blocks) {
   kernels::BackendOptions options;
   options.device = "cpu";
   auto backend = kernels::CreateBackend(options);
   EXPECT_TRUE(backend.ok()) << backend.status();
   LoadedModel m{std::move(*backend), nullptr};
-  auto model = Model::Load(std::string(ALIBI_TEST_DATA_DIR) + "/models/" + name,
-                           m.backend.get());
+  auto model = Model::Load(dir, m.backend.get());
   EXPECT_TRUE(model.ok()) << model.status();
   m.model = std::move(*model);
-  EXPECT_TRUE(m.model->AllocateKvCache(num_blocks, kBlockSize).ok());
+  if (m.model != nullptr) {
+    EXPECT_TRUE(m.model->AllocateKvCache(num_blocks, kBlockSize).ok());
+  }
   return m;
+}
+
+// Loads the fixture checkpoint `name` from tests/data/models.
+LoadedModel Load(const std::string& name, int num_blocks) {
+  return LoadDir(std::string(ALIBI_TEST_DATA_DIR) + "/models/" + name,
+                 num_blocks);
 }
 
 // Runs `ids` through the model `chunk` tokens at a time (one sequence whose
@@ -216,6 +225,46 @@ TEST_P(ModelNumericsTest, GreedyContinuationsMatchReference) {
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, ModelNumericsTest,
                          ::testing::Values("tiny-bloom", "tiny-mpt"));
+
+// The server's default model (models/alibi-tiny-en, written by
+// tools/train/train.py) against the float64 forward of its stored weights that
+// the training script saved next to it: the tokenizer gives the same ids and
+// every prompt log-prob agrees within 1e-3, whole and in chunks.
+TEST(DefaultModelTest, MatchesTrainingScriptReference) {
+  const std::string dir = std::string(ALIBI_SOURCE_DIR) + "/models/alibi-tiny-en";
+  const nlohmann::json ref = ReadJson(dir + "/reference.json");
+  auto tokenizer = tokenizer::Tokenizer::FromFile(dir + "/tokenizer.json");
+  ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
+  LoadedModel m = LoadDir(dir, 64);
+  ASSERT_NE(m.model, nullptr);
+  const int vocab = m.model->config().vocab_size;
+  ASSERT_GE(ref["sequences"].size(), 3u);
+  for (const auto& seq : ref["sequences"]) {
+    const std::string name = seq["name"];
+    const std::vector<int32_t> want_ids = seq["token_ids"];
+    auto ids = (*tokenizer)->Encode(seq["text"].get<std::string>());
+    ASSERT_TRUE(ids.ok()) << ids.status();
+    ASSERT_EQ(*ids, want_ids) << name;
+    const int n = static_cast<int>(ids->size());
+    ASSERT_LE(n, 64 * kBlockSize) << name;
+    const std::vector<float> whole = RunChunked(*m.model, *ids, n);
+    const auto& ref_lp = seq["prompt_logprobs"];
+    ASSERT_EQ(static_cast<int>(ref_lp.size()), n - 1) << name;
+    double worst = 0, sum = 0;
+    for (int i = 0; i + 1 < n; ++i) {
+      const std::vector<double> lp = LogSoftmax(
+          whole.data() + static_cast<size_t>(i) * vocab, vocab);
+      const double err = std::abs(lp[(*ids)[i + 1]] - ref_lp[i].get<double>());
+      worst = std::max(worst, err);
+      sum += lp[(*ids)[i + 1]];
+      ASSERT_LT(err, 1e-3) << name << " position " << i;
+    }
+    EXPECT_NEAR(sum, seq["sum_logprob"].get<double>(), 1e-3 * n) << name;
+    EXPECT_TRUE(RunChunked(*m.model, *ids, 7) == whole) << name;
+    ::testing::Test::RecordProperty(name + "_max_logprob_error",
+                                    std::to_string(worst));
+  }
+}
 
 }  // namespace
 }  // namespace alibi::model
