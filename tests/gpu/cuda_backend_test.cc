@@ -24,10 +24,12 @@
 #include "kernels/cuda/dispatch.h"
 #include "server/model/config.h"
 #include "tests/gpu/gpu_test_util.h"
+#include "tests/gpu/paged_attention_case.h"
 
 namespace alibi::kernels {
 namespace {
 
+using gpu_test::AttentionCase;
 using gpu_test::Backends;
 using gpu_test::RandomVector;
 using gpu_test::RelErr;
@@ -467,71 +469,20 @@ TEST_P(CudaOpsTest, WriteKvMatchesCpuExactly) {
 // Paged attention
 // ---------------------------------------------------------------------------
 
-struct SeqSpec {
-  int context_len;  // tokens in the cache after the step
-  int query_len;    // of which this step's queries (the last ones)
-};
-
-struct AttentionSpec {
-  std::string name;
-  int num_heads, num_kv_heads, head_dim, block_size;
-  std::vector<SeqSpec> seqs;
-  cuda::AttentionKernel expected;
-  bool alibi = true;
-  // Sequences 0 and 1 share their first `shared_blocks` blocks (a prefix
-  // cache hit).
-  int shared_blocks = 0;
-};
-
 class CudaAttentionTest
-    : public ::testing::TestWithParam<std::tuple<DType, AttentionSpec>> {};
+    : public ::testing::TestWithParam<std::tuple<DType, AttentionCase>> {};
 
 TEST_P(CudaAttentionTest, MatchesCpu) {
   ALIBI_SKIP_WITHOUT_CUDA();
   const DType dt = std::get<0>(GetParam());
-  const AttentionSpec& spec = std::get<1>(GetParam());
+  const AttentionCase& spec = std::get<1>(GetParam());
   Backends b(dt);
   ASSERT_TRUE(b.ok());
   std::mt19937 rng(std::random_device{}());
   const int h = spec.num_heads, kvh = spec.num_kv_heads, d = spec.head_dim;
   const int bs = spec.block_size;
-  const int num_seqs = static_cast<int>(spec.seqs.size());
-
-  // Block tables: every sequence gets its own shuffled blocks (sequences 0
-  // and 1 share a prefix when asked); entries past a sequence's last block
-  // hold an invalid id that must never be read.
-  int max_blocks = 0, total_blocks = 0;
-  for (const SeqSpec& s : spec.seqs) {
-    const int nb = (s.context_len + bs - 1) / bs;
-    max_blocks = std::max(max_blocks, nb + 2);
-    total_blocks += nb;
-  }
-  const int num_blocks = total_blocks + 5;
-  std::vector<int32_t> ids(num_blocks);
-  std::iota(ids.begin(), ids.end(), 0);
-  std::shuffle(ids.begin(), ids.end(), rng);
-  std::vector<int32_t> tables(num_seqs * max_blocks, 1 << 30);
-  int next = 0;
-  for (int s = 0; s < num_seqs; ++s) {
-    const int nb = (spec.seqs[s].context_len + bs - 1) / bs;
-    for (int i = 0; i < nb; ++i) {
-      if (s == 1 && i < spec.shared_blocks) {
-        tables[s * max_blocks + i] = tables[i];
-      } else {
-        tables[s * max_blocks + i] = ids[next++];
-      }
-    }
-  }
-  // Batch metadata.
-  std::vector<int32_t> starts = {0}, ctx;
-  int max_q = 0, max_ctx = 0;
-  for (const SeqSpec& s : spec.seqs) {
-    starts.push_back(starts.back() + s.query_len);
-    ctx.push_back(s.context_len);
-    max_q = std::max(max_q, s.query_len);
-    max_ctx = std::max(max_ctx, s.context_len);
-  }
-  const int t = starts.back();
+  const gpu_test::PagedBatch batch = gpu_test::BuildPagedBatch(spec, rng);
+  const int num_blocks = batch.num_blocks, t = batch.num_tokens();
   ASSERT_GT(t, 0);
 
   // Random pools, queries with a strided layout (a fused QKV matrix).
@@ -540,63 +491,34 @@ TEST_P(CudaAttentionTest, MatchesCpu) {
   const std::vector<float> vpool = Rounded(dt, RandomVector(rng, pool_elems));
   const int qw = h * d, qkv_width = qw + 2 * kvh * d;
   const std::vector<float> qkv = Rounded(dt, RandomVector(rng, t * qkv_width));
-  std::vector<float> slopes(h, 0.0f);
-  if (spec.alibi) {
-    const std::vector<double> s = model::AlibiSlopes(h, 8.0);
-    for (int i = 0; i < h; ++i) slopes[i] = static_cast<float>(s[i]);
-  }
-  const float scale = 1.0f / std::sqrt(static_cast<float>(d));
-
-  AttentionMeta cpu_meta;
-  cpu_meta.num_seqs = num_seqs;
-  cpu_meta.num_tokens = t;
-  cpu_meta.query_start = starts.data();
-  cpu_meta.context_lens = ctx.data();
-  cpu_meta.block_tables = tables.data();
-  cpu_meta.max_blocks_per_seq = max_blocks;
-  cpu_meta.max_query_len = max_q;
-  cpu_meta.max_context_len = max_ctx;
-  std::vector<float> want(t * qw);
-  std::vector<float> kc = kpool, vc = vpool;
-  PagedKvView cpu_kv{kc.data(), vc.data(), DType::kF32, num_blocks, bs, kvh, d};
-  ASSERT_TRUE(
-      b.cpu()
-          .PagedAttention(TensorView::Of(const_cast<float*>(qkv.data()),
-                                         DType::kF32, t, qkv_width)
-                              .Cols(0, qw),
-                          cpu_kv, cpu_meta, slopes.data(), h, scale,
-                          TensorView::Of(want.data(), DType::kF32, t, qw))
-          .ok());
+  const std::vector<float> slopes = gpu_test::CaseSlopes(spec);
+  absl::StatusOr<std::vector<float>> cpu_out = gpu_test::CpuAttention(
+      b.cpu(), spec, batch, kpool, vpool, qkv, qkv_width);
+  ASSERT_TRUE(cpu_out.ok()) << cpu_out.status();
+  const std::vector<float>& want = *cpu_out;
 
   Buffer k_d = b.Upload(kpool, dt), v_d = b.Upload(vpool, dt);
   Buffer qkv_d = b.Upload(qkv, dt);
   Buffer slopes_d = b.Upload(slopes, DType::kF32);
-  Buffer starts_d = b.UploadInts(starts), ctx_d = b.UploadInts(ctx);
-  Buffer tables_d = b.UploadInts(tables);
+  Buffer starts_d = b.UploadInts(batch.starts);
+  Buffer ctx_d = b.UploadInts(batch.ctx);
+  Buffer tables_d = b.UploadInts(batch.tables);
   Buffer out_d = b.Poisoned(t * qw, dt);
-  AttentionMeta meta = cpu_meta;
+  AttentionMeta meta = batch.Meta();
   meta.query_start = starts_d.as<int32_t>();
   meta.context_lens = ctx_d.as<int32_t>();
   meta.block_tables = tables_d.as<int32_t>();
   PagedKvView kv{k_d.data(), v_d.data(), dt, num_blocks, bs, kvh, d};
 
-  cuda::AttentionShape shape;
-  shape.num_heads = h;
-  shape.num_kv_heads = kvh;
-  shape.head_dim = d;
-  shape.block_size = bs;
-  shape.num_tokens = t;
-  shape.num_seqs = num_seqs;
-  shape.max_query_len = max_q;
-  shape.max_context_len = max_ctx;
-  ASSERT_EQ(cuda::PlanAttention(shape).kernel, spec.expected)
+  ASSERT_EQ(cuda::PlanAttention(batch.Shape(spec)).kernel, spec.expected)
       << "the case no longer exercises the kernel it was written for";
 
   ASSERT_TRUE(
       b.gpu()
           .PagedAttention(
               TensorView::Of(qkv_d.data(), dt, t, qkv_width).Cols(0, qw), kv,
-              meta, spec.alibi ? slopes_d.as<float>() : nullptr, h, scale,
+              meta, spec.alibi ? slopes_d.as<float>() : nullptr, h,
+              gpu_test::CaseScale(spec),
               TensorView::Of(out_d.data(), dt, t, qw))
           .ok());
   const std::vector<float> got = b.Download(out_d.data(), t * qw, dt);
@@ -616,9 +538,9 @@ TEST_P(CudaAttentionTest, MatchesCpu) {
   }
 }
 
-std::vector<AttentionSpec> AttentionSpecs() {
+std::vector<AttentionCase> AttentionSpecs() {
   using K = cuda::AttentionKernel;
-  std::vector<AttentionSpec> specs;
+  std::vector<AttentionCase> specs;
   // Decode: contexts on both sides of block and partition boundaries and
   // past 2048 tokens (several split-KV partitions).
   specs.push_back({"decode_h12_d64",

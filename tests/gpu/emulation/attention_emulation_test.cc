@@ -11,10 +11,10 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <numeric>
 #include <random>
 #include <string>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -22,28 +22,17 @@
 #include "kernels/cuda/attention.cuh"
 #include "kernels/cuda/dispatch.h"
 #include "server/common/half.h"
-#include "server/model/config.h"
 #include "tests/gpu/emulation/emulated_kernels.h"
+#include "tests/gpu/paged_attention_case.h"
 
 namespace alibi::kernels {
 namespace {
 
-struct SeqSpec {
-  int context_len, query_len;
-};
-
-struct EmuCase {
-  std::string name;
-  int num_heads, num_kv_heads, head_dim, block_size;
-  std::vector<SeqSpec> seqs;
-  cuda::AttentionKernel expected;
-  bool alibi = true;
-  int shared_blocks = 0;  // sequences 0 and 1 share a prefix
-};
+using gpu_test::AttentionCase;
 
 enum class Mode { kOrderedDeferred, kRandomImmediate };
 
-using Param = std::tuple<EmuCase, bool /*fp16*/, Mode>;
+using Param = std::tuple<AttentionCase, bool /*fp16*/, Mode>;
 
 class AttentionEmulationTest : public ::testing::TestWithParam<Param> {};
 
@@ -55,7 +44,7 @@ float FromBits(bool fp16, uint16_t b) {
 }
 
 TEST_P(AttentionEmulationTest, MatchesCpuBackend) {
-  const EmuCase& c = std::get<0>(GetParam());
+  const AttentionCase& c = std::get<0>(GetParam());
   const bool fp16 = std::get<1>(GetParam());
   const Mode mode = std::get<2>(GetParam());
   const uint32_t seed = std::random_device{}();
@@ -65,35 +54,9 @@ TEST_P(AttentionEmulationTest, MatchesCpuBackend) {
                                    mode == Mode::kRandomImmediate, seed);
 
   const int h = c.num_heads, kvh = c.num_kv_heads, d = c.head_dim;
-  const int bs = c.block_size, num_seqs = static_cast<int>(c.seqs.size());
-  int max_blocks = 0, total = 0;
-  for (const SeqSpec& s : c.seqs) {
-    const int nb = (s.context_len + bs - 1) / bs;
-    max_blocks = std::max(max_blocks, nb + 2);
-    total += nb;
-  }
-  const int num_blocks = total + 3;
-  std::vector<int32_t> ids(num_blocks);
-  std::iota(ids.begin(), ids.end(), 0);
-  std::shuffle(ids.begin(), ids.end(), rng);
-  std::vector<int32_t> tables(num_seqs * max_blocks, 1 << 30);
-  int next = 0;
-  for (int s = 0; s < num_seqs; ++s) {
-    const int nb = (c.seqs[s].context_len + bs - 1) / bs;
-    for (int i = 0; i < nb; ++i) {
-      tables[s * max_blocks + i] =
-          s == 1 && i < c.shared_blocks ? tables[i] : ids[next++];
-    }
-  }
-  std::vector<int32_t> starts = {0}, ctx;
-  int max_q = 0, max_ctx = 0;
-  for (const SeqSpec& s : c.seqs) {
-    starts.push_back(starts.back() + s.query_len);
-    ctx.push_back(s.context_len);
-    max_q = std::max(max_q, s.query_len);
-    max_ctx = std::max(max_ctx, s.context_len);
-  }
-  const int t = starts.back();
+  const int bs = c.block_size;
+  const gpu_test::PagedBatch batch = gpu_test::BuildPagedBatch(c, rng);
+  const int num_blocks = batch.num_blocks, t = batch.num_tokens();
 
   std::normal_distribution<float> normal;
   const size_t pool = size_t{1} * num_blocks * kvh * bs * d;
@@ -112,47 +75,19 @@ TEST_P(AttentionEmulationTest, MatchesCpuBackend) {
     q_b[i] = ToBits(fp16, normal(rng));
     q_f[i] = FromBits(fp16, q_b[i]);
   }
-  std::vector<float> slopes(h, 0.0f);
-  if (c.alibi) {
-    const std::vector<double> m = model::AlibiSlopes(h, 8.0);
-    for (int i = 0; i < h; ++i) slopes[i] = static_cast<float>(m[i]);
-  }
-  const float scale = 1.0f / std::sqrt(static_cast<float>(d));
+  const std::vector<float> slopes = gpu_test::CaseSlopes(c);
 
   BackendOptions options;
   options.device = "cpu";
   options.num_threads = 1;
   auto cpu = CreateBackend(options);
   ASSERT_TRUE(cpu.ok());
-  AttentionMeta meta;
-  meta.num_seqs = num_seqs;
-  meta.num_tokens = t;
-  meta.query_start = starts.data();
-  meta.context_lens = ctx.data();
-  meta.block_tables = tables.data();
-  meta.max_blocks_per_seq = max_blocks;
-  meta.max_query_len = max_q;
-  meta.max_context_len = max_ctx;
-  std::vector<float> want(static_cast<size_t>(t) * qw);
-  PagedKvView kv{k_f.data(), v_f.data(), DType::kF32, num_blocks, bs, kvh, d};
-  ASSERT_TRUE(
-      (*cpu)
-          ->PagedAttention(
-              TensorView::Of(q_f.data(), DType::kF32, t, width).Cols(0, qw), kv,
-              meta, slopes.data(), h, scale,
-              TensorView::Of(want.data(), DType::kF32, t, qw))
-          .ok());
+  absl::StatusOr<std::vector<float>> cpu_out = gpu_test::CpuAttention(
+      **cpu, c, batch, std::move(k_f), std::move(v_f), q_f, width);
+  ASSERT_TRUE(cpu_out.ok()) << cpu_out.status();
+  const std::vector<float>& want = *cpu_out;
 
-  cuda::AttentionShape shape;
-  shape.num_heads = h;
-  shape.num_kv_heads = kvh;
-  shape.head_dim = d;
-  shape.block_size = bs;
-  shape.num_tokens = t;
-  shape.num_seqs = num_seqs;
-  shape.max_query_len = max_q;
-  shape.max_context_len = max_ctx;
-  cuda::AttentionPlan plan = cuda::PlanAttention(shape);
+  cuda::AttentionPlan plan = cuda::PlanAttention(batch.Shape(c));
   ASSERT_EQ(plan.error, nullptr);
   ASSERT_EQ(plan.kernel, c.expected);
   if (mode == Mode::kRandomImmediate) {
@@ -175,14 +110,14 @@ TEST_P(AttentionEmulationTest, MatchesCpuBackend) {
   a.num_kv_heads = kvh;
   a.num_heads = h;
   a.head_dim = d;
-  a.query_start = starts.data();
-  a.context_lens = ctx.data();
-  a.block_tables = tables.data();
-  a.max_blocks_per_seq = max_blocks;
-  a.num_seqs = num_seqs;
+  a.query_start = batch.starts.data();
+  a.context_lens = batch.ctx.data();
+  a.block_tables = batch.tables.data();
+  a.max_blocks_per_seq = batch.max_blocks;
+  a.num_seqs = batch.num_seqs();
   a.num_tokens = t;
   a.slopes = c.alibi ? slopes.data() : nullptr;
-  a.scale = scale;
+  a.scale = gpu_test::CaseScale(c);
   a.dtype = fp16 ? cuda::ElemType::kF16 : cuda::ElemType::kBF16;
   a.workspace = workspace.data();
   a.error_word = &error_word;
@@ -212,7 +147,7 @@ TEST_P(AttentionEmulationTest, MatchesCpuBackend) {
   EXPECT_LT(std::sqrt(diff / norm), 1e-2);
 }
 
-std::vector<EmuCase> Cases() {
+std::vector<AttentionCase> Cases() {
   using K = cuda::AttentionKernel;
   return {
       {"row_decode_h3_d64",
