@@ -49,11 +49,32 @@ __device__ __forceinline__ void StoreFromFloat(void* p, ElemType type,
 template <typename T>
 struct Half16;
 
+// The packed-register helpers of a 16-bit type, from its Bits / FromBits.
+template <typename Traits>
+struct Half16Words {
+  // Two floats as one 32-bit register: `lo` in the low half.
+  __device__ __forceinline__ static uint32_t Pack(float lo, float hi) {
+    return static_cast<uint32_t>(Traits::Bits(lo)) |
+           (static_cast<uint32_t>(Traits::Bits(hi)) << 16);
+  }
+  // Eight consecutive elements held in a uint4 (element 0 in the low half
+  // of .x).
+  __device__ __forceinline__ static void Unpack8(const uint4& raw,
+                                                 float (&out)[8]) {
+    const uint32_t words[4] = {raw.x, raw.y, raw.z, raw.w};
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      out[2 * i] = Traits::FromBits(static_cast<uint16_t>(words[i] & 0xFFFFu));
+      out[2 * i + 1] = Traits::FromBits(static_cast<uint16_t>(words[i] >> 16));
+    }
+  }
+};
+
 // Bits move through the *_raw structs, never a pointer cast: type-based
 // alias analysis may reorder a load through a differently typed pointer (g++
 // -O2 was seen to, when the attention kernels ran in the host emulator).
 template <>
-struct Half16<__nv_bfloat16> {
+struct Half16<__nv_bfloat16> : Half16Words<Half16<__nv_bfloat16>> {
   __device__ __forceinline__ static float ToFloat(__nv_bfloat16 x) {
     return __bfloat162float(x);
   }
@@ -68,26 +89,10 @@ struct Half16<__nv_bfloat16> {
     raw.x = bits;
     return __bfloat162float(__nv_bfloat16(raw));
   }
-  // Two floats as one 32-bit register: `lo` in the low half.
-  __device__ __forceinline__ static uint32_t Pack(float lo, float hi) {
-    return static_cast<uint32_t>(Bits(lo)) |
-           (static_cast<uint32_t>(Bits(hi)) << 16);
-  }
-  // Eight consecutive elements held in a uint4 (element 0 in the low half
-  // of .x).
-  __device__ __forceinline__ static void Unpack8(const uint4& raw,
-                                                 float (&out)[8]) {
-    const uint32_t words[4] = {raw.x, raw.y, raw.z, raw.w};
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      out[2 * i] = FromBits(static_cast<uint16_t>(words[i] & 0xFFFFu));
-      out[2 * i + 1] = FromBits(static_cast<uint16_t>(words[i] >> 16));
-    }
-  }
 };
 
 template <>
-struct Half16<__half> {
+struct Half16<__half> : Half16Words<Half16<__half>> {
   __device__ __forceinline__ static float ToFloat(__half x) {
     return __half2float(x);
   }
@@ -101,19 +106,6 @@ struct Half16<__half> {
     __half_raw raw;
     raw.x = bits;
     return __half2float(__half(raw));
-  }
-  __device__ __forceinline__ static uint32_t Pack(float lo, float hi) {
-    return static_cast<uint32_t>(Bits(lo)) |
-           (static_cast<uint32_t>(Bits(hi)) << 16);
-  }
-  __device__ __forceinline__ static void Unpack8(const uint4& raw,
-                                                 float (&out)[8]) {
-    const uint32_t words[4] = {raw.x, raw.y, raw.z, raw.w};
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      out[2 * i] = FromBits(static_cast<uint16_t>(words[i] & 0xFFFFu));
-      out[2 * i + 1] = FromBits(static_cast<uint16_t>(words[i] >> 16));
-    }
   }
 };
 
