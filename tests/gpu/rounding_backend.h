@@ -11,6 +11,9 @@
 // residual whose output is not the logits writes a 16-bit tensor; uploads
 // of more than kMatrixThreshold elements are weight matrices.
 //
+// Everything else (memory, embedding, gathers, KV writes from the rounded
+// QKV) goes to the CPU backend unchanged.
+//
 // Thread-safety: not thread-safe (a Backend).
 #ifndef ALIBI_TESTS_GPU_ROUNDING_BACKEND_H_
 #define ALIBI_TESTS_GPU_ROUNDING_BACKEND_H_
@@ -20,9 +23,11 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 
 #include "kernels/backend.h"
 #include "tests/gpu/gpu_test_util.h"
+#include "tests/testing/forwarding_backend.h"
 
 namespace alibi::kernels::gpu_test {
 
@@ -32,48 +37,26 @@ inline constexpr size_t kMatrixThreshold = 4096;
 
 // The CPU backend with 16-bit rounding where the CUDA backend stores 16-bit
 // values. Assumes Model's call pattern (model.cc).
-class RoundingBackend final : public Backend {
+class RoundingBackend final : public ::alibi::testing::ForwardingBackend {
  public:
   RoundingBackend(std::unique_ptr<Backend> cpu, DType dtype, int vocab)
-      : cpu_(std::move(cpu)), dtype_(dtype), vocab_(vocab) {}
+      : ForwardingBackend(std::move(cpu)), dtype_(dtype), vocab_(vocab) {}
 
   std::string Name() const override { return "cpu rounding to 16 bits"; }
-  absl::string_view Kind() const override { return "cpu"; }
-  DType weight_dtype() const override { return DType::kF32; }
-  DType activation_dtype() const override { return DType::kF32; }
-  DType kv_dtype() const override { return DType::kF32; }
-  absl::StatusOr<Buffer> Allocate(size_t bytes) override {
-    return cpu_->Allocate(bytes);
-  }
-  absl::Status CopyToDevice(void* dst, const void* src, size_t n) override {
-    return cpu_->CopyToDevice(dst, src, n);
-  }
-  absl::Status CopyToHost(void* dst, const void* src, size_t n) override {
-    return cpu_->CopyToHost(dst, src, n);
-  }
-  absl::Status Synchronize() override { return cpu_->Synchronize(); }
-  MemoryInfo GetMemoryInfo() const override { return cpu_->GetMemoryInfo(); }
 
   absl::Status UploadConvert(const void* src, DType src_dtype, size_t count,
                              void* dst, DType dst_dtype) override {
-    absl::Status s = cpu_->UploadConvert(src, src_dtype, count, dst, dst_dtype);
+    absl::Status s =
+        inner().UploadConvert(src, src_dtype, count, dst, dst_dtype);
     if (s.ok() && count > kMatrixThreshold) {
       float* p = static_cast<float*>(dst);
       for (size_t i = 0; i < count; ++i) p[i] = Round(p[i]);
     }
     return s;
   }
-  absl::Status Embedding(const int32_t* ids, int n, TensorView table,
-                         TensorView out) override {
-    return cpu_->Embedding(ids, n, table, out);
-  }
-  absl::Status GatherRows(TensorView in, const int32_t* rows, int n,
-                          TensorView out) override {
-    return cpu_->GatherRows(in, rows, n, out);
-  }
   absl::Status LayerNorm(TensorView in, const float* gamma, const float* beta,
                          float eps, TensorView out) override {
-    absl::Status s = cpu_->LayerNorm(in, gamma, beta, eps, out);
+    absl::Status s = inner().LayerNorm(in, gamma, beta, eps, out);
     if (out.data != in.data) RoundAll(out);  // feeds a GEMM
     return s;
   }
@@ -81,16 +64,16 @@ class RoundingBackend final : public Backend {
                       const LinearEpilogue& epi, TensorView out) override {
     const bool to_16bit =
         epi.residual.data == nullptr && out.cols != vocab_;  // QKV, FFN up
-    if (!to_16bit) return cpu_->Linear(in, weight, epi, out);
+    if (!to_16bit) return inner().Linear(in, weight, epi, out);
     if (epi.activation != Activation::kGeluErf) {
-      absl::Status s = cpu_->Linear(in, weight, epi, out);
+      absl::Status s = inner().Linear(in, weight, epi, out);
       RoundAll(out);  // cuBLASLt epilogue in fp32, one rounding
       return s;
     }
     // Exact GELU: GEMM (+ bias) rounded, then the epilogue kernel.
     LinearEpilogue plain = epi;
     plain.activation = Activation::kNone;
-    absl::Status s = cpu_->Linear(in, weight, plain, out);
+    absl::Status s = inner().Linear(in, weight, plain, out);
     RoundAll(out);
     for (int64_t r = 0; r < out.rows; ++r) {
       float* row = static_cast<float*>(out.data) + r * out.row_stride;
@@ -101,16 +84,12 @@ class RoundingBackend final : public Backend {
     }
     return s;
   }
-  absl::Status WriteKv(TensorView k, TensorView v, const int32_t* slots, int n,
-                       const PagedKvView& kv) override {
-    return cpu_->WriteKv(k, v, slots, n, kv);  // from rounded QKV
-  }
   absl::Status PagedAttention(TensorView q, const PagedKvView& kv,
                               const AttentionMeta& meta, const float* slopes,
                               int num_heads, float scale,
                               TensorView out) override {
     absl::Status s =
-        cpu_->PagedAttention(q, kv, meta, slopes, num_heads, scale, out);
+        inner().PagedAttention(q, kv, meta, slopes, num_heads, scale, out);
     RoundAll(out);
     return s;
   }
@@ -124,7 +103,6 @@ class RoundingBackend final : public Backend {
     }
   }
 
-  std::unique_ptr<Backend> cpu_;
   DType dtype_;
   int vocab_;
 };

@@ -20,7 +20,9 @@ class ForwardingBackend : public kernels::Backend {
 
   std::string Name() const override { return inner_->Name(); }
   absl::string_view Kind() const override { return inner_->Kind(); }
-  kernels::DType weight_dtype() const override { return inner_->weight_dtype(); }
+  kernels::DType weight_dtype() const override {
+    return inner_->weight_dtype();
+  }
   kernels::DType activation_dtype() const override {
     return inner_->activation_dtype();
   }
@@ -74,6 +76,9 @@ class ForwardingBackend : public kernels::Backend {
                               kernels::TensorView out) override {
     return inner_->PagedAttention(q, kv, meta, slopes, num_heads, scale, out);
   }
+
+ protected:
+  kernels::Backend& inner() const { return *inner_; }
 
  private:
   std::unique_ptr<kernels::Backend> inner_;
