@@ -317,32 +317,34 @@ inline void Mma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1,
 
 inline void __syncthreads() { cuda_emu::Arrive(cuda_emu::S().block->barrier); }
 
-template <typename T>
-T __shfl_xor_sync(unsigned /*mask*/, T v, int lane_mask) {
+namespace cuda_emu {
+// Every lane of the warp publishes `v`, then returns the value that lane
+// `source(lane)` published.
+template <typename T, typename Source>
+T WarpExchange(T v, Source source) {
   static_assert(sizeof(T) == 4);
-  cuda_emu::Warp& w = cuda_emu::CurrentWarp();
+  Warp& w = CurrentWarp();
   const int lane = threadIdx.x & 31;
   std::memcpy(&w.exchange[lane], &v, 4);
-  cuda_emu::Arrive(w.barrier);
+  Arrive(w.barrier);
   T r;
-  std::memcpy(&r, &w.exchange[lane ^ lane_mask], 4);
-  cuda_emu::Arrive(w.barrier);
+  std::memcpy(&r, &w.exchange[source(lane)], 4);
+  Arrive(w.barrier);
   return r;
 }
+}  // namespace cuda_emu
 
 template <typename T>
+T __shfl_xor_sync(unsigned /*mask*/, T v, int lane_mask) {
+  return cuda_emu::WarpExchange(v, [&](int lane) { return lane ^ lane_mask; });
+}
+
+// Lanes below `delta` keep their own value.
+template <typename T>
 T __shfl_up_sync(unsigned /*mask*/, T v, unsigned delta) {
-  static_assert(sizeof(T) == 4);
-  cuda_emu::Warp& w = cuda_emu::CurrentWarp();
-  const int lane = threadIdx.x & 31;
-  std::memcpy(&w.exchange[lane], &v, 4);
-  cuda_emu::Arrive(w.barrier);
-  T r = v;
-  if (lane >= static_cast<int>(delta)) {
-    std::memcpy(&r, &w.exchange[lane - delta], 4);
-  }
-  cuda_emu::Arrive(w.barrier);
-  return r;
+  const int d = static_cast<int>(delta);
+  return cuda_emu::WarpExchange(
+      v, [&](int lane) { return lane >= d ? lane - d : lane; });
 }
 
 inline unsigned atomicOr(unsigned* p, unsigned v) {
