@@ -26,25 +26,12 @@ import grpc
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.normpath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, os.path.join(REPO, "client", "examples", "python"))
+sys.path.insert(0, os.path.join(REPO, "tools", "train"))
 from alibi_client import load_protos, unary  # noqa: E402
+import corpora  # noqa: E402  (the training script's document split)
 
 EOS = 2  # </s>, appended after every document (as the training script does)
 LENGTHS = (128, 256, 512, 1024, 2048)
-# The first address of the held-out State of the Union part (2000).
-SOTU_2000 = "We are fortunate to be alive at this moment in history."
-
-
-def held_out_documents(corpora):
-    """The two held-out streams' documents: SOTU 2000-2021 and Moby-Dick."""
-    with open(os.path.join(corpora, "sotu-1790-2021.txt"), encoding="utf-8") as f:
-        # One address per non-empty line, exactly as tools/train/train.py reads them.
-        addresses = [line for line in f.read().split("\n") if line.strip()]
-    sotu = addresses[-22:]
-    if SOTU_2000 not in sotu[0][:200]:
-        sys.exit("error: the 22nd address from the end is not the 2000 one")
-    with open(os.path.join(corpora, "moby-dick.txt"), encoding="utf-8") as f:
-        moby = [f.read()]
-    return {"sotu_2000_2021": sotu, "moby_dick": moby}
 
 
 def token_stream(tokenize, pb, documents, eval_tokens):
@@ -101,8 +88,7 @@ def plot(table, twin, path, train_len):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--address", default="localhost:50051")
-    parser.add_argument("--corpora",
-                        default=os.path.join(REPO, "..", "shared", "corpora"))
+    parser.add_argument("--corpora", default=str(corpora.CORPORA))
     parser.add_argument("--eval_tokens", type=int, default=65536)
     parser.add_argument("--parallel", type=int, default=8,
                         help="Score calls in flight (the server batches them)")
@@ -126,8 +112,9 @@ def main():
     info = unary(channel, prefix + "GetModelInfo", pb.GetModelInfoRequest,
                  pb.GetModelInfoResponse)(pb.GetModelInfoRequest(), timeout=60)
 
-    streams = {name: token_stream(tokenize, pb, docs, args.eval_tokens)
-               for name, docs in held_out_documents(args.corpora).items()}
+    documents = corpora.documents(args.corpora)
+    streams = {name: token_stream(tokenize, pb, documents[name], args.eval_tokens)
+               for name in ("sotu_2000_2021", "moby_dick")}
     table = {name: {} for name in list(streams) + ["both"]}
     for length in LENGTHS:
         both_sum, both_count = 0.0, 0

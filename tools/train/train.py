@@ -30,6 +30,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+import corpora
 import safetensors_io
 from bpe import BloomTokenizer, verify
 from model import BloomLM
@@ -38,12 +39,6 @@ REPO = Path(__file__).resolve().parents[2]
 TOOLS = Path(__file__).resolve().parent
 TOKENIZER = REPO / "tests/data/models/tiny-bloom/tokenizer.json"
 VECTORS = REPO / "tests/data/tokenizers/bloom-style.vectors.json"
-CORPORA = Path("/work/shared/corpora")
-
-# The SOTU file has no dates: one address per non-empty line, in chronological order, ending with 2021.
-# The first address of 2000 (Clinton) is found by its opening words; 2000-2021 is one address a year, 22 in all.
-SOTU_2000_OPENING = "We are fortunate to be alive at this moment in history."
-SOTU_HELDOUT_ADDRESSES = 22
 
 EVAL_LENGTHS = [128, 256, 512, 1024, 2048]
 
@@ -82,20 +77,10 @@ def sha256(path):
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def sotu_addresses():
-    """The State of the Union addresses in file (chronological) order; checks where 2000 starts."""
-    text = (CORPORA / "sotu-1790-2021.txt").read_text(encoding="utf-8")
-    addresses = [line for line in text.split("\n") if line.strip()]
-    first_2000 = [i for i, a in enumerate(addresses) if SOTU_2000_OPENING in a[:200]]
-    assert first_2000 == [len(addresses) - SOTU_HELDOUT_ADDRESSES], "unexpected SOTU layout"
-    return addresses
-
-
 def load_token_streams(tokenizer, cache_dir, hashes):
     """Token streams {train, sotu_2000_2021, moby_dick} (uint16), cached under cache_dir by input hashes.
 
-    Each document is encoded on its own and followed by </s>: the KJV Bible is one document, every State of the
-    Union address is one, Moby-Dick is one.  The training stream is the Bible then the 1790-1999 addresses.
+    Each document of corpora.documents() is encoded on its own and followed by </s>.
     """
     key = hashlib.sha256(json.dumps(hashes, sort_keys=True).encode()).hexdigest()[:16]
     path = Path(cache_dir) / f"tokens-{key}.npz"
@@ -103,8 +88,6 @@ def load_token_streams(tokenizer, cache_dir, hashes):
         with np.load(path) as z:
             return {k: z[k] for k in z.files}
     eos = tokenizer.special["</s>"]
-    addresses = sotu_addresses()
-    split = len(addresses) - SOTU_HELDOUT_ADDRESSES
 
     def stream(docs):
         ids = []
@@ -113,11 +96,7 @@ def load_token_streams(tokenizer, cache_dir, hashes):
             ids.append(eos)
         return np.asarray(ids, dtype=np.uint16)
 
-    streams = {
-        "train": stream([(CORPORA / "kjv-bible.txt").read_text(encoding="utf-8")] + addresses[:split]),
-        "sotu_2000_2021": stream(addresses[split:]),
-        "moby_dick": stream([(CORPORA / "moby-dick.txt").read_text(encoding="utf-8")]),
-    }
+    streams = {name: stream(docs) for name, docs in corpora.documents().items()}
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez(path, **streams)
     return streams
@@ -335,11 +314,11 @@ def hf_config(args, tokenizer, vocab_size):
 
 def reference_texts():
     """Three held-out texts for the float64 reference: two short ones and one past the training length."""
-    moby = (CORPORA / "moby-dick.txt").read_text(encoding="utf-8")
+    moby = corpora.read("moby-dick.txt")
     start = moby.index("Call me Ishmael.")
     first_sentence_end = moby.index("the world.", start) + len("the world.")
     paragraph_end = moby.index("\n\n", start)
-    address_2000 = sotu_addresses()[-SOTU_HELDOUT_ADDRESSES]
+    address_2000 = corpora.sotu_addresses()[-corpora.SOTU_HELDOUT_ADDRESSES]
     return [
         ("moby_first_sentence", moby[start:first_sentence_end]),
         ("sotu_2000_opening", address_2000[:address_2000.index("external threats.") + len("external threats.")]),
@@ -376,7 +355,7 @@ def main():
     tokenizer = BloomTokenizer(TOKENIZER)
     print(f"tokenizer: {verify(tokenizer, VECTORS)} Hugging Face vectors match", flush=True)
     vocab_size = len(tokenizer.id_to_token)
-    inputs = {name: str(CORPORA / name) for name in ("kjv-bible.txt", "sotu-1790-2021.txt", "moby-dick.txt")}
+    inputs = {name: str(corpora.CORPORA / name) for name in corpora.FILES}
     inputs["tokenizer.json"] = str(TOKENIZER)
     hashes = {name: sha256(path) for name, path in inputs.items()}
     streams = load_token_streams(tokenizer, args.cache, hashes)
@@ -450,8 +429,8 @@ def main():
         "inputs_sha256": hashes,
         "tokens": {k: int(len(v)) for k, v in streams.items()},
         "sotu_split": "addresses are the non-empty lines of sotu-1790-2021.txt (chronological, undated); "
-                      f"training: all before the one opening '{SOTU_2000_OPENING}' (2000); held-out: the last "
-                      f"{SOTU_HELDOUT_ADDRESSES} (2000-2021)",
+                      f"training: all before the one opening '{corpora.SOTU_2000_OPENING}' (2000); held-out: the last "
+                      f"{corpora.SOTU_HELDOUT_ADDRESSES} (2000-2021)",
         "vocab_size": vocab_size,
         "parameters": sum(t.numel() for t in next(iter(models.values()))[0].values()),
         "runs": records,
