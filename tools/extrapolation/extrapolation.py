@@ -128,9 +128,17 @@ def main():
             f"{n} {table[n][str(length)]:.2f}" for n in table), flush=True)
 
     twin = reference = None
+    twin_table = None
     if os.path.exists(args.twin):
         with open(args.twin) as f:
-            results = json.load(f)["results"]
+            twin_table = json.load(f)
+        if twin_table.get("eval_tokens_per_corpus") != args.eval_tokens:
+            print(f"note: {args.twin} was computed on "
+                  f"{twin_table.get('eval_tokens_per_corpus')} tokens per text, "
+                  f"not {args.eval_tokens}; leaving it out", file=sys.stderr)
+            twin_table = None
+    if twin_table is not None:
+        results = twin_table["results"]
 
         def perplexities(position):
             return {name: {l: v["ppl"] for l, v in per_length.items()}
