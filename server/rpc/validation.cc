@@ -11,7 +11,6 @@
 namespace alibi::rpc {
 namespace {
 
-
 absl::Status Invalid(absl::string_view field, absl::string_view problem) {
   return absl::InvalidArgumentError(absl::StrCat(field, ": ", problem));
 }

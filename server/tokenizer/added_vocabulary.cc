@@ -5,8 +5,8 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "server/common/status_macros.h"
-#include "server/tokenizer/unicode.h"
 #include "server/common/utf8.h"
+#include "server/tokenizer/unicode.h"
 
 namespace alibi::tokenizer::internal {
 namespace {

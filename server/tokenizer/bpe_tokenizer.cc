@@ -9,10 +9,10 @@
 #include "absl/strings/str_cat.h"
 #include "nlohmann/json.hpp"
 #include "server/common/status_macros.h"
+#include "server/common/utf8.h"
 #include "server/tokenizer/byte_level.h"
 #include "server/tokenizer/regex.h"
 #include "server/tokenizer/unicode.h"
-#include "server/common/utf8.h"
 
 namespace alibi::tokenizer::internal {
 

@@ -6,8 +6,8 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "server/common/status_macros.h"
-#include "server/tokenizer/bpe_tokenizer.h"
 #include "server/common/utf8.h"
+#include "server/tokenizer/bpe_tokenizer.h"
 
 namespace alibi::tokenizer {
 
@@ -38,8 +38,7 @@ std::string IncrementalDecoder::Add(int32_t id) {
   if (skip_special_tokens_ && tokenizer_.IsSpecial(id)) return std::string();
   pending_ += tokenizer_.TokenBytes(id);
   const size_t keep = IncompleteUtf8TailStart(pending_);
-  std::string out =
-      LossyUtf8(absl::string_view(pending_).substr(0, keep));
+  std::string out = LossyUtf8(absl::string_view(pending_).substr(0, keep));
   pending_.erase(0, keep);
   return out;
 }

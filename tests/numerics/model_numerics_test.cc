@@ -231,7 +231,8 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, ModelNumericsTest,
 // the training script saved next to it: the tokenizer gives the same ids and
 // every prompt log-prob agrees within 1e-3, whole and in chunks.
 TEST(DefaultModelTest, MatchesTrainingScriptReference) {
-  const std::string dir = std::string(ALIBI_SOURCE_DIR) + "/models/alibi-tiny-en";
+  const std::string dir =
+      std::string(ALIBI_SOURCE_DIR) + "/models/alibi-tiny-en";
   const nlohmann::json ref = ReadJson(dir + "/reference.json");
   auto tokenizer = tokenizer::Tokenizer::FromFile(dir + "/tokenizer.json");
   ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
@@ -252,8 +253,8 @@ TEST(DefaultModelTest, MatchesTrainingScriptReference) {
     ASSERT_EQ(static_cast<int>(ref_lp.size()), n - 1) << name;
     double worst = 0, sum = 0;
     for (int i = 0; i + 1 < n; ++i) {
-      const std::vector<double> lp = LogSoftmax(
-          whole.data() + static_cast<size_t>(i) * vocab, vocab);
+      const std::vector<double> lp =
+          LogSoftmax(whole.data() + static_cast<size_t>(i) * vocab, vocab);
       const double err = std::abs(lp[(*ids)[i + 1]] - ref_lp[i].get<double>());
       worst = std::max(worst, err);
       sum += lp[(*ids)[i + 1]];

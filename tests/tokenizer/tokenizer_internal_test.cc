@@ -8,12 +8,12 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "server/common/utf8.h"
 #include "server/tokenizer/added_vocabulary.h"
 #include "server/tokenizer/byte_level.h"
 #include "server/tokenizer/pre_tokenizer.h"
 #include "server/tokenizer/regex.h"
 #include "server/tokenizer/unicode.h"
-#include "server/common/utf8.h"
 
 namespace alibi::tokenizer::internal {
 namespace {
