@@ -7,7 +7,7 @@
 
 #include "benchmark/benchmark.h"
 #include "kernels/backend.h"
-#include "server/common/clock.h"
+#include "common/clock.h"
 #include "server/engine/engine.h"
 #include "server/metrics/metrics.h"
 #include "server/model/model.h"

@@ -16,7 +16,7 @@
 #include <random>
 #include <vector>
 
-#include "server/common/logging.h"
+#include "common/logging.h"
 #include "server/scheduler/scheduler.h"
 
 namespace alibi {

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 packages=(
   build-essential cmake ninja-build ccache pkg-config git
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
-  libabsl-dev prometheus-cpp-dev libopenblas-dev nlohmann-json3-dev
+  libabsl-dev prometheus-cpp-dev libopenblas-dev nlohmann-json3-dev libssl-dev
   libpcre2-dev libutf8proc-dev libgtest-dev libgmock-dev libbenchmark-dev
   clang libclang-rt-14-dev
   # tests: a real Prometheus (and promtool), TLS certificates, the Python

@@ -26,10 +26,11 @@
 #include "absl/time/time.h"
 #include "kernels/backend.h"
 #include "kernels/memory_plan.h"
-#include "server/common/logging.h"
-#include "server/common/status_macros.h"
+#include "common/logging.h"
+#include "common/status_macros.h"
 #include "server/engine/engine.h"
 #include "server/metrics/metrics.h"
+#include "server/metrics/metrics_endpoint.h"
 #include "server/model/config.h"
 #include "server/model/model.h"
 #include "server/rpc/server.h"
@@ -50,6 +51,20 @@ ABSL_FLAG(int, metrics_port, 9464,
 ABSL_FLAG(std::string, port_file, "",
           "Write {\"port\":..,\"metrics_port\":..} to this file once "
           "listening (for supervisors and tests using port 0)");
+ABSL_FLAG(absl::Duration, http_header_timeout, absl::Seconds(10),
+          "HTTP ports (metrics; OpenAI API): a request's header section (and "
+          "a new connection's first one, TLS handshake included) must arrive "
+          "within this time, else 408 and close");
+ABSL_FLAG(absl::Duration, http_body_timeout, absl::Seconds(30),
+          "HTTP ports: a request body must arrive within this time of its "
+          "headers, else 408 and close");
+ABSL_FLAG(absl::Duration, http_idle_timeout, absl::Seconds(60),
+          "HTTP ports: keep-alive connections idle this long are closed");
+ABSL_FLAG(absl::Duration, http_write_timeout, absl::Seconds(30),
+          "HTTP ports: a response the client stops reading for this long is "
+          "abandoned (its request cancelled) and the connection closed");
+ABSL_FLAG(int, http_max_connections, 1024,
+          "HTTP ports: open connections at most, each; more get 503");
 ABSL_FLAG(std::string, device, "auto", "Compute backend: auto, cpu or cuda");
 ABSL_FLAG(std::string, dtype, "bf16",
           "CUDA weight/activation dtype: bf16 or f16 (CPU computes in fp32)");
@@ -254,12 +269,23 @@ absl::Status Run() {
                                "Tokenize", "GetModelInfo"};
   auto metrics = std::make_unique<metrics::Metrics>(metrics_options);
   int metrics_port = -1;
+  std::unique_ptr<metrics::MetricsEndpoint> metrics_endpoint;
   if (absl::GetFlag(FLAGS_metrics_port) >= 0) {
-    RETURN_IF_ERROR(
-        Annotate(metrics->StartExposer(absl::GetFlag(FLAGS_metrics_host),
-                                       absl::GetFlag(FLAGS_metrics_port)),
-                 "--metrics_port: "));
-    metrics_port = metrics->exposer_port();
+    http_server::HttpServerOptions endpoint_options;
+    endpoint_options.name = "metrics";
+    endpoint_options.host = absl::GetFlag(FLAGS_metrics_host);
+    endpoint_options.port = absl::GetFlag(FLAGS_metrics_port);
+    endpoint_options.max_connections = absl::GetFlag(FLAGS_http_max_connections);
+    endpoint_options.header_timeout = absl::GetFlag(FLAGS_http_header_timeout);
+    endpoint_options.body_timeout = absl::GetFlag(FLAGS_http_body_timeout);
+    endpoint_options.idle_timeout = absl::GetFlag(FLAGS_http_idle_timeout);
+    endpoint_options.write_timeout = absl::GetFlag(FLAGS_http_write_timeout);
+    endpoint_options.max_body_bytes = 0;
+    auto endpoint =
+        metrics::MetricsEndpoint::Start(metrics.get(), endpoint_options);
+    if (!endpoint.ok()) return Annotate(endpoint.status(), "--metrics_port: ");
+    metrics_endpoint = *std::move(endpoint);
+    metrics_port = metrics_endpoint->port();
     ALIBI_LOG(INFO) << "metrics on http://" << absl::GetFlag(FLAGS_metrics_host)
                     << ":" << metrics_port << "/metrics";
   }

@@ -46,7 +46,7 @@
 #include "kernels/backend.h"
 #include "kernels/cuda/dispatch.h"
 #include "kernels/memory_plan.h"
-#include "server/common/status_macros.h"
+#include "common/status_macros.h"
 #include "server/model/config.h"
 #include "server/model/model.h"
 

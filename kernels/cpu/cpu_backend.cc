@@ -17,8 +17,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "kernels/cpu/thread_pool.h"
-#include "server/common/half.h"
-#include "server/common/status_macros.h"
+#include "common/half.h"
+#include "common/status_macros.h"
 
 extern "C" void openblas_set_num_threads(int num_threads);
 

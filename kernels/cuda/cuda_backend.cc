@@ -26,7 +26,7 @@
 #include "kernels/cuda/gather.cuh"
 #include "kernels/cuda/kv_write.cuh"
 #include "kernels/cuda/layernorm.cuh"
-#include "server/common/status_macros.h"
+#include "common/status_macros.h"
 
 namespace alibi::kernels::cuda {
 namespace {

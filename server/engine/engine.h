@@ -30,7 +30,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "kernels/backend.h"
-#include "server/common/clock.h"
+#include "common/clock.h"
 #include "server/engine/request.h"
 #include "server/metrics/metrics.h"
 #include "server/model/model.h"

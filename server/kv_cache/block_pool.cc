@@ -5,7 +5,7 @@
 
 #include "absl/hash/hash.h"
 #include "absl/strings/str_cat.h"
-#include "server/common/logging.h"
+#include "common/logging.h"
 
 namespace alibi {
 

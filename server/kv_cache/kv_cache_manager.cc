@@ -4,7 +4,7 @@
 #include <limits>
 
 #include "absl/strings/str_cat.h"
-#include "server/common/logging.h"
+#include "common/logging.h"
 
 namespace alibi {
 

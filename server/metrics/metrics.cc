@@ -1,7 +1,6 @@
 #include "server/metrics/metrics.h"
 
 #include <prometheus/counter.h>
-#include <prometheus/exposer.h>
 #include <prometheus/family.h>
 #include <prometheus/gauge.h>
 #include <prometheus/histogram.h>
@@ -19,7 +18,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
-#include "server/common/logging.h"
+#include "common/logging.h"
 
 namespace alibi::metrics {
 namespace {
@@ -253,64 +252,6 @@ class Metrics::Impl {
     }
   }
 
-  ~Impl() {
-    // Stop serving before the registry goes.
-    absl::MutexLock lock(&exposer_mu_);
-    exposer_.reset();
-  }
-
-  absl::Status StartExposer(absl::string_view bind_address, int port,
-                            int num_threads) {
-    if (port < 0 || port > 65535) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("metrics port out of range: ", port));
-    }
-    if (num_threads < 1) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("metrics exposer threads must be >= 1: ", num_threads));
-    }
-    if (bind_address.empty() ||
-        bind_address.find_first_of(", \t") != absl::string_view::npos) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("bad metrics bind address: '", bind_address, "'"));
-    }
-    // civetweb wants IPv6 literals in brackets.
-    const bool ipv6 = bind_address.find(':') != absl::string_view::npos &&
-                      bind_address.front() != '[';
-    const std::string listen = ipv6
-                                   ? absl::StrCat("[", bind_address, "]:", port)
-                                   : absl::StrCat(bind_address, ":", port);
-    absl::MutexLock lock(&exposer_mu_);
-    if (exposer_ != nullptr) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("metrics exposer already listening on port ",
-                       exposer_port_.load(std::memory_order_relaxed)));
-    }
-    try {
-      auto exposer = std::make_unique<prometheus::Exposer>(
-          listen, static_cast<std::size_t>(num_threads));
-      exposer->RegisterCollectable(registry_, "/metrics");
-      const std::vector<int> ports = exposer->GetListeningPorts();
-      if (ports.empty()) {
-        return absl::UnavailableError(
-            absl::StrCat("metrics exposer on ", listen, " has no port"));
-      }
-      exposer_ = std::move(exposer);
-      exposer_port_.store(ports.front(), std::memory_order_relaxed);
-    } catch (const std::exception& e) {
-      // civetweb throws when the port is taken or the address is bad.
-      return absl::UnavailableError(absl::StrCat(
-          "metrics exposer cannot listen on ", listen, ": ", e.what()));
-    }
-    ALIBI_LOG(INFO) << "metrics: serving http://" << listen << "/metrics (port "
-                    << exposer_port_.load(std::memory_order_relaxed) << ")";
-    return absl::OkStatus();
-  }
-
-  int exposer_port() const {
-    return exposer_port_.load(std::memory_order_relaxed);
-  }
-
   std::string SerializeText() const {
     return prometheus::TextSerializer().Serialize(registry_->Collect());
   }
@@ -422,9 +363,6 @@ class Metrics::Impl {
   absl::flat_hash_map<std::string, prometheus::Counter*> finished_
       ABSL_GUARDED_BY(finished_mu_);
 
-  absl::Mutex exposer_mu_;
-  std::unique_ptr<prometheus::Exposer> exposer_ ABSL_GUARDED_BY(exposer_mu_);
-  std::atomic<int> exposer_port_{0};
 };
 
 namespace {
@@ -453,12 +391,6 @@ absl::string_view Metrics::CodeName(absl::StatusCode code) {
   return kCodeNames[CodeIndex(code)];
 }
 
-absl::Status Metrics::StartExposer(absl::string_view bind_address, int port,
-                                   int num_threads) {
-  return impl_->StartExposer(bind_address, port, num_threads);
-}
-
-int Metrics::exposer_port() const { return impl_->exposer_port(); }
 
 std::string Metrics::SerializeText() const { return impl_->SerializeText(); }
 

@@ -9,7 +9,6 @@
 //                              .dtype = "bf16", .device = "cuda:0",
 //                              .version = "0.1.0"},
 //                    .rpc_names = {"Complete", "CompleteStream", "Score"}});
-//   RETURN_IF_ERROR(metrics.StartExposer("0.0.0.0", 9464));
 //   metrics.RecordRequest("Complete", absl::StatusCode::kOk);   // rpc thread
 //   metrics.ObserveStep(0.012, 384);                            // engine
 //
@@ -17,9 +16,8 @@
 // (vLLM's `model_name`), so one dashboard can tell several servers apart.
 //
 // Thread-safety: every method may be called concurrently from any thread
-// (the one engine thread, many gRPC threads, the exposer's HTTP threads) once
-// the object is constructed; StartExposer() must not race with itself or with
-// the destructor. Recording never allocates or formats strings, except the
+// (the one engine thread, many gRPC threads, the scrape endpoint's threads)
+// once the object is constructed. Recording never allocates or formats strings, except the
 // first time a new (rpc, code) pair or finish reason is seen. Counter and
 // gauge updates are lock-free atomics; a histogram observation takes that
 // histogram's own uncontended mutex (prometheus-cpp), so batch the per-step
@@ -85,17 +83,6 @@ class Metrics {
   // gRPC's canonical name for `code` ("OK", "INVALID_ARGUMENT", ...); absl and
   // gRPC status codes share their numbers. Out-of-range codes give "UNKNOWN".
   static absl::string_view CodeName(absl::StatusCode code);
-
-  // Serves the registry at http://<bind_address>:<port>/metrics from
-  // `num_threads` HTTP threads. Port 0 picks a free port (see exposer_port()).
-  // A port already taken gives UNAVAILABLE; a second call FAILED_PRECONDITION.
-  // The endpoint also serves prometheus-cpp's own exposer_* scrape
-  // statistics. The exposer stops when this object is destroyed, which can
-  // take up to about 2 s (civetweb's poll interval).
-  absl::Status StartExposer(absl::string_view bind_address, int port,
-                            int num_threads = 2);
-  // The port the exposer listens on; 0 when it is not running.
-  int exposer_port() const;
 
   // The registry in the Prometheus text format, as a scrape would return it.
   std::string SerializeText() const;

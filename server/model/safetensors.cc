@@ -19,7 +19,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "nlohmann/json.hpp"
-#include "server/common/status_macros.h"
+#include "common/status_macros.h"
 
 namespace alibi::model {
 namespace {

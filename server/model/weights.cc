@@ -7,8 +7,8 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "server/common/half.h"
-#include "server/common/status_macros.h"
+#include "common/half.h"
+#include "common/status_macros.h"
 #include "server/model/arch/arch.h"
 #include "server/model/checkpoint.h"
 

@@ -7,7 +7,7 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
-#include "server/common/logging.h"
+#include "common/logging.h"
 
 namespace alibi::rpc {
 namespace {

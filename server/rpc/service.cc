@@ -8,8 +8,8 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "server/common/logging.h"
-#include "server/common/utf8.h"
+#include "common/logging.h"
+#include "common/utf8.h"
 #include "server/model/config.h"
 #include "server/rpc/status.h"
 

@@ -5,8 +5,8 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "server/common/status_macros.h"
-#include "server/common/utf8.h"
+#include "common/status_macros.h"
+#include "common/utf8.h"
 
 namespace alibi::rpc {
 namespace {

@@ -4,8 +4,8 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "server/common/logging.h"
-#include "server/common/status_macros.h"
+#include "common/logging.h"
+#include "common/status_macros.h"
 
 namespace alibi {
 

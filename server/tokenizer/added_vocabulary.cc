@@ -4,8 +4,8 @@
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
-#include "server/common/status_macros.h"
-#include "server/common/utf8.h"
+#include "common/status_macros.h"
+#include "common/utf8.h"
 #include "server/tokenizer/unicode.h"
 
 namespace alibi::tokenizer::internal {

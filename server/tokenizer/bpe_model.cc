@@ -4,7 +4,7 @@
 
 #include "absl/hash/hash.h"
 #include "absl/strings/str_cat.h"
-#include "server/common/utf8.h"
+#include "common/utf8.h"
 
 namespace alibi::tokenizer::internal {
 

@@ -3,7 +3,7 @@
 #include <array>
 #include <cstdint>
 
-#include "server/common/utf8.h"
+#include "common/utf8.h"
 
 namespace alibi::tokenizer::internal {
 namespace {

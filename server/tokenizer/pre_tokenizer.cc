@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-#include "server/common/status_macros.h"
+#include "common/status_macros.h"
 #include "server/tokenizer/byte_level.h"
 #include "server/tokenizer/unicode.h"
 

@@ -5,8 +5,8 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
-#include "server/common/status_macros.h"
-#include "server/common/utf8.h"
+#include "common/status_macros.h"
+#include "common/utf8.h"
 #include "server/tokenizer/bpe_tokenizer.h"
 
 namespace alibi::tokenizer {

@@ -1,4 +1,4 @@
-#include "server/common/half.h"
+#include "common/half.h"
 
 #include <cmath>
 #include <cstdint>

@@ -1,4 +1,4 @@
-#include "server/common/status_macros.h"
+#include "common/status_macros.h"
 
 #include "gtest/gtest.h"
 

@@ -19,7 +19,7 @@
 #include <vector>
 
 #include "absl/strings/string_view.h"
-#include "server/common/utf8.h"
+#include "common/utf8.h"
 #include "server/tokenizer/regex.h"
 #include "server/tokenizer/tokenizer.h"
 #include "server/tokenizer/unicode.h"

@@ -16,7 +16,7 @@
 
 #include "gtest/gtest.h"
 #include "kernels/backend.h"
-#include "server/common/half.h"
+#include "common/half.h"
 
 namespace alibi::kernels::gpu_test {
 

@@ -1,4 +1,5 @@
 #include "server/metrics/metrics.h"
+#include "server/metrics/metrics_endpoint.h"
 
 #include <algorithm>
 #include <atomic>
@@ -479,11 +480,18 @@ TEST(MetricsTest, ConcurrentRecordingCountsEverything) {
   EXPECT_EQ(Value(parsed, "alibi_batch_tokens_sum"), 16 * kTotal);
 }
 
-TEST(MetricsExposerTest, ServesMetricsOverHttp) {
+http_server::HttpServerOptions EndpointOptions(int port = 0) {
+  http_server::HttpServerOptions options;
+  options.host = "127.0.0.1";
+  options.port = port;
+  return options;
+}
+
+TEST(MetricsEndpointTest, ServesMetricsOverHttp) {
   Metrics metrics(TestOptions());
-  EXPECT_EQ(metrics.exposer_port(), 0);
-  ASSERT_TRUE(metrics.StartExposer("127.0.0.1", 0).ok());
-  const int port = metrics.exposer_port();
+  auto endpoint = MetricsEndpoint::Start(&metrics, EndpointOptions());
+  ASSERT_TRUE(endpoint.ok()) << endpoint.status();
+  const int port = (*endpoint)->port();
   ASSERT_GT(port, 0);
   metrics.AddPromptTokens(4321);
   metrics.RecordRequest("Score", absl::StatusCode::kInvalidArgument);
@@ -497,67 +505,63 @@ TEST(MetricsExposerTest, ServesMetricsOverHttp) {
   EXPECT_EQ(Value(*parsed, "alibi_requests_total",
                   {{"rpc", "Score"}, {"code", "INVALID_ARGUMENT"}}),
             1);
-  // Our families, plus prometheus-cpp's own exposer_* scrape statistics.
+  // Exactly our families.
   size_t alibi_families = 0;
   for (const auto& [name, type] : parsed->types) {
-    if (absl::StartsWith(name, "alibi_")) {
-      ++alibi_families;
-    } else {
-      EXPECT_TRUE(absl::StartsWith(name, "exposer_")) << name;
-    }
+    EXPECT_TRUE(absl::StartsWith(name, "alibi_")) << name;
+    alibi_families += absl::StartsWith(name, "alibi_");
   }
   EXPECT_EQ(alibi_families, Metrics::Families().size());
 
   absl::StatusOr<test_util::HttpResponse> missing = HttpGet(port, "/nothing");
   ASSERT_TRUE(missing.ok()) << missing.status();
   EXPECT_EQ(missing->status, 404);
-
-  const absl::Status again = metrics.StartExposer("127.0.0.1", 0);
-  EXPECT_EQ(again.code(), absl::StatusCode::kFailedPrecondition) << again;
-  EXPECT_EQ(metrics.exposer_port(), port);
 }
 
-TEST(MetricsExposerTest, PortInUseIsAnErrorNotACrash) {
+TEST(MetricsEndpointTest, PortInUseIsAnErrorNotACrash) {
   ListeningSocket taken;
   ASSERT_GT(taken.port(), 0);
   Metrics metrics(TestOptions());
-  const absl::Status status = metrics.StartExposer("127.0.0.1", taken.port());
-  EXPECT_EQ(status.code(), absl::StatusCode::kUnavailable) << status;
-  EXPECT_THAT(std::string(status.message()),
+  auto endpoint =
+      MetricsEndpoint::Start(&metrics, EndpointOptions(taken.port()));
+  EXPECT_EQ(endpoint.status().code(), absl::StatusCode::kUnavailable)
+      << endpoint.status();
+  EXPECT_THAT(std::string(endpoint.status().message()),
               HasSubstr(absl::StrCat("127.0.0.1:", taken.port())));
-  EXPECT_EQ(metrics.exposer_port(), 0);
 
   // The object still works, and can serve elsewhere.
   metrics.AddGenerationTokens(5);
   EXPECT_THAT(
       metrics.SerializeText(),
       HasSubstr("alibi_generation_tokens_total{model=\"bloom-test\"} 5"));
-  ASSERT_TRUE(metrics.StartExposer("127.0.0.1", 0).ok());
-  EXPECT_GT(metrics.exposer_port(), 0);
-  EXPECT_NE(metrics.exposer_port(), taken.port());
+  auto elsewhere = MetricsEndpoint::Start(&metrics, EndpointOptions());
+  ASSERT_TRUE(elsewhere.ok()) << elsewhere.status();
+  EXPECT_GT((*elsewhere)->port(), 0);
+  EXPECT_NE((*elsewhere)->port(), taken.port());
 }
 
-TEST(MetricsExposerTest, RejectsBadArguments) {
+TEST(MetricsEndpointTest, RejectsBadArguments) {
   Metrics metrics(TestOptions());
-  EXPECT_EQ(metrics.StartExposer("127.0.0.1", -1).code(),
-            absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(metrics.StartExposer("127.0.0.1", 65536).code(),
-            absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(metrics.StartExposer("", 0).code(),
-            absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(metrics.StartExposer("127.0.0.1:1,127.0.0.1", 0).code(),
-            absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(metrics.StartExposer("127.0.0.1", 0, /*num_threads=*/0).code(),
-            absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(metrics.exposer_port(), 0);
+  for (const auto& [host, port] :
+       std::vector<std::pair<std::string, int>>{{"127.0.0.1", -1},
+                                                {"127.0.0.1", 65536},
+                                                {"", 0},
+                                                {"127.0.0.1:1,127.0.0.1", 0}}) {
+    http_server::HttpServerOptions options = EndpointOptions(port);
+    options.host = host;
+    EXPECT_EQ(MetricsEndpoint::Start(&metrics, options).status().code(),
+              absl::StatusCode::kInvalidArgument)
+        << host << " " << port;
+  }
 }
 
-TEST(MetricsExposerTest, StopsServingWhenDestroyed) {
+TEST(MetricsEndpointTest, StopsServingWhenDestroyed) {
+  Metrics metrics(TestOptions());
   int port = 0;
   {
-    Metrics metrics(TestOptions());
-    ASSERT_TRUE(metrics.StartExposer("127.0.0.1", 0).ok());
-    port = metrics.exposer_port();
+    auto endpoint = MetricsEndpoint::Start(&metrics, EndpointOptions());
+    ASSERT_TRUE(endpoint.ok()) << endpoint.status();
+    port = (*endpoint)->port();
     ASSERT_TRUE(HttpGet(port, "/metrics").ok());
   }
   const absl::StatusOr<test_util::HttpResponse> after =

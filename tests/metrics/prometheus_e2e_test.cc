@@ -18,6 +18,7 @@
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "server/metrics/metrics.h"
+#include "server/metrics/metrics_endpoint.h"
 #include "tests/metrics/dashboard_util.h"
 #include "tests/metrics/test_util.h"
 
@@ -99,13 +100,17 @@ class PrometheusE2eTest : public ::testing::Test {
     options.rpc_names = {"Complete", "CompleteStream"};
     metrics_ = std::make_unique<Metrics>(options);
     Record();
-    ASSERT_TRUE(metrics_->StartExposer("127.0.0.1", 0).ok());
+    http_server::HttpServerOptions endpoint_options;
+    endpoint_options.host = "127.0.0.1";
+    auto endpoint = MetricsEndpoint::Start(metrics_.get(), endpoint_options);
+    ASSERT_TRUE(endpoint.ok()) << endpoint.status();
+    endpoint_ = *std::move(endpoint);
 
     absl::StatusOr<std::string> shipped = test_util::ReadFile(
         std::string(ALIBI_SOURCE_DIR) + "/deploy/prometheus/prometheus.yml");
     ASSERT_TRUE(shipped.ok()) << shipped.status();
     absl::StatusOr<std::string> config = test_util::LocalPrometheusConfig(
-        *shipped, metrics_->exposer_port(), "1s");
+        *shipped, endpoint_->port(), "1s");
     ASSERT_TRUE(config.ok()) << config.status();
     const std::string config_path = dir_.path() + "/prometheus.yml";
     ASSERT_TRUE(test_util::WriteFile(config_path, *config).ok());
@@ -183,6 +188,7 @@ class PrometheusE2eTest : public ::testing::Test {
   std::string binary_;
   TempDir dir_;
   std::unique_ptr<Metrics> metrics_;
+  std::unique_ptr<MetricsEndpoint> endpoint_;
   int port_ = 0;
   std::unique_ptr<Subprocess> prometheus_;
 };
@@ -196,7 +202,7 @@ TEST_F(PrometheusE2eTest, ScrapesRecordedValuesAndEvaluatesTheDashboard) {
   EXPECT_EQ((*tokens)["metric"].value("job", ""), "alibi-serve");
   EXPECT_EQ((*tokens)["metric"].value("model", ""), kModel);
   EXPECT_EQ((*tokens)["metric"].value("instance", ""),
-            absl::StrCat("127.0.0.1:", metrics_->exposer_port()));
+            absl::StrCat("127.0.0.1:", endpoint_->port()));
 
   absl::StatusOr<nlohmann::json> up =
       QueryOne(port_, "up{job=\"alibi-serve\"}");

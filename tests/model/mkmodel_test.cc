@@ -13,7 +13,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
-#include "server/common/half.h"
+#include "common/half.h"
 #include "server/model/checkpoint.h"
 #include "server/model/config.h"
 #include "server/model/weights.h"

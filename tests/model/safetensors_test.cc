@@ -9,7 +9,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
-#include "server/common/half.h"
+#include "common/half.h"
 #include "tests/model/test_util.h"
 
 namespace alibi::model {

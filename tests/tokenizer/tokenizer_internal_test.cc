@@ -8,7 +8,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "server/common/utf8.h"
+#include "common/utf8.h"
 #include "server/tokenizer/added_vocabulary.h"
 #include "server/tokenizer/byte_level.h"
 #include "server/tokenizer/pre_tokenizer.h"

@@ -20,7 +20,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "kernels/backend.h"
-#include "server/common/status_macros.h"
+#include "common/status_macros.h"
 #include "tools/mkmodel/mkmodel.h"
 
 ABSL_FLAG(std::string, out, "", "Output directory (created if missing).");

@@ -16,8 +16,8 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "nlohmann/json.hpp"
-#include "server/common/half.h"
-#include "server/common/status_macros.h"
+#include "common/half.h"
+#include "common/status_macros.h"
 #include "tools/mkmodel/safetensors_writer.h"
 
 namespace alibi::mkmodel {

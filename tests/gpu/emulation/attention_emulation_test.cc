@@ -21,7 +21,7 @@
 #include "kernels/backend.h"
 #include "kernels/cuda/attention.cuh"
 #include "kernels/cuda/dispatch.h"
-#include "server/common/half.h"
+#include "common/half.h"
 #include "tests/gpu/emulation/emulated_kernels.h"
 #include "tests/gpu/paged_attention_case.h"
 

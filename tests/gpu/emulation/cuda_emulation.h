@@ -40,7 +40,7 @@
 #include <random>
 #include <vector>
 
-#include "server/common/half.h"
+#include "common/half.h"
 
 #undef __global__
 #undef __device__

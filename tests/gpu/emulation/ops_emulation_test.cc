@@ -13,7 +13,7 @@
 
 #include "gtest/gtest.h"
 #include "kernels/backend.h"
-#include "server/common/half.h"
+#include "common/half.h"
 #include "tests/gpu/emulation/emulated_kernels.h"
 
 namespace alibi::kernels {

@@ -2,8 +2,8 @@
 // even), for loading checkpoints and writing test models.
 //
 // Thread-safety: pure functions.
-#ifndef ALIBI_SERVER_COMMON_HALF_H_
-#define ALIBI_SERVER_COMMON_HALF_H_
+#ifndef ALIBI_COMMON_HALF_H_
+#define ALIBI_COMMON_HALF_H_
 
 #include <cmath>
 #include <cstdint>
@@ -82,4 +82,4 @@ inline uint16_t FloatToFp16(float f) {
 
 }  // namespace alibi
 
-#endif  // ALIBI_SERVER_COMMON_HALF_H_
+#endif  // ALIBI_COMMON_HALF_H_

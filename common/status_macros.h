@@ -7,8 +7,8 @@
 //   supported
 //
 // Thread-safety: macros only; no state.
-#ifndef ALIBI_SERVER_COMMON_STATUS_MACROS_H_
-#define ALIBI_SERVER_COMMON_STATUS_MACROS_H_
+#ifndef ALIBI_COMMON_STATUS_MACROS_H_
+#define ALIBI_COMMON_STATUS_MACROS_H_
 
 #include <utility>
 
@@ -50,4 +50,4 @@ inline absl::Status Annotate(const absl::Status& status,
 
 }  // namespace alibi
 
-#endif  // ALIBI_SERVER_COMMON_STATUS_MACROS_H_
+#endif  // ALIBI_COMMON_STATUS_MACROS_H_

@@ -7,8 +7,8 @@
 // bad input is answered with an absl::Status.
 //
 // Thread-safety: each statement writes one whole line to stderr under a lock.
-#ifndef ALIBI_SERVER_COMMON_LOGGING_H_
-#define ALIBI_SERVER_COMMON_LOGGING_H_
+#ifndef ALIBI_COMMON_LOGGING_H_
+#define ALIBI_COMMON_LOGGING_H_
 
 #include <sstream>
 
@@ -80,4 +80,4 @@ struct LogVoidify {
     ALIBI_CHECK(alibi_check_status_.ok()) << alibi_check_status_; \
   } while (0)
 
-#endif  // ALIBI_SERVER_COMMON_LOGGING_H_
+#endif  // ALIBI_COMMON_LOGGING_H_

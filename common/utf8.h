@@ -3,8 +3,8 @@
 // per maximal invalid subpart).
 //
 // Thread-safety: stateless functions.
-#ifndef ALIBI_SERVER_COMMON_UTF8_H_
-#define ALIBI_SERVER_COMMON_UTF8_H_
+#ifndef ALIBI_COMMON_UTF8_H_
+#define ALIBI_COMMON_UTF8_H_
 
 #include <cstddef>
 #include <string>
@@ -47,4 +47,4 @@ size_t IncompleteUtf8TailStart(absl::string_view s);
 
 }  // namespace alibi
 
-#endif  // ALIBI_SERVER_COMMON_UTF8_H_
+#endif  // ALIBI_COMMON_UTF8_H_

@@ -2,8 +2,8 @@
 // this clock so that they can be compared with each other.
 //
 // Thread-safety: free functions; safe from any thread.
-#ifndef ALIBI_SERVER_COMMON_CLOCK_H_
-#define ALIBI_SERVER_COMMON_CLOCK_H_
+#ifndef ALIBI_COMMON_CLOCK_H_
+#define ALIBI_COMMON_CLOCK_H_
 
 #include <chrono>
 
@@ -21,4 +21,4 @@ inline double SecondsBetween(TimePoint a, TimePoint b) {
 
 }  // namespace alibi
 
-#endif  // ALIBI_SERVER_COMMON_CLOCK_H_
+#endif  // ALIBI_COMMON_CLOCK_H_
