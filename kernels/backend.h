@@ -108,7 +108,8 @@ struct PagedKvView {
 // holds context_lens[s] tokens, so its last query row is at absolute position
 // context_lens[s] - 1 and query row r of s is at position
 // context_lens[s] - (query_start[s+1] - query_start[s]) + (r - query_start[s]).
-// Each query attends causally to keys 0..its own position.
+// Each query attends causally to keys 0..its own position, or, with a
+// sliding window, to the last `windows[s]` of them.
 struct AttentionMeta {
   int num_seqs = 0;
   int num_tokens = 0;
@@ -116,6 +117,16 @@ struct AttentionMeta {
   const int32_t* context_lens = nullptr;  // [num_seqs]
   const int32_t* block_tables = nullptr;  // [num_seqs, max_blocks_per_seq]
   int max_blocks_per_seq = 0;
+  // Sliding windows; null: none. With windows[s] = W > 0, the query of
+  // sequence s at position i attends to keys max(0, i - W + 1) .. i only, each
+  // with its true ALiBi distance i - j; W = 0: keys 0 .. i.
+  const int32_t* windows = nullptr;  // [num_seqs]
+  // Null: entry b of a sequence's block table holds positions
+  // [b * block_size, (b + 1) * block_size). Otherwise sequence s's table
+  // starts at logical block first_blocks[s]: entry b holds positions
+  // [(first_blocks[s] + b) * block_size, ...). The blocks before it were
+  // released; its window never reaches them.
+  const int32_t* first_blocks = nullptr;  // [num_seqs]
   // Host-side maxima for launch configuration.
   int max_query_len = 0;
   int max_context_len = 0;
@@ -252,7 +263,8 @@ class Backend {
 
   // Causal attention of the batch's queries against the paged KV cache with
   // the ALiBi bias: softmax_j(scale * q.k_j - slope_h * (i - j)) over keys
-  // j <= i, then the weighted sum of v_j. Query head h reads KV head
+  // j <= i (within the sequence's window, if any), then the weighted sum of
+  // v_j. Query head h reads KV head
   // h / (num_heads / num_kv_heads).
   // q: [T, num_heads * head_dim] activation dtype; slopes: [num_heads] fp32;
   // out: [T, num_heads * head_dim] activation dtype.

@@ -383,9 +383,19 @@ class CpuBackend final : public Backend {
     for (int s = 0; s < meta.num_seqs; ++s) {
       const int32_t begin = meta.query_start[s], end = meta.query_start[s + 1];
       const int32_t ctx = meta.context_lens[s];
-      const int32_t needed_blocks = (ctx + kv.block_size - 1) / kv.block_size;
+      const int32_t window = meta.windows != nullptr ? meta.windows[s] : 0;
+      const int32_t first_block =
+          meta.first_blocks != nullptr ? meta.first_blocks[s] : 0;
+      const int32_t needed_blocks =
+          (ctx + kv.block_size - 1) / kv.block_size - first_block;
+      // The first key the sequence's first query row sees.
+      const int32_t first_pos = ctx - (end - begin);
+      const int32_t lowest_key =
+          window > 0 ? std::max(0, first_pos - window + 1) : 0;
       if (begin < 0 || end < begin || end > meta.num_tokens ||
-          ctx < end - begin || needed_blocks > meta.max_blocks_per_seq) {
+          ctx < end - begin || window < 0 || first_block < 0 ||
+          needed_blocks > meta.max_blocks_per_seq ||
+          lowest_key < first_block * kv.block_size) {
         return absl::InvalidArgumentError(
             absl::StrCat("cpu backend: attention metadata of sequence ", s,
                          " is inconsistent"));
@@ -418,31 +428,36 @@ class CpuBackend final : public Backend {
         const int h = static_cast<int>(task % num_heads);
         const int s = seq_of[t];
         const int32_t pos = pos_of[t];
+        const int32_t window = meta.windows != nullptr ? meta.windows[s] : 0;
+        const int32_t first_block =
+            meta.first_blocks != nullptr ? meta.first_blocks[s] : 0;
+        const int32_t lo = window > 0 ? std::max(0, pos - window + 1) : 0;
         const int32_t* table = meta.block_tables + s * meta.max_blocks_per_seq;
         const int kvh = h / group;
         const float* qv = Row(q, t) + h * d;
         const float slope = slopes[h];
         auto key_offset = [&](int32_t j) {
-          const int64_t block = table[j / kv.block_size];
+          const int64_t block = table[j / kv.block_size - first_block];
           return ((block * kv.num_kv_heads + kvh) * kv.block_size +
                   j % kv.block_size) *
                  d;
         };
-        // Scores of keys 0..pos, with the ALiBi bias -slope * distance.
-        scores.resize(pos + 1);
+        // Scores of keys lo..pos, with the ALiBi bias -slope * distance.
+        scores.resize(pos + 1 - lo);
         float max_score = -INFINITY;
-        for (int32_t j = 0; j <= pos; ++j) {
+        for (int32_t j = lo; j <= pos; ++j) {
           const float* kp = kpool + key_offset(j);
           float dot = 0.0f;
           for (int i = 0; i < d; ++i) dot += qv[i] * kp[i];
           const float score = scale * dot - slope * static_cast<float>(pos - j);
-          scores[j] = score;
+          scores[j - lo] = score;
           max_score = std::max(max_score, score);
         }
         double sum = 0.0;
         std::fill(acc.begin(), acc.end(), 0.0);
-        for (int32_t j = 0; j <= pos; ++j) {
-          const double w = std::exp(static_cast<double>(scores[j] - max_score));
+        for (int32_t j = lo; j <= pos; ++j) {
+          const double w =
+              std::exp(static_cast<double>(scores[j - lo] - max_score));
           sum += w;
           const float* vp = vpool + key_offset(j);
           for (int i = 0; i < d; ++i) acc[i] += w * vp[i];

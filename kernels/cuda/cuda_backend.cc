@@ -515,6 +515,10 @@ class CudaBackend final : public Backend {
           absl::StrCat("attention: queries, output and KV pool must be ",
                        DTypeName(dtype_)));
     }
+    if (meta.windows != nullptr || meta.first_blocks != nullptr) {
+      return absl::UnimplementedError(
+          "cuda backend: sliding-window attention is not implemented yet");
+    }
     if (meta.num_tokens <= 0 || meta.num_seqs <= 0) return absl::OkStatus();
     const int64_t width = static_cast<int64_t>(num_heads) * kv.head_dim;
     if (q.cols != width || out.cols != width || q.rows < meta.num_tokens ||

@@ -168,19 +168,22 @@ struct AttentionCase {
   int num_heads = 6, num_kv_heads = 6, head_dim = 8, block_size = 4;
   std::vector<int> lengths;                 // tokens per sequence
   std::vector<std::vector<float>> q, k, v;  // per sequence [len, heads*d]
+  int window = 0;  // sliding window (0: none)
 };
 
-// Dense double-precision ALiBi attention of query position i over keys 0..i.
+// Dense double-precision ALiBi attention of query position i over keys 0..i
+// (the last c.window of them with a window).
 std::vector<double> NaiveAttention(const AttentionCase& c, int seq, int pos,
                                    const std::vector<float>& slopes,
                                    float scale) {
   const int d = c.head_dim, group = c.num_heads / c.num_kv_heads;
+  const int lo = c.window > 0 ? std::max(0, pos - c.window + 1) : 0;
   std::vector<double> out(c.num_heads * d);
   for (int h = 0; h < c.num_heads; ++h) {
     const int kvh = h / group;
-    std::vector<double> s(pos + 1);
+    std::vector<double> s(pos + 1, 0.0);
     double m = -INFINITY;
-    for (int j = 0; j <= pos; ++j) {
+    for (int j = lo; j <= pos; ++j) {
       double dot = 0;
       for (int i = 0; i < d; ++i) {
         dot += double{c.q[seq][pos * c.num_heads * d + h * d + i]} *
@@ -190,8 +193,8 @@ std::vector<double> NaiveAttention(const AttentionCase& c, int seq, int pos,
       m = std::max(m, s[j]);
     }
     double z = 0;
-    for (double& x : s) z += (x = std::exp(x - m));
-    for (int j = 0; j <= pos; ++j) {
+    for (int j = lo; j <= pos; ++j) z += (s[j] = std::exp(s[j] - m));
+    for (int j = lo; j <= pos; ++j) {
       for (int i = 0; i < d; ++i) {
         out[h * d + i] +=
             s[j] / z * c.v[seq][j * c.num_kv_heads * d + kvh * d + i];
@@ -206,7 +209,9 @@ class PagedAttentionTest : public CpuBackendTest,
 
 // Runs every sequence of `c` through WriteKv + PagedAttention in chunks of
 // `chunk` tokens (several sequences per step), returning each sequence's
-// attention output rows.
+// attention output rows. With a window, each step's block tables start at the
+// first block the window still reaches (first_blocks), and blocks that left
+// every window are overwritten with NaN, as a released block may be reused.
 std::vector<std::vector<float>> RunChunked(Backend& backend,
                                            const AttentionCase& c, int chunk,
                                            const std::vector<float>& slopes,
@@ -234,8 +239,11 @@ std::vector<std::vector<float>> RunChunked(Backend& backend,
   std::vector<std::vector<float>> out(num_seqs);
   for (int s = 0; s < num_seqs; ++s) out[s].resize(c.lengths[s] * qw);
   std::vector<int> done(num_seqs, 0);
+  const int64_t block_floats =
+      int64_t{c.num_kv_heads} * c.block_size * c.head_dim;
   while (true) {
-    std::vector<int32_t> starts = {0}, ctx, slots, step_tables;
+    std::vector<int32_t> starts = {0}, ctx, slots, step_tables, windows,
+        first_blocks;
     std::vector<float> q, k, v;
     std::vector<int> seqs;
     for (int s = 0; s < num_seqs; ++s) {
@@ -255,8 +263,14 @@ std::vector<std::vector<float>> RunChunked(Backend& backend,
       }
       starts.push_back(starts.back() + n);
       ctx.push_back(done[s] + n);
-      step_tables.insert(step_tables.end(), tables.begin() + s * max_blocks,
+      const int lo = c.window > 0 ? std::max(0, done[s] - c.window + 1) : 0;
+      const int first = lo / c.block_size;
+      windows.push_back(c.window);
+      first_blocks.push_back(first);
+      step_tables.insert(step_tables.end(),
+                         tables.begin() + s * max_blocks + first,
                          tables.begin() + (s + 1) * max_blocks);
+      step_tables.insert(step_tables.end(), first, -1);
     }
     if (seqs.empty()) break;
     const int t = starts.back();
@@ -272,6 +286,10 @@ std::vector<std::vector<float>> RunChunked(Backend& backend,
     meta.context_lens = ctx.data();
     meta.block_tables = step_tables.data();
     meta.max_blocks_per_seq = max_blocks;
+    if (c.window > 0) {
+      meta.windows = windows.data();
+      meta.first_blocks = first_blocks.data();
+    }
     std::vector<float> o(t * qw);
     EXPECT_TRUE(
         backend
@@ -284,6 +302,16 @@ std::vector<std::vector<float>> RunChunked(Backend& backend,
       std::copy(o.begin() + starts[i] * qw, o.begin() + starts[i + 1] * qw,
                 out[s].begin() + done[s] * qw);
       done[s] += n;
+      if (c.window > 0) {
+        // Blocks no later query of s can see are released.
+        const int released =
+            std::max(0, done[s] - c.window + 1) / c.block_size;
+        for (int b = 0; b < released; ++b) {
+          const int64_t block = tables[s * max_blocks + b];
+          std::fill_n(kpool.begin() + block * block_floats, block_floats, NAN);
+          std::fill_n(vpool.begin() + block * block_floats, block_floats, NAN);
+        }
+      }
     }
   }
   return out;
@@ -323,6 +351,41 @@ TEST_P(PagedAttentionTest, MatchesDenseReferenceAndIsChunkInvariant) {
 
 INSTANTIATE_TEST_SUITE_P(KvHeads, PagedAttentionTest,
                          ::testing::Values(6, 3, 2, 1));
+
+TEST_F(CpuBackendTest, SlidingWindowAttentionMatchesBandedReference) {
+  const std::vector<float> slopes = {0.25f,       0.0625f, 0.015625f,
+                                     0.00390625f, 0.5f,    0.125f};
+  const float scale = 1.0f / std::sqrt(8.0f);
+  for (int window : {1, 5, 6, 13, 100}) {
+    AttentionCase c;
+    c.num_kv_heads = 2;
+    c.window = window;
+    c.lengths = {1, 9, 31, 47};
+    for (int len : c.lengths) {
+      c.q.push_back(Random(len * c.num_heads * c.head_dim));
+      c.k.push_back(Random(len * c.num_kv_heads * c.head_dim));
+      c.v.push_back(Random(len * c.num_kv_heads * c.head_dim));
+    }
+    const auto whole = RunChunked(*backend_, c, 1000, slopes, scale);
+    for (size_t s = 0; s < c.lengths.size(); ++s) {
+      for (int p = 0; p < c.lengths[s]; ++p) {
+        const auto ref = NaiveAttention(c, s, p, slopes, scale);
+        for (size_t i = 0; i < ref.size(); ++i) {
+          ASSERT_NEAR(whole[s][p * ref.size() + i], ref[i], 1e-5)
+              << "window " << window << " seq " << s << " pos " << p;
+        }
+      }
+    }
+    // Released blocks hold NaN: any read of them would show.
+    for (int chunk : {1, 4, 7}) {
+      const auto chunked = RunChunked(*backend_, c, chunk, slopes, scale);
+      for (size_t s = 0; s < c.lengths.size(); ++s) {
+        EXPECT_EQ(chunked[s], whole[s])
+            << "window " << window << " chunk " << chunk << " seq " << s;
+      }
+    }
+  }
+}
 
 TEST_F(CpuBackendTest, AttentionRejectsBadMetadata) {
   std::vector<float> pool(4 * 2 * 4 * 8), q(2 * 16), out(2 * 16);
