@@ -6,12 +6,11 @@
 #include <vector>
 
 #include "benchmark/benchmark.h"
-#include "kernels/backend.h"
 #include "common/clock.h"
-#include "server/engine/engine.h"
+#include "kernels/backend.h"
+#include "server/engine/engine_core.h"
 #include "server/metrics/metrics.h"
 #include "server/model/model.h"
-#include "server/tokenizer/tokenizer.h"
 
 namespace alibi {
 namespace {
@@ -27,19 +26,17 @@ void BM_EngineDecode256(benchmark::State& state) {
   options.device = "cpu";
   auto backend = kernels::CreateBackend(options);
   auto model = model::Model::Load(dir, backend->get());
-  auto tok = tokenizer::Tokenizer::FromFile(dir + "/tokenizer.json");
-  if (!backend.ok() || !model.ok() || !tok.ok()) {
+  if (!backend.ok() || !model.ok()) {
     state.SkipWithError("cannot load the tiny-mpt fixture");
     return;
   }
   metrics::Metrics metrics(metrics::MetricsOptions{});
   engine::EngineConfig config;
-  config.num_blocks = 4096;
-  config.max_num_seqs = kSequences;
-  auto engine = engine::Engine::Create(
-      config, std::move(*backend), std::move(*model),
-      std::shared_ptr<const tokenizer::Tokenizer>(std::move(*tok)),
-      with_metrics ? &metrics : nullptr);
+  config.scheduler.kv.num_blocks = 4096;
+  config.scheduler.max_num_seqs = kSequences;
+  auto engine =
+      engine::CreateEngine(config, std::move(*backend), std::move(*model),
+                           with_metrics ? &metrics : nullptr);
   if (!engine.ok()) {
     state.SkipWithError("cannot start the engine");
     return;
@@ -50,14 +47,18 @@ void BM_EngineDecode256(benchmark::State& state) {
   for (auto _ : state) {
     const TimePoint start = Now();
     const uint64_t before = (*engine)->GetSnapshot().num_steps;
-    std::vector<std::shared_ptr<engine::RequestStream>> streams;
+    std::vector<std::shared_ptr<engine::OutputStream>> streams;
     for (int i = 0; i < kSequences; ++i) {
-      engine::GenerationRequest r;
+      engine::EngineRequest r;
       for (int t = 0; t < 8; ++t) r.prompt.push_back(100 + (i * 8 + t) % 30000);
       r.max_tokens = decode;
       r.sampling.temperature = 0.0f;
       r.ignore_eos = true;
-      streams.push_back(*(*engine)->Submit(r));
+      streams.push_back(std::make_shared<engine::OutputStream>());
+      if (!(*engine)->Submit(r, streams.back()).ok()) {
+        state.SkipWithError("submit failed");
+        return;
+      }
     }
     for (auto& s : streams) {
       while (!s->finished()) s->WaitAndTake(absl::Milliseconds(50));

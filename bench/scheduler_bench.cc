@@ -34,11 +34,11 @@ class Workload {
     config.max_num_seqs = num_seqs;
     config.max_model_len = 4096;
     config.max_queued_requests = 4 * num_seqs;
-    config.block_size = 16;
+    config.kv.block_size = 16;
     // ~48 blocks per sequence at the mean (512 prompt + 256 output tokens),
     // with head room: preemption is rare.
-    config.num_blocks = num_seqs * 64;
-    config.enable_prefix_caching = prefix_caching;
+    config.kv.num_blocks = num_seqs * 64;
+    config.kv.enable_prefix_caching = prefix_caching;
     auto s = Scheduler::Create(config);
     ALIBI_CHECK_OK(s.status());
     scheduler_ = *std::move(s);

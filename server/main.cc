@@ -24,11 +24,12 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
-#include "kernels/backend.h"
-#include "kernels/memory_plan.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
-#include "server/engine/engine.h"
+#include "kernels/backend.h"
+#include "kernels/memory_plan.h"
+#include "server/engine/engine_core.h"
+#include "server/frontend/frontend.h"
 #include "server/metrics/metrics.h"
 #include "server/metrics/metrics_endpoint.h"
 #include "server/model/config.h"
@@ -69,26 +70,36 @@ ABSL_FLAG(std::string, device, "auto", "Compute backend: auto, cpu or cuda");
 ABSL_FLAG(std::string, dtype, "bf16",
           "CUDA weight/activation dtype: bf16 or f16 (CPU computes in fp32)");
 ABSL_FLAG(int, num_threads, 0, "CPU backend threads (0: every core)");
-ABSL_FLAG(int, max_num_seqs, 256, "Most sequences in one engine step");
-ABSL_FLAG(int, max_num_batched_tokens, 2048,
+ABSL_FLAG(int, max_num_seqs,
+          alibi::engine::EngineConfig().scheduler.max_num_seqs,
+          "Most sequences in one engine step");
+ABSL_FLAG(int, max_num_batched_tokens,
+          alibi::engine::EngineConfig().scheduler.max_num_batched_tokens,
           "Token budget of one engine step (prefill chunks + decodes)");
-ABSL_FLAG(int, max_model_len, 0,
+ABSL_FLAG(int, max_model_len,
+          alibi::engine::EngineConfig().scheduler.max_model_len,
           "Longest prompt + completion in tokens (0: what the KV pool holds; "
           "ALiBi has no position limit)");
-ABSL_FLAG(int, max_queued_requests, 1024,
+ABSL_FLAG(int, max_queued_requests,
+          alibi::engine::EngineConfig().scheduler.max_queued_requests,
           "Waiting requests at most; beyond it RESOURCE_EXHAUSTED");
-ABSL_FLAG(int, long_prefill_token_threshold, 0,
+ABSL_FLAG(int, long_prefill_token_threshold,
+          alibi::engine::EngineConfig().scheduler.long_prefill_token_threshold,
           "Most prompt tokens one request computes per step (0: no cap)");
-ABSL_FLAG(int, block_size, 16, "Tokens per KV block");
+ABSL_FLAG(int, block_size,
+          alibi::engine::EngineConfig().scheduler.kv.block_size,
+          "Tokens per KV block");
 ABSL_FLAG(int, kv_blocks, 0, "KV pool size in blocks (0: from the budget)");
 ABSL_FLAG(int64_t, kv_cache_memory_bytes, 0,
           "KV pool budget in bytes (0: CUDA uses --gpu_memory_fraction, CPU "
           "min(2 GiB, 20% of RAM))");
 ABSL_FLAG(double, gpu_memory_fraction, 0.9,
           "CUDA: fraction of device memory alibi-server may use in all");
-ABSL_FLAG(bool, enable_prefix_caching, true,
+ABSL_FLAG(bool, enable_prefix_caching,
+          alibi::engine::EngineConfig().scheduler.kv.enable_prefix_caching,
           "Reuse KV blocks of shared prompt prefixes");
-ABSL_FLAG(int, max_logprobs, 20, "Most log-probability alternatives per token");
+ABSL_FLAG(int, max_logprobs, alibi::engine::EngineConfig().max_logprobs,
+          "Most log-probability alternatives per token");
 ABSL_FLAG(int, drain_seconds, 10,
           "On SIGTERM: seconds in-flight calls get to finish before exit");
 ABSL_FLAG(int, health_stall_seconds, 60,
@@ -275,7 +286,8 @@ absl::Status Run() {
     endpoint_options.name = "metrics";
     endpoint_options.host = absl::GetFlag(FLAGS_metrics_host);
     endpoint_options.port = absl::GetFlag(FLAGS_metrics_port);
-    endpoint_options.max_connections = absl::GetFlag(FLAGS_http_max_connections);
+    endpoint_options.max_connections =
+        absl::GetFlag(FLAGS_http_max_connections);
     endpoint_options.header_timeout = absl::GetFlag(FLAGS_http_header_timeout);
     endpoint_options.body_timeout = absl::GetFlag(FLAGS_http_body_timeout);
     endpoint_options.idle_timeout = absl::GetFlag(FLAGS_http_idle_timeout);
@@ -315,39 +327,40 @@ absl::Status Run() {
       std::unique_ptr<tokenizer::Tokenizer> tokenizer,
       tokenizer::Tokenizer::FromFile(model_dir + "/tokenizer.json"));
   engine::EngineConfig engine_config;
-  engine_config.max_num_seqs = absl::GetFlag(FLAGS_max_num_seqs);
-  engine_config.max_num_batched_tokens =
-      absl::GetFlag(FLAGS_max_num_batched_tokens);
-  engine_config.max_model_len = absl::GetFlag(FLAGS_max_model_len);
-  engine_config.max_queued_requests = absl::GetFlag(FLAGS_max_queued_requests);
-  engine_config.long_prefill_token_threshold =
+  SchedulerConfig& sc = engine_config.scheduler;
+  sc.max_num_seqs = absl::GetFlag(FLAGS_max_num_seqs);
+  sc.max_num_batched_tokens = absl::GetFlag(FLAGS_max_num_batched_tokens);
+  sc.max_model_len = absl::GetFlag(FLAGS_max_model_len);
+  sc.max_queued_requests = absl::GetFlag(FLAGS_max_queued_requests);
+  sc.long_prefill_token_threshold =
       absl::GetFlag(FLAGS_long_prefill_token_threshold);
-  engine_config.block_size = absl::GetFlag(FLAGS_block_size);
-  engine_config.enable_prefix_caching =
-      absl::GetFlag(FLAGS_enable_prefix_caching);
+  sc.kv.block_size = absl::GetFlag(FLAGS_block_size);
+  sc.kv.enable_prefix_caching = absl::GetFlag(FLAGS_enable_prefix_caching);
   engine_config.max_logprobs = absl::GetFlag(FLAGS_max_logprobs);
   // The activation workspace first, so the KV budget sees what is left.
-  RETURN_IF_ERROR(model->Reserve(engine_config.max_num_batched_tokens, 128));
-  ASSIGN_OR_RETURN(engine_config.num_blocks, KvBlocks(*model, *backend));
+  RETURN_IF_ERROR(model->Reserve(sc.max_num_batched_tokens, 128));
+  ASSIGN_OR_RETURN(sc.kv.num_blocks, KvBlocks(*model, *backend));
   kernels::Backend& backend_ref = *backend;
   ASSIGN_OR_RETURN(std::unique_ptr<engine::Engine> engine,
-                   engine::Engine::Create(engine_config, std::move(backend),
-                                          std::move(model),
-                                          std::move(tokenizer), metrics.get()));
-  const engine::EngineConfig& effective = engine->config();
-  ALIBI_LOG(INFO) << "model " << served_name << " (" << config.architecture_name
-                  << ", " << config.num_layers << " layers, hidden "
-                  << config.hidden_size << ", " << config.num_heads
+                   engine::CreateEngine(engine_config, std::move(backend),
+                                        std::move(model), metrics.get()));
+  const engine::EngineInfo& info = engine->info();
+  ALIBI_LOG(INFO) << "model " << served_name << " (" << info.architecture
+                  << ", " << info.num_layers << " layers, hidden "
+                  << info.hidden_size << ", " << info.num_heads
                   << " heads) loaded in "
                   << absl::FormatDuration(absl::FromChrono(Now() - load_start))
-                  << "; KV pool " << effective.num_blocks << " blocks x "
-                  << effective.block_size << " tokens; max_model_len "
-                  << effective.max_model_len << " (trained "
-                  << config.trained_context_length << ")";
+                  << "; KV pool " << info.kv_num_blocks << " blocks x "
+                  << info.kv_block_size << " tokens; max_model_len "
+                  << info.max_model_len << " (trained "
+                  << info.trained_context_length << ")";
   const kernels::MemoryInfo memory = backend_ref.GetMemoryInfo();
   metrics->SetDeviceMemory(static_cast<int64_t>(memory.used_bytes),
                            static_cast<int64_t>(memory.total_bytes));
-  server->SetEngine(engine.get());
+  frontend::Frontend frontend(
+      engine.get(),
+      std::shared_ptr<const tokenizer::Tokenizer>(std::move(tokenizer)));
+  server->SetFrontend(&frontend);
   g_ready.store(true);
   ALIBI_LOG(INFO) << "ready: SERVING on port " << server->port();
 

@@ -1,68 +1,186 @@
-// The engine: one thread that owns the backend, the model, the KV pool and
-// the scheduler, and turns submitted requests into token streams.
+// The engine as its callers see it: token ids in, token ids and log-
+// probabilities out. This is the narrow API of the serving core: transports
+// and the frontend (tokenization, detokenization, stop strings, response
+// building) use only this header; model, backend, scheduler and KV cache stay
+// behind it (engine_core.h creates an engine from them).
 //
-// Each iteration: take new requests and cancellations from the inbox ->
-// Scheduler::Schedule -> build one flattened batch (prefill chunks and decode
-// tokens of many sequences) -> Model::Forward -> prompt log-probs and
-// sampling -> stop checks (EOS, stop token ids, stop strings on the
-// detokenized text, max tokens) -> Scheduler::Update -> publish deltas to each
-// request's RequestStream -> record metrics.
+// A request's life: the caller makes an OutputStream (with a notification
+// callback), calls Engine::Submit, and takes EngineOutputs from the stream
+// whenever it is notified, until one is `finished`. Outputs published while
+// the caller is busy are merged, so a slow consumer costs at most the
+// request's own output in memory. Cancel or Stop end a request early and free
+// its KV blocks within one engine step.
 //
-// A failure inside a step fails the requests of that step (status INTERNAL),
-// not the process. Cancel() frees a request's KV blocks within one step.
-//
-// Thread-safety: Submit, Cancel, Shutdown, GetSnapshot and the accessors are
-// thread-safe; everything else runs on the engine thread.
+// Thread-safety: Engine's methods are thread-safe. OutputStream is thread-safe
+// (one producer, the engine thread; any consumer thread). The notification
+// callback runs on the engine thread and must only signal another thread
+// (post a task, notify a condition variable): it must not take locks that a
+// consumer may hold while calling into the engine, build responses or write
+// to the network. OnEngineThread() tells code which thread it is on.
 #ifndef ALIBI_SERVER_ENGINE_ENGINE_H_
 #define ALIBI_SERVER_ENGINE_ENGINE_H_
 
-#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
-#include <thread>
 #include <vector>
 
-#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
-#include "absl/status/statusor.h"
-#include "kernels/backend.h"
+#include "absl/time/time.h"
 #include "common/clock.h"
-#include "server/engine/request.h"
-#include "server/metrics/metrics.h"
-#include "server/model/model.h"
-#include "server/scheduler/scheduler.h"
-#include "server/tokenizer/tokenizer.h"
+#include "common/finish_reason.h"
+#include "common/logging.h"
 
 namespace alibi::engine {
 
-struct EngineConfig {
-  int max_num_seqs = 256;
-  int max_num_batched_tokens = 2048;
-  // Longest prompt + output. 0: everything the KV pool holds. Capped at the
-  // pool's capacity either way (ALiBi has no position limit of its own).
-  int max_model_len = 0;
-  int max_queued_requests = 1024;
-  // Most tokens one request computes per step (0: no cap).
-  int long_prefill_token_threshold = 0;
-  int block_size = 16;
-  // KV pool size in blocks (required, > 0).
-  int num_blocks = 0;
-  bool enable_prefix_caching = true;
-  int max_logprobs = 20;
+using ::alibi::FinishReason;
+
+// How the next token is chosen (vLLM's semantics; see sampler.h).
+struct SamplingParams {
+  float temperature = 1.0f;  // 0: greedy
+  int top_k = 0;             // 0: off
+  float top_p = 1.0f;        // 1: off
+  float min_p = 0.0f;        // 0: off
+  float repetition_penalty = 1.0f;
+  float presence_penalty = 0.0f;
+  float frequency_penalty = 0.0f;
+  std::optional<uint64_t> seed;  // none: a random seed
+};
+
+// A request in engine terms. The frontend validates every field against
+// EngineInfo before submitting; Submit rejects what could corrupt the engine.
+struct EngineRequest {
+  std::vector<int32_t> prompt;  // token ids, at least one
+  // Tokens to generate (>= 1) when `generate`.
+  int max_tokens = 16;
+  SamplingParams sampling;
+  bool ignore_eos = false;
+  std::vector<int32_t> stop_token_ids;
+  // EOS and stop token ids cannot end the request before this many tokens.
+  int min_tokens = 0;
+  // Per generated token: its log-probability and this many alternatives.
+  std::optional<int> logprobs;
+  // Log-probabilities of prompt tokens 1..n-1 (scoring, echo); disables
+  // prefix-cache hits for this request (every position is computed).
+  bool prompt_logprobs = false;
+  int prompt_top_logprobs = 0;
+  // false: prefill only (scoring), no token generated.
+  bool generate = true;
+  int priority = 0;               // lower first
+  std::string client_request_id;  // the caller's id, for logs
+};
+
+struct TopLogprob {
+  int32_t token = 0;
+  float logprob = 0.0f;
+};
+
+struct TokenLogprobs {
+  int32_t token = 0;
+  float logprob = 0.0f;
+  std::vector<TopLogprob> top;  // best first
+};
+
+struct RequestTimings {
+  TimePoint arrival;
+  TimePoint scheduled;    // first step that ran it (queue time ends)
+  TimePoint first_token;  // first generated token (scoring: input done)
+  TimePoint last_token;
+};
+
+// Everything new for one request since the consumer last took an output.
+struct EngineOutput {
+  std::vector<int32_t> token_ids;              // generated
+  std::vector<TokenLogprobs> logprobs;         // one per token, if asked
+  std::vector<TokenLogprobs> prompt_logprobs;  // positions 1..n-1, if asked
+  // Counts so far.
+  int num_prompt_tokens = 0;
+  int num_output_tokens = 0;
+  int num_cached_tokens = 0;  // prompt tokens served from the prefix cache
+  RequestTimings timings;     // as of this output
+
+  bool finished = false;
+  // Set when finished.
+  FinishReason finish_reason = FinishReason::kLength;
+  int32_t stop_token = -1;  // the stop token id that ended it, if any
+  // Not OK when the request did not complete normally (cancelled: the status
+  // the canceller gave; engine failure: INTERNAL).
+  absl::Status status;
+
+  // Appends `next` (a later output) to this one.
+  void Merge(EngineOutput&& next);
+};
+
+// One request's outputs, from the engine thread to a consumer.
+class OutputStream {
+ public:
+  // `notify` runs on the engine thread after each publish (see the thread-
+  // safety note above). It may be empty (poll with WaitAndTake).
+  explicit OutputStream(std::function<void()> notify = nullptr);
+
+  // The engine's id of the request; 0 until Submit accepted it.
+  uint64_t id() const;
+
+  // Everything published since the last Take, or nullopt if nothing is new.
+  // After the finished output was taken, always nullopt.
+  std::optional<EngineOutput> Take();
+  // Blocks until something is new (or `timeout`), then Take().
+  std::optional<EngineOutput> WaitAndTake(absl::Duration timeout);
+  // Whether the final output has been published (taken or not).
+  bool finished() const;
+
+  // Engine side: merges `output` into the pending one and notifies.
+  void Publish(EngineOutput output);
+  void set_id(uint64_t id);
+
+ private:
+  const std::function<void()> notify_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  uint64_t id_ = 0;
+  std::optional<EngineOutput> pending_;
+  bool finished_ = false;
+};
+
+// What the engine serves, for validation, GetModelInfo and /v1/models.
+struct EngineInfo {
+  std::string architecture;  // Hugging Face class, e.g. "BloomForCausalLM"
+  std::string family;        // registry name, e.g. "bloom"
+  int vocab_size = 0;
+  int hidden_size = 0;
+  int num_layers = 0;
+  int num_heads = 0;
+  int num_kv_heads = 0;
+  std::vector<double> alibi_slopes;  // one per head
+  int trained_context_length = 0;    // not a limit (ALiBi)
+  int eos_token_id = -1;
+  int bos_token_id = -1;
+  std::string dtype;         // weights as computed, e.g. "float32", "bfloat16"
+  std::string device;        // e.g. "cpu (2 threads)", "cuda:0 (NVIDIA H200)"
+  std::string backend_kind;  // "cpu", "ref", "cuda"
+  // Serving limits.
+  int max_model_len = 0;  // prompt + generated tokens at most
+  int max_num_seqs = 0;
+  int max_logprobs = 0;
+  int kv_block_size = 0;
+  int kv_num_blocks = 0;
 };
 
 // A consistent view of the engine for health checks, tests and metrics.
 struct EngineSnapshot {
   int num_running = 0;
-  int num_waiting = 0;  // inbox + scheduler queue (including preempted)
+  int num_waiting = 0;  // not yet admitted, or preempted
   int num_live_requests = 0;
-  KvCacheStats kv;
+  int kv_blocks_used = 0;    // held by live requests
+  int kv_blocks_cached = 0;  // free, holding a reusable prefix
+  int kv_blocks_free = 0;
   uint64_t num_steps = 0;
   uint64_t num_preemptions = 0;
+  uint64_t prefix_cache_hit_tokens = 0;  // prompt tokens served from cache
   // The engine has requests it has not finished.
   bool has_work = false;
   // Last time the engine loop made progress (finished a step or went idle).
@@ -71,125 +189,43 @@ struct EngineSnapshot {
 
 class Engine {
  public:
-  // Starts the engine thread. `metrics` may be null; it must outlive the
-  // engine. The model must have been created on `backend`.
-  static absl::StatusOr<std::unique_ptr<Engine>> Create(
-      const EngineConfig& config, std::unique_ptr<kernels::Backend> backend,
-      std::unique_ptr<model::Model> model,
-      std::shared_ptr<const tokenizer::Tokenizer> tokenizer,
-      metrics::Metrics* metrics);
+  virtual ~Engine() = default;
 
-  // Shuts down (UNAVAILABLE) if Shutdown was not called.
-  ~Engine();
-  Engine(const Engine&) = delete;
-  Engine& operator=(const Engine&) = delete;
+  // Queues `request`; its outputs go to `stream` (which gets the request's
+  // id before this returns). Errors, at once: INVALID_ARGUMENT (can never
+  // run), RESOURCE_EXHAUSTED (the waiting queue is full), UNAVAILABLE
+  // (shutting down).
+  virtual absl::Status Submit(EngineRequest request,
+                              std::shared_ptr<OutputStream> stream) = 0;
 
-  // Queues a request. Errors, at once: INVALID_ARGUMENT (can never run:
-  // empty prompt, ids outside the vocabulary, prompt + max_tokens beyond
-  // max_model_len), RESOURCE_EXHAUSTED (the waiting queue is full),
-  // UNAVAILABLE (shutting down). `on_update` runs on the engine thread after
-  // each publish to the returned stream (see RequestStream).
-  absl::StatusOr<std::shared_ptr<RequestStream>> Submit(
-      GenerationRequest request,
-      RequestStream::UpdateCallback on_update = nullptr);
-
-  // Ends request `id` (if still live) with FinishReason::kCancelled and
-  // `reason` as its status, freeing its KV blocks within one step.
-  void Cancel(uint64_t id,
-              absl::Status reason = absl::CancelledError("request cancelled"));
+  // Ends request `id` (if still live): finish reason kCancelled with
+  // `reason` as its status.
+  virtual void Cancel(uint64_t id, absl::Status reason) = 0;
+  // Ends request `id` (if still live) as completed with kStop: the caller
+  // found a stop condition of its own (a stop string). Tokens the engine
+  // generated after the one the caller stopped at are discarded by it.
+  virtual void Stop(uint64_t id) = 0;
 
   // Refuses new requests, ends every live one with `reason` and stops the
   // engine thread. Idempotent; blocks until the thread has exited.
-  void Shutdown(absl::Status reason);
+  virtual void Shutdown(absl::Status reason) = 0;
 
-  EngineSnapshot GetSnapshot() const;
-
-  // The effective configuration (max_model_len resolved).
-  const EngineConfig& config() const { return config_; }
-  const model::ModelConfig& model_config() const { return model_->config(); }
-  const model::Model& model() const { return *model_; }
-  const tokenizer::Tokenizer& tokenizer() const { return *tokenizer_; }
-  std::string device_name() const { return backend_->Name(); }
-
- private:
-  struct Active;
-  struct Pending {
-    uint64_t id;
-    GenerationRequest request;
-    std::shared_ptr<RequestStream> stream;
-    TimePoint arrival;
-  };
-
-  Engine(const EngineConfig& config, std::unique_ptr<kernels::Backend> backend,
-         std::unique_ptr<model::Model> model,
-         std::shared_ptr<const tokenizer::Tokenizer> tokenizer,
-         std::unique_ptr<Scheduler> scheduler, metrics::Metrics* metrics);
-
-  absl::Status CheckRequest(const GenerationRequest& request) const;
-  void Loop();
-  // Moves the inbox into the scheduler; false when the engine is stopping.
-  bool DrainInbox(bool block);
-  void Admit(Pending pending);
-  void Step();
-  absl::Status BuildBatch();
-  // Prompt log-probs and sampling for logit row `row` of the step.
-  void ConsumeLogitRow(int row, absl::Span<const float> logits,
-                       std::vector<int32_t>* sampled);
-  void ProcessOutputs(TimePoint now, std::vector<int32_t>* sampled);
-  // Per sampled token: detokenize, stop checks; true when it ends the request.
-  bool AppendToken(Active& a, int32_t token, TimePoint now);
-  void Finalize(uint64_t id, FinishReason reason, absl::Status status,
-                TimePoint now);
-  void FailStep(const absl::Status& status);
-  void RecordStepMetrics(TimePoint start, TimePoint end);
-  // Deltas are published after the step's metrics are recorded, so a client
-  // that has its answer also sees it counted.
-  void Send(const std::shared_ptr<RequestStream>& stream, RequestDelta delta);
-  void FlushOutbox();
-  void UpdateSnapshot(TimePoint now);
-
-  EngineConfig config_;
-  std::unique_ptr<kernels::Backend> backend_;
-  std::unique_ptr<model::Model> model_;
-  std::shared_ptr<const tokenizer::Tokenizer> tokenizer_;
-  std::unique_ptr<Scheduler> scheduler_;
-  metrics::Metrics* metrics_;
-
-  // Inbox (any thread -> engine thread).
-  mutable std::mutex inbox_mu_;
-  std::condition_variable inbox_cv_;
-  std::vector<Pending> inbox_;
-  std::vector<std::pair<uint64_t, absl::Status>> cancels_;
-  bool stopping_ = false;
-  absl::Status stop_reason_;
-  std::atomic<bool> accepting_{true};
-  std::atomic<uint64_t> next_id_{1};
-  // Requests submitted but not yet admitted by the scheduler.
-  std::atomic<int> queued_{0};
-
-  // Engine-thread state.
-  absl::flat_hash_map<uint64_t, std::unique_ptr<Active>> active_;
-  StepPlan plan_;
-  model::ForwardBatch batch_;
-  std::vector<float> sampler_scratch_;
-  // Per plan request: its first logit row, or -1.
-  std::vector<int32_t> logit_row_of_;
-  // Per logit row: the plan request it belongs to.
-  std::vector<int32_t> row_owner_;
-  std::vector<double> step_itls_;
-  std::vector<std::pair<std::shared_ptr<RequestStream>, RequestDelta>> outbox_;
-  uint64_t num_steps_ = 0;
-  uint64_t prefix_queries_seen_ = 0;
-  uint64_t prefix_hits_seen_ = 0;
-  TimePoint last_memory_update_;
-
-  mutable std::mutex snapshot_mu_;
-  EngineSnapshot snapshot_;
-
-  std::thread thread_;
-  std::once_flag shutdown_once_;
+  virtual EngineSnapshot GetSnapshot() const = 0;
+  virtual const EngineInfo& info() const = 0;
 };
 
+// Whether the calling thread is an engine thread. Response building and
+// transport code check that it is not (ALIBI_CHECK_NOT_ENGINE_THREAD).
+bool OnEngineThread();
+// Marks the calling thread as an engine thread (the engine core does this).
+void MarkEngineThread();
+
 }  // namespace alibi::engine
+
+// Aborts when called on the engine thread: for code that must never run
+// there (response building, transports).
+#define ALIBI_CHECK_NOT_ENGINE_THREAD()           \
+  ALIBI_CHECK(!::alibi::engine::OnEngineThread()) \
+      << "transport or response-building code ran on the engine thread"
 
 #endif  // ALIBI_SERVER_ENGINE_ENGINE_H_

@@ -29,7 +29,7 @@ int32_t Argmax(absl::Span<const float> values) {
 
 }  // namespace
 
-SamplerState::SamplerState(const SamplingOptions& options,
+SamplerState::SamplerState(const SamplingParams& options,
                            absl::Span<const int32_t> prompt)
     : options_(options),
       rng_(options.seed.has_value() ? *options.seed
@@ -51,7 +51,7 @@ double SamplerState::NextUniform() {
 int32_t SampleToken(absl::Span<const float> logits, SamplerState& state,
                     absl::Span<const int32_t> banned,
                     std::vector<float>& scratch) {
-  const SamplingOptions& o = state.options();
+  const SamplingParams& o = state.options();
   const int32_t vocab = static_cast<int32_t>(logits.size());
   scratch.assign(logits.begin(), logits.end());
   float* l = scratch.data();

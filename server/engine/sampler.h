@@ -21,40 +21,23 @@
 #define ALIBI_SERVER_ENGINE_SAMPLER_H_
 
 #include <cstdint>
-#include <optional>
 #include <random>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/types/span.h"
+#include "server/engine/engine.h"
 
 namespace alibi::engine {
-
-struct SamplingOptions {
-  float temperature = 1.0f;  // 0: greedy
-  int top_k = 0;             // 0: off
-  float top_p = 1.0f;        // 1: off
-  float min_p = 0.0f;        // 0: off
-  float repetition_penalty = 1.0f;
-  float presence_penalty = 0.0f;
-  float frequency_penalty = 0.0f;
-  std::optional<uint64_t> seed;  // none: a random seed
-};
-
-struct TopLogprob {
-  int32_t token = 0;
-  float logprob = 0.0f;
-};
 
 // Per-request sampling state: the RNG and token counts for penalties.
 class SamplerState {
  public:
   // `seed` none: seeded from std::random_device.
-  SamplerState(const SamplingOptions& options,
-               absl::Span<const int32_t> prompt);
+  SamplerState(const SamplingParams& options, absl::Span<const int32_t> prompt);
 
-  const SamplingOptions& options() const { return options_; }
+  const SamplingParams& options() const { return options_; }
   // Records a generated token (for the penalties).
   void AddOutputToken(int32_t token);
   double NextUniform();  // in [0, 1)
@@ -66,7 +49,7 @@ class SamplerState {
   const absl::flat_hash_set<int32_t>& seen_tokens() const { return seen_; }
 
  private:
-  SamplingOptions options_;
+  SamplingParams options_;
   std::mt19937_64 rng_;
   absl::flat_hash_set<int32_t> seen_;
   absl::flat_hash_map<int32_t, int> output_counts_;  // token -> count

@@ -109,9 +109,9 @@ void RpcServer::SetServing(bool serving) {
   health->SetServingStatus(kServiceName, serving);
 }
 
-void RpcServer::SetEngine(engine::Engine* engine) {
-  service_.SetEngine(engine);
-  engine_.store(engine);
+void RpcServer::SetFrontend(frontend::Frontend* frontend) {
+  service_.SetFrontend(frontend);
+  frontend_.store(frontend);
   std::lock_guard<std::mutex> lock(mu_);
   serving_ = true;
   SetServing(true);
@@ -122,9 +122,9 @@ void RpcServer::Watchdog() {
   bool healthy = true;
   while (!stopping_) {
     cv_.wait_for(lock, kWatchdogPeriod);
-    engine::Engine* engine = engine_.load();
-    if (stopping_ || !serving_ || engine == nullptr) continue;
-    const engine::EngineSnapshot s = engine->GetSnapshot();
+    frontend::Frontend* frontend = frontend_.load();
+    if (stopping_ || !serving_ || frontend == nullptr) continue;
+    const engine::EngineSnapshot s = frontend->engine().GetSnapshot();
     const bool stalled =
         s.has_work && Now() - s.last_progress >
                           absl::ToChronoNanoseconds(options_.stall_timeout);
@@ -156,8 +156,9 @@ void RpcServer::Drain(absl::Duration grace) {
     ALIBI_LOG(WARNING) << "drain time over with " << service_.in_flight()
                        << " calls in flight: ending them (UNAVAILABLE)";
   }
-  if (engine::Engine* engine = engine_.load(); engine != nullptr) {
-    engine->Shutdown(absl::UnavailableError("the server is shutting down"));
+  if (frontend::Frontend* frontend = frontend_.load(); frontend != nullptr) {
+    frontend->engine().Shutdown(
+        absl::UnavailableError("the server is shutting down"));
   }
   // Lets the reactors deliver their final status, then stops listening.
   service_.WaitForIdle(absl::Milliseconds(500));

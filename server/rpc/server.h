@@ -20,7 +20,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "server/engine/engine.h"
+#include "server/frontend/frontend.h"
 #include "server/metrics/metrics.h"
 #include "server/rpc/service.h"
 
@@ -49,8 +49,9 @@ class RpcServer {
 
   int port() const { return port_; }
 
-  // The model is ready: serve it and report SERVING.
-  void SetEngine(engine::Engine* engine);
+  // The model is ready: serve it through `frontend` (which must outlive the
+  // server) and report SERVING.
+  void SetFrontend(frontend::Frontend* frontend);
 
   // Graceful shutdown: NOT_SERVING, new calls get UNAVAILABLE, calls in
   // flight get up to `grace` to finish, then the engine ends what is left
@@ -66,7 +67,7 @@ class RpcServer {
   InferenceService service_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
-  std::atomic<engine::Engine*> engine_{nullptr};
+  std::atomic<frontend::Frontend*> frontend_{nullptr};
 
   std::mutex mu_;
   std::condition_variable cv_;

@@ -1,7 +1,5 @@
 #include "server/rpc/service.h"
 
-#include <chrono>
-#include <cmath>
 #include <memory>
 #include <optional>
 #include <string>
@@ -9,71 +7,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
-#include "common/utf8.h"
-#include "server/model/config.h"
+#include "server/rpc/convert.h"
 #include "server/rpc/status.h"
 
 namespace alibi::rpc {
 namespace {
-
-using engine::FinishReason;
-using engine::RequestDelta;
-using engine::RequestStream;
-
-v1::FinishReason ToProto(FinishReason reason) {
-  switch (reason) {
-    case FinishReason::kLength:
-      return v1::FINISH_REASON_LENGTH;
-    case FinishReason::kStop:
-      return v1::FINISH_REASON_STOP;
-    case FinishReason::kEos:
-      return v1::FINISH_REASON_EOS;
-    case FinishReason::kCancelled:
-      return v1::FINISH_REASON_CANCELLED;
-    case FinishReason::kError:
-      return v1::FINISH_REASON_ERROR;
-  }
-  return v1::FINISH_REASON_UNSPECIFIED;
-}
-
-void SetDuration(TimePoint from, TimePoint to, google::protobuf::Duration* d) {
-  if (from == TimePoint() || to == TimePoint() || to < from) return;
-  const auto ns =
-      std::chrono::duration_cast<std::chrono::nanoseconds>(to - from).count();
-  d->set_seconds(ns / 1000000000);
-  d->set_nanos(static_cast<int32_t>(ns % 1000000000));
-}
-
-void FillTimings(const engine::RequestTimings& t, v1::Timings* out) {
-  SetDuration(t.arrival, t.scheduled, out->mutable_queue_time());
-  SetDuration(t.arrival, t.first_token, out->mutable_time_to_first_token());
-  SetDuration(t.arrival, t.last_token, out->mutable_total_time());
-}
-
-void FillUsage(const RequestDelta& d, v1::Usage* usage) {
-  usage->set_prompt_tokens(d.prompt_tokens);
-  usage->set_completion_tokens(d.completion_tokens);
-  usage->set_cached_prompt_tokens(d.cached_prompt_tokens);
-}
-
-// The text of one token, always valid UTF-8 (a partial character shows as
-// U+FFFD).
-std::string TokenText(const tokenizer::Tokenizer& tok, int32_t id) {
-  return LossyUtf8(tok.TokenBytes(id));
-}
-
-void FillTokenLogprob(const tokenizer::Tokenizer& tok,
-                      const engine::TokenLogprobs& in, v1::TokenLogprob* out) {
-  out->set_token_id(in.token);
-  out->set_token(TokenText(tok, in.token));
-  out->set_logprob(in.logprob);
-  for (const engine::TopLogprob& top : in.top) {
-    v1::TopLogprob* t = out->add_top_logprobs();
-    t->set_token_id(top.token);
-    t->set_token(TokenText(tok, top.token));
-    t->set_logprob(top.logprob);
-  }
-}
 
 // Compares a presented credential with the expected one in time that does not
 // depend on where they differ.
@@ -86,16 +24,6 @@ bool SecureEquals(absl::string_view presented, absl::string_view expected) {
   return diff == 0;
 }
 
-// With `echo`, the prompt's text as the response starts with it: the request's
-// own text, or its token ids decoded.
-std::string EchoText(const v1::CompletionParams& params,
-                     const engine::GenerationRequest& request,
-                     const tokenizer::Tokenizer& tokenizer) {
-  if (!params.echo()) return "";
-  if (!params.text().empty()) return params.text();
-  return tokenizer.Decode(request.prompt, request.skip_special_tokens);
-}
-
 // The status a call that the client abandoned ends with.
 absl::Status AbandonedStatus(const grpc::CallbackServerContext& context) {
   if (context.deadline() <= std::chrono::system_clock::now()) {
@@ -104,53 +32,105 @@ absl::Status AbandonedStatus(const grpc::CallbackServerContext& context) {
   return absl::CancelledError("cancelled by the client");
 }
 
+// Lets a call's output notifications reach its reactor only while the
+// reactor exists: OnDone() detaches it before the reactor is deleted.
+template <typename Reactor>
+struct ReactorLink {
+  std::mutex mu;
+  Reactor* reactor = nullptr;
+
+  static std::function<void()> Notifier(std::shared_ptr<ReactorLink> link) {
+    return [link] {
+      std::lock_guard<std::mutex> lock(link->mu);
+      if (link->reactor != nullptr) link->reactor->OnReady();
+    };
+  }
+  void Detach() {
+    std::lock_guard<std::mutex> lock(mu);
+    reactor = nullptr;
+  }
+};
+
 }  // namespace
 
-// A unary call backed by one engine request: Complete or Score.
+// A unary call backed by one frontend call: Complete or Score. The response
+// is built on a frontend output thread once the last chunk arrived.
 //
 // Finish() lets gRPC delete the reactor at any time after, so it is always
-// the last thing a method does, and it waits until Start() has returned.
-class InferenceService::GenerateReactor : public grpc::ServerUnaryReactor {
+// the last thing a method does, and never before Start() has returned.
+class InferenceService::UnaryReactor : public grpc::ServerUnaryReactor {
  public:
-  GenerateReactor(InferenceService* service,
-                  grpc::CallbackServerContext* context, absl::string_view rpc,
-                  engine::Engine* engine)
-      : service_(service), context_(context), rpc_(rpc), engine_(engine) {}
+  using Link = ReactorLink<UnaryReactor>;
+  // Fills the response from every chunk of the call merged.
+  using Builder = std::function<void(frontend::InferenceCall& call,
+                                     frontend::CompletionChunk all)>;
 
-  // Submits the validated request. `build` fills the response from the
-  // final delta and the request's id (on the engine thread).
-  using Builder = std::function<void(RequestDelta&, uint64_t id)>;
-  void Start(engine::GenerationRequest request, Builder build) {
+  UnaryReactor(InferenceService* service, grpc::CallbackServerContext* context,
+               absl::string_view rpc)
+      : service_(service),
+        context_(context),
+        rpc_(rpc),
+        link_(std::make_shared<Link>()) {
+    link_->reactor = this;
+  }
+
+  std::function<void()> Notifier() { return Link::Notifier(link_); }
+
+  // Submits `call`; `build` fills the response when it is complete.
+  void Start(std::shared_ptr<frontend::InferenceCall> call, Builder build) {
+    call_ = std::move(call);
     build_ = std::move(build);
-    auto stream = engine_->Submit(std::move(request),
-                                  [this](RequestStream& s) { OnUpdate(s); });
-    std::optional<grpc::Status> finish;
+    // Once started, an output thread may finish the call and gRPC delete
+    // this reactor: nothing below the lock touches a member.
+    const std::shared_ptr<Link> link = link_;
+    const absl::Status submitted = call_->Submit();
+    bool ready = false;
     {
       std::lock_guard<std::mutex> lock(mu_);
       started_ = true;
-      if (!stream.ok()) {
-        finish = ToGrpcStatus(stream.status());
-      } else {
-        stream_ = *stream;
-        if (cancel_requested_) {
-          engine_->Cancel(stream_->id(), AbandonedStatus(*context_));
-        }
-        finish = deferred_finish_;
+      if (submitted.ok() && cancel_requested_) {
+        call_->Cancel(AbandonedStatus(*context_));
       }
+      ready = ready_pending_;
     }
-    if (finish.has_value()) FinishCall(*finish);
+    if (!submitted.ok()) {
+      FinishCall(ToGrpcStatus(submitted));
+      return;
+    }
+    if (ready) Link::Notifier(link)();
+  }
+
+  // On a frontend output thread, with the link held.
+  void OnReady() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!started_) {
+        ready_pending_ = true;
+        return;
+      }
+      if (finishing_) return;
+      while (std::optional<frontend::CompletionChunk> c = call_->Poll()) {
+        all_.Merge(*std::move(c));
+      }
+      if (!all_.finished) return;
+      finishing_ = true;
+    }
+    grpc::Status status = ToGrpcStatus(all_.status);
+    if (status.ok()) build_(*call_, std::move(all_));
+    FinishCall(status);
   }
 
   void OnCancel() override {
     std::lock_guard<std::mutex> lock(mu_);
-    if (stream_ != nullptr) {
-      engine_->Cancel(stream_->id(), AbandonedStatus(*context_));
+    if (started_) {
+      call_->Cancel(AbandonedStatus(*context_));
     } else {
       cancel_requested_ = true;
     }
   }
 
   void OnDone() override {
+    link_->Detach();
     service_->CallDone(rpc_, context_->IsCancelled()
                                  ? ToGrpcStatus(AbandonedStatus(*context_))
                                  : status_);
@@ -158,22 +138,6 @@ class InferenceService::GenerateReactor : public grpc::ServerUnaryReactor {
   }
 
  private:
-  void OnUpdate(RequestStream& stream) {
-    if (!stream.finished()) return;  // a unary answer needs the whole result
-    std::optional<RequestDelta> delta = stream.Take();
-    if (!delta.has_value()) return;
-    grpc::Status status = ToGrpcStatus(delta->status);
-    if (status.ok()) build_(*delta, stream.id());
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (!started_) {
-        deferred_finish_ = status;
-        return;
-      }
-    }
-    FinishCall(status);
-  }
-
   void FinishCall(const grpc::Status& status) {
     status_ = status;
     Finish(status);
@@ -182,18 +146,21 @@ class InferenceService::GenerateReactor : public grpc::ServerUnaryReactor {
   InferenceService* const service_;
   grpc::CallbackServerContext* const context_;
   const std::string rpc_;
-  engine::Engine* const engine_;
+  const std::shared_ptr<Link> link_;
+  std::shared_ptr<frontend::InferenceCall> call_;
   Builder build_;
   grpc::Status status_;
   std::mutex mu_;
   bool started_ = false;
-  std::optional<grpc::Status> deferred_finish_;
-  std::shared_ptr<RequestStream> stream_;
+  bool ready_pending_ = false;
   bool cancel_requested_ = false;
+  bool finishing_ = false;
+  frontend::CompletionChunk all_;
 };
 
-// CompleteStream: one message per engine delta, coalesced while a write is in
-// flight (so a slow reader holds at most its own output in memory).
+// CompleteStream: one message per chunk, polled when no write is in flight
+// (what the engine publishes meanwhile is merged, so a slow reader holds at
+// most its own output in memory).
 //
 // Writes are started under the lock; the terminal operations (Finish,
 // StartWriteAndFinish), after which gRPC may delete the reactor, are decided
@@ -202,30 +169,26 @@ class InferenceService::GenerateReactor : public grpc::ServerUnaryReactor {
 class InferenceService::StreamReactor
     : public grpc::ServerWriteReactor<v1::CompleteStreamResponse> {
  public:
-  StreamReactor(InferenceService* service, grpc::CallbackServerContext* context,
-                engine::Engine* engine)
-      : service_(service), context_(context), engine_(engine) {}
+  using Link = ReactorLink<StreamReactor>;
 
-  // `echo_text`: the prompt's text, sent first (with its ids) when echo is on.
-  void Start(engine::GenerationRequest request, bool echo,
-             std::string echo_text) {
-    echo_ = echo;
-    echo_text_ = std::move(echo_text);
-    if (echo_) echo_ids_ = request.prompt;
-    auto stream = engine_->Submit(std::move(request),
-                                  [this](RequestStream& s) { OnUpdate(s); });
+  StreamReactor(InferenceService* service, grpc::CallbackServerContext* context)
+      : service_(service), context_(context), link_(std::make_shared<Link>()) {
+    link_->reactor = this;
+  }
+
+  std::function<void()> Notifier() { return Link::Notifier(link_); }
+
+  void Start(std::shared_ptr<frontend::InferenceCall> call) {
+    call_ = std::move(call);
+    const absl::Status submitted = call_->Submit();
     Terminal terminal;
     {
       std::lock_guard<std::mutex> lock(mu_);
       started_ = true;
-      if (!stream.ok()) {
-        terminal = FinishLocked(ToGrpcStatus(stream.status()));
+      if (!submitted.ok()) {
+        terminal = FinishLocked(ToGrpcStatus(submitted));
       } else {
-        owned_ = *stream;
-        stream_ = owned_.get();
-        if (cancel_requested_) {
-          engine_->Cancel(stream_->id(), AbandonedStatus(*context_));
-        }
+        if (cancel_requested_) call_->Cancel(AbandonedStatus(*context_));
         terminal = TryWriteLocked();
       }
     }
@@ -243,6 +206,16 @@ class InferenceService::StreamReactor
     Run(terminal);
   }
 
+  // On a frontend output thread, with the link held.
+  void OnReady() {
+    Terminal terminal;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      terminal = TryWriteLocked();
+    }
+    Run(terminal);
+  }
+
   void OnWriteDone(bool ok) override {
     Terminal terminal;
     {
@@ -250,7 +223,7 @@ class InferenceService::StreamReactor
       writing_ = false;
       if (!ok) {  // the client is gone
         broken_ = true;
-        engine_->Cancel(stream_->id(), AbandonedStatus(*context_));
+        call_->Cancel(AbandonedStatus(*context_));
       }
       terminal = pending_finish_.has_value() ? FinishLocked(*pending_finish_)
                                              : TryWriteLocked();
@@ -260,14 +233,15 @@ class InferenceService::StreamReactor
 
   void OnCancel() override {
     std::lock_guard<std::mutex> lock(mu_);
-    if (stream_ != nullptr) {
-      engine_->Cancel(stream_->id(), AbandonedStatus(*context_));
+    if (started_ && call_ != nullptr) {
+      call_->Cancel(AbandonedStatus(*context_));
     } else {
       cancel_requested_ = true;
     }
   }
 
   void OnDone() override {
+    link_->Detach();
     service_->CallDone("CompleteStream",
                        context_->IsCancelled()
                            ? ToGrpcStatus(AbandonedStatus(*context_))
@@ -281,16 +255,6 @@ class InferenceService::StreamReactor
     enum Kind { kNone, kFinish, kWriteAndFinish } kind = kNone;
     grpc::Status status;
   };
-
-  void OnUpdate(RequestStream& stream) {
-    Terminal terminal;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (stream_ == nullptr) stream_ = &stream;  // Submit has not returned
-      terminal = TryWriteLocked();
-    }
-    Run(terminal);
-  }
 
   void Run(const Terminal& t) {
     if (t.kind == Terminal::kFinish) {
@@ -310,55 +274,29 @@ class InferenceService::StreamReactor
   // Starts the next write if none is in flight and something is new; returns
   // the terminal operation when the stream is over.
   Terminal TryWriteLocked() {
-    if (!started_ || writing_ || finished_ || stream_ == nullptr) return {};
-    std::optional<RequestDelta> delta = stream_->Take();
-    if (!delta.has_value()) return {};
-    if (broken_) {  // nobody reads: wait for the engine's final delta
-      return delta->finished ? FinishLocked(ToGrpcStatus(delta->status))
+    if (!started_ || writing_ || finished_ || call_ == nullptr) return {};
+    std::optional<frontend::CompletionChunk> chunk = call_->Poll();
+    if (!chunk.has_value()) return {};
+    if (broken_) {  // nobody reads: wait for the final chunk
+      return chunk->finished ? FinishLocked(ToGrpcStatus(chunk->status))
                              : Terminal{};
     }
-    const tokenizer::Tokenizer& tok = engine_->tokenizer();
     response_.Clear();
-    response_.set_id(absl::StrCat(stream_->id()));
-    if (first_message_) {
-      first_message_ = false;
-      if (echo_) {
-        response_.set_text(echo_text_);
-        response_.mutable_prompt_token_ids()->Add(echo_ids_.begin(),
-                                                  echo_ids_.end());
-      }
-    }
-    response_.mutable_text()->append(delta->text);
-    response_.mutable_token_ids()->Add(delta->token_ids.begin(),
-                                       delta->token_ids.end());
-    for (const auto& lp : delta->logprobs) {
-      FillTokenLogprob(tok, lp, response_.add_logprobs());
-    }
-    for (const auto& lp : delta->prompt_logprobs) {
-      FillTokenLogprob(tok, lp, response_.add_prompt_logprobs());
-    }
-    if (!delta->finished) {
+    ToProto(*chunk, &response_);
+    if (!chunk->finished) {
       writing_ = true;
       StartWrite(&response_);
       return {};
     }
-    const grpc::Status status = ToGrpcStatus(delta->status);
+    const grpc::Status status = ToGrpcStatus(chunk->status);
     if (!status.ok()) {
       // Deliver what was generated, then the error.
-      const bool has_content = !response_.text().empty() ||
-                               response_.token_ids_size() > 0 ||
-                               response_.prompt_token_ids_size() > 0 ||
-                               response_.prompt_logprobs_size() > 0;
-      if (!has_content) return FinishLocked(status);
+      if (!chunk->has_content()) return FinishLocked(status);
       pending_finish_ = status;
       writing_ = true;
       StartWrite(&response_);
       return {};
     }
-    response_.set_finish_reason(ToProto(delta->finish_reason));
-    response_.set_stop_reason(delta->stop_reason);
-    FillUsage(*delta, response_.mutable_usage());
-    FillTimings(delta->timings, response_.mutable_timings());
     finished_ = true;
     status_ = grpc::Status::OK;
     return {Terminal::kWriteAndFinish, grpc::Status::OK};
@@ -366,17 +304,12 @@ class InferenceService::StreamReactor
 
   InferenceService* const service_;
   grpc::CallbackServerContext* const context_;
-  engine::Engine* const engine_;
-  bool echo_ = false;
-  std::string echo_text_;
-  std::vector<int32_t> echo_ids_;
+  const std::shared_ptr<Link> link_;
 
   std::mutex mu_;
   bool started_ = false;
-  std::shared_ptr<RequestStream> owned_;
-  RequestStream* stream_ = nullptr;
+  std::shared_ptr<frontend::InferenceCall> call_;
   v1::CompleteStreamResponse response_;  // the message being written
-  bool first_message_ = true;
   bool writing_ = false;
   bool finished_ = false;
   bool broken_ = false;
@@ -410,8 +343,8 @@ InferenceService::InferenceService(ServiceOptions options,
                                    metrics::Metrics* metrics)
     : options_(std::move(options)), metrics_(metrics) {}
 
-void InferenceService::SetEngine(engine::Engine* engine) {
-  engine_.store(engine);
+void InferenceService::SetFrontend(frontend::Frontend* frontend) {
+  frontend_.store(frontend);
 }
 
 void InferenceService::StartDraining() { draining_.store(true); }
@@ -428,7 +361,7 @@ int InferenceService::in_flight() const {
 }
 
 absl::Status InferenceService::Admit(const grpc::CallbackServerContext& context,
-                                     engine::Engine** engine) {
+                                     frontend::Frontend** frontend) {
   if (!options_.api_key.empty()) {
     const auto& metadata = context.client_metadata();
     auto it = metadata.find("authorization");
@@ -443,8 +376,8 @@ absl::Status InferenceService::Admit(const grpc::CallbackServerContext& context,
   if (draining_.load()) {
     return absl::UnavailableError("the server is shutting down");
   }
-  *engine = engine_.load();
-  if (*engine == nullptr) {
+  *frontend = frontend_.load();
+  if (*frontend == nullptr) {
     return absl::UnavailableError("the model is still loading");
   }
   std::lock_guard<std::mutex> lock(mu_);
@@ -476,52 +409,23 @@ grpc::ServerUnaryReactor* InferenceService::FinishNow(
   return reactor;
 }
 
-RequestLimits InferenceService::Limits(const engine::Engine& engine) const {
-  RequestLimits limits;
-  limits.vocab_size = engine.model_config().vocab_size;
-  limits.max_model_len = engine.config().max_model_len;
-  limits.max_logprobs = engine.config().max_logprobs;
-  return limits;
-}
-
 grpc::ServerUnaryReactor* InferenceService::Complete(
     grpc::CallbackServerContext* context, const v1::CompleteRequest* request,
     v1::CompleteResponse* response) {
-  engine::Engine* engine = nullptr;
-  if (absl::Status s = Admit(*context, &engine); !s.ok()) {
+  frontend::Frontend* frontend = nullptr;
+  if (absl::Status s = Admit(*context, &frontend); !s.ok()) {
     return FinishNow(context, "Complete", ToGrpcStatus(s), false);
   }
-  const v1::CompletionParams& params = request->params();
-  auto converted =
-      ToGenerationRequest(params, engine->tokenizer(), Limits(*engine));
-  if (!converted.ok()) {
-    return FinishNow(context, "Complete", ToGrpcStatus(converted.status()),
-                     true);
+  auto* reactor = new UnaryReactor(this, context, "Complete");
+  auto call = frontend->NewCompletion(FromProto(request->params()),
+                                      CompletionFieldName, reactor->Notifier());
+  if (!call.ok()) {
+    delete reactor;
+    return FinishNow(context, "Complete", ToGrpcStatus(call.status()), true);
   }
-  auto* reactor = new GenerateReactor(this, context, "Complete", engine);
-  const bool echo = params.echo();
-  const std::string echo_text =
-      EchoText(params, *converted, engine->tokenizer());
-  std::vector<int32_t> prompt = converted->prompt;
-  reactor->Start(std::move(*converted), [response, engine, echo, echo_text,
-                                         prompt](RequestDelta& d, uint64_t id) {
-    const tokenizer::Tokenizer& tok = engine->tokenizer();
-    response->set_id(absl::StrCat(id));
-    response->set_text(echo ? echo_text + d.text : d.text);
-    response->mutable_token_ids()->Add(d.token_ids.begin(), d.token_ids.end());
-    response->set_finish_reason(ToProto(d.finish_reason));
-    response->set_stop_reason(d.stop_reason);
-    FillUsage(d, response->mutable_usage());
-    FillTimings(d.timings, response->mutable_timings());
-    for (const auto& lp : d.logprobs) {
-      FillTokenLogprob(tok, lp, response->add_logprobs());
-    }
-    if (echo) {
-      response->mutable_prompt_token_ids()->Add(prompt.begin(), prompt.end());
-      for (const auto& lp : d.prompt_logprobs) {
-        FillTokenLogprob(tok, lp, response->add_prompt_logprobs());
-      }
-    }
+  reactor->Start(*std::move(call), [response](frontend::InferenceCall&,
+                                              frontend::CompletionChunk all) {
+    ToProto(all, response);
   });
   return reactor;
 }
@@ -529,91 +433,57 @@ grpc::ServerUnaryReactor* InferenceService::Complete(
 grpc::ServerWriteReactor<v1::CompleteStreamResponse>*
 InferenceService::CompleteStream(grpc::CallbackServerContext* context,
                                  const v1::CompleteStreamRequest* request) {
-  engine::Engine* engine = nullptr;
-  absl::Status admitted = Admit(*context, &engine);
-  if (!admitted.ok())
+  frontend::Frontend* frontend = nullptr;
+  absl::Status admitted = Admit(*context, &frontend);
+  if (!admitted.ok()) {
     return new RejectedStream(metrics_, ToGrpcStatus(admitted));
-  auto* reactor = new StreamReactor(this, context, engine);
-  const v1::CompletionParams& params = request->params();
-  auto converted =
-      ToGenerationRequest(params, engine->tokenizer(), Limits(*engine));
-  if (!converted.ok()) {
-    reactor->Reject(ToGrpcStatus(converted.status()));
+  }
+  auto* reactor = new StreamReactor(this, context);
+  auto call = frontend->NewCompletion(FromProto(request->params()),
+                                      CompletionFieldName, reactor->Notifier());
+  if (!call.ok()) {
+    reactor->Reject(ToGrpcStatus(call.status()));
     return reactor;
   }
-  std::string echo_text = EchoText(params, *converted, engine->tokenizer());
-  reactor->Start(std::move(*converted), params.echo(), std::move(echo_text));
+  reactor->Start(*std::move(call));
   return reactor;
 }
 
 grpc::ServerUnaryReactor* InferenceService::Score(
     grpc::CallbackServerContext* context, const v1::ScoreRequest* request,
     v1::ScoreResponse* response) {
-  engine::Engine* engine = nullptr;
-  if (absl::Status s = Admit(*context, &engine); !s.ok()) {
+  frontend::Frontend* frontend = nullptr;
+  if (absl::Status s = Admit(*context, &frontend); !s.ok()) {
     return FinishNow(context, "Score", ToGrpcStatus(s), false);
   }
-  auto converted =
-      ToScoreRequest(*request, engine->tokenizer(), Limits(*engine));
-  if (!converted.ok()) {
-    return FinishNow(context, "Score", ToGrpcStatus(converted.status()), true);
+  auto* reactor = new UnaryReactor(this, context, "Score");
+  auto call = frontend->NewScore(FromProto(*request), frontend::SameName,
+                                 reactor->Notifier());
+  if (!call.ok()) {
+    delete reactor;
+    return FinishNow(context, "Score", ToGrpcStatus(call.status()), true);
   }
-  auto* reactor = new GenerateReactor(this, context, "Score", engine);
-  std::vector<int32_t> ids = converted->prompt;
-  const int top = request->top_logprobs();
-  reactor->Start(std::move(*converted), [response, engine, ids, top](
-                                            RequestDelta& d, uint64_t id) {
-    const tokenizer::Tokenizer& tok = engine->tokenizer();
-    response->set_id(absl::StrCat(id));
-    response->mutable_token_ids()->Add(ids.begin(), ids.end());
-    for (int32_t id : ids) response->add_tokens(TokenText(tok, id));
-    double sum = 0.0;
-    for (const auto& lp : d.prompt_logprobs) {
-      response->add_token_logprobs(lp.logprob);
-      sum += lp.logprob;
-      if (top > 0) {
-        v1::TopLogprobs* alternatives = response->add_top_logprobs();
-        for (const engine::TopLogprob& t : lp.top) {
-          v1::TopLogprob* out = alternatives->add_top_logprobs();
-          out->set_token_id(t.token);
-          out->set_token(TokenText(tok, t.token));
-          out->set_logprob(t.logprob);
-        }
-      }
-    }
-    response->set_sum_logprob(sum);
-    const size_t n = d.prompt_logprobs.size();
-    response->set_perplexity(n > 0 ? std::exp(-sum / static_cast<double>(n))
-                                   : 1.0);
-    FillUsage(d, response->mutable_usage());
-    FillTimings(d.timings, response->mutable_timings());
-  });
+  const bool top = request->top_logprobs() > 0;
+  reactor->Start(*std::move(call),
+                 [response, top](frontend::InferenceCall& call,
+                                 frontend::CompletionChunk all) {
+                   ToProto(call.ToScoreResult(std::move(all)), top, response);
+                 });
   return reactor;
 }
 
 grpc::ServerUnaryReactor* InferenceService::Tokenize(
     grpc::CallbackServerContext* context, const v1::TokenizeRequest* request,
     v1::TokenizeResponse* response) {
-  engine::Engine* engine = nullptr;
-  if (absl::Status s = Admit(*context, &engine); !s.ok()) {
+  frontend::Frontend* frontend = nullptr;
+  if (absl::Status s = Admit(*context, &frontend); !s.ok()) {
     return FinishNow(context, "Tokenize", ToGrpcStatus(s), false);
   }
-  const tokenizer::Tokenizer& tok = engine->tokenizer();
-  if (!IsValidUtf8(request->text())) {
-    return FinishNow(
-        context, "Tokenize",
-        ToGrpcStatus(absl::InvalidArgumentError("text: is not valid UTF-8")),
-        true);
+  auto result = frontend->Tokenize(request->text(), frontend::SameName);
+  if (!result.ok()) {
+    return FinishNow(context, "Tokenize", ToGrpcStatus(result.status()), true);
   }
-  auto ids = tok.Encode(request->text());
-  if (!ids.ok()) {
-    return FinishNow(context, "Tokenize",
-                     ToGrpcStatus(absl::InvalidArgumentError(
-                         absl::StrCat("text: ", ids.status().message()))),
-                     true);
-  }
-  response->mutable_token_ids()->Add(ids->begin(), ids->end());
-  for (int32_t id : *ids) response->add_tokens(TokenText(tok, id));
+  ToProto(*result, response);
   return FinishNow(context, "Tokenize", grpc::Status::OK, true);
 }
 
@@ -621,33 +491,12 @@ grpc::ServerUnaryReactor* InferenceService::GetModelInfo(
     grpc::CallbackServerContext* context,
     const v1::GetModelInfoRequest* /*request*/,
     v1::GetModelInfoResponse* response) {
-  engine::Engine* engine = nullptr;
-  if (absl::Status s = Admit(*context, &engine); !s.ok()) {
+  frontend::Frontend* frontend = nullptr;
+  if (absl::Status s = Admit(*context, &frontend); !s.ok()) {
     return FinishNow(context, "GetModelInfo", ToGrpcStatus(s), false);
   }
-  const model::ModelConfig& c = engine->model_config();
-  response->set_model(options_.served_model_name);
-  response->set_architecture(c.architecture_name);
-  response->set_vocab_size(c.vocab_size);
-  response->set_hidden_size(c.hidden_size);
-  response->set_num_layers(c.num_layers);
-  response->set_num_heads(c.num_heads);
-  response->set_num_kv_heads(c.num_kv_heads);
-  for (double slope : model::AlibiSlopes(c.num_heads, c.alibi_bias_max)) {
-    response->add_alibi_slopes(slope);
-  }
-  response->set_trained_context_length(c.trained_context_length);
-  response->set_max_context_length(engine->config().max_model_len);
-  response->set_dtype(std::string(
-      kernels::DTypeName(engine->model().backend().weight_dtype())));
-  response->set_device(engine->device_name());
-  response->set_kv_block_size(engine->config().block_size);
-  response->set_kv_num_blocks(engine->config().num_blocks);
-  response->set_eos_token_id(c.eos_token_id);
-  response->set_bos_token_id(c.bos_token_id);
-  response->set_server_version(options_.server_version);
-  response->set_max_num_seqs(engine->config().max_num_seqs);
-  response->set_max_logprobs(engine->config().max_logprobs);
+  ToProto(frontend->info(), options_.served_model_name, options_.server_version,
+          response);
   return FinishNow(context, "GetModelInfo", grpc::Status::OK, true);
 }
 

@@ -1,15 +1,18 @@
-// alibi.v1.InferenceService on gRPC's callback API: validates and converts
-// each request (validation.h), submits it to the engine, and turns the
-// engine's RequestStream into responses. The transport stays thin: no model
-// logic here.
+// alibi.v1.InferenceService on gRPC's callback API: converts each request
+// into the frontend's types (convert.h), hands it to the frontend
+// (validation, tokenization, the engine, detokenization), and writes the
+// frontend's chunks back as responses. The transport stays thin: no model,
+// tokenizer or engine logic here.
 //
-// Lifecycle: the service answers UNAVAILABLE until SetEngine() (the model is
-// loading) and again after StartDraining() (shutdown). Client cancellation,
-// disconnects and deadlines cancel the engine request (its KV blocks are freed
-// within one engine step); the call ends with CANCELLED / DEADLINE_EXCEEDED.
+// Lifecycle: the service answers UNAVAILABLE until SetFrontend() (the model
+// is loading) and again after StartDraining() (shutdown). Client
+// cancellation, disconnects and deadlines cancel the request (its KV blocks
+// are freed within one engine step); the call ends with CANCELLED /
+// DEADLINE_EXCEEDED.
 //
 // Thread-safety: every method is thread-safe; RPC handlers run on gRPC's
-// threads, stream updates on the engine thread.
+// threads, output handling on the frontend's output threads, never on the
+// engine thread.
 #ifndef ALIBI_SERVER_RPC_SERVICE_H_
 #define ALIBI_SERVER_RPC_SERVICE_H_
 
@@ -22,9 +25,8 @@
 
 #include "absl/time/time.h"
 #include "alibi/v1/inference.grpc.pb.h"
-#include "server/engine/engine.h"
+#include "server/frontend/frontend.h"
 #include "server/metrics/metrics.h"
-#include "server/rpc/validation.h"
 
 namespace alibi::rpc {
 
@@ -41,9 +43,9 @@ class InferenceService final : public v1::InferenceService::CallbackService {
   // `metrics` may be null; it must outlive the service.
   InferenceService(ServiceOptions options, metrics::Metrics* metrics);
 
-  // The model is loaded: start serving with `engine` (must outlive the
+  // The model is loaded: start serving with `frontend` (must outlive the
   // service's calls).
-  void SetEngine(engine::Engine* engine);
+  void SetFrontend(frontend::Frontend* frontend);
   // New calls get UNAVAILABLE from now on; calls in flight continue.
   void StartDraining();
   // Waits until no call is in flight or `timeout` passes; true when idle.
@@ -68,27 +70,25 @@ class InferenceService final : public v1::InferenceService::CallbackService {
       v1::GetModelInfoResponse* response) override;
 
  private:
-  class GenerateReactor;
+  class UnaryReactor;
   class StreamReactor;
-  friend class GenerateReactor;
+  friend class UnaryReactor;
   friend class StreamReactor;
 
   // Admission of a new call: authentication, then availability. OK, or the
   // status to answer with; on OK the call counts as in flight and the
-  // engine is returned through `engine`.
+  // frontend is returned through `frontend`.
   absl::Status Admit(const grpc::CallbackServerContext& context,
-                     engine::Engine** engine);
+                     frontend::Frontend** frontend);
   void CallDone(absl::string_view rpc, const grpc::Status& status);
   // Answers a unary call at once.
   grpc::ServerUnaryReactor* FinishNow(grpc::CallbackServerContext* context,
                                       absl::string_view rpc,
                                       const grpc::Status& status,
                                       bool admitted);
-  RequestLimits Limits(const engine::Engine& engine) const;
-
   const ServiceOptions options_;
   metrics::Metrics* const metrics_;
-  std::atomic<engine::Engine*> engine_{nullptr};
+  std::atomic<frontend::Frontend*> frontend_{nullptr};
   std::atomic<bool> draining_{false};
 
   mutable std::mutex mu_;

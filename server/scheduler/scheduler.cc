@@ -9,22 +9,6 @@
 
 namespace alibi {
 
-absl::string_view FinishReasonName(FinishReason reason) {
-  switch (reason) {
-    case FinishReason::kStop:
-      return "stop";
-    case FinishReason::kLength:
-      return "length";
-    case FinishReason::kPromptComplete:
-      return "prompt_complete";
-    case FinishReason::kCancelled:
-      return "cancelled";
-    case FinishReason::kError:
-      return "error";
-  }
-  return "unknown";
-}
-
 absl::string_view RequestStateName(RequestState state) {
   switch (state) {
     case RequestState::kWaiting:
@@ -88,10 +72,7 @@ absl::StatusOr<std::unique_ptr<Scheduler>> Scheduler::Create(
                      config.long_prefill_token_threshold));
   }
   ASSIGN_OR_RETURN(std::unique_ptr<KvCacheManager> kv,
-                   KvCacheManager::Create(KvCacheOptions{
-                       .num_blocks = config.num_blocks,
-                       .block_size = config.block_size,
-                       .enable_prefix_caching = config.enable_prefix_caching}));
+                   KvCacheManager::Create(config.kv));
   return std::unique_ptr<Scheduler>(new Scheduler(config, std::move(kv)));
 }
 
@@ -296,7 +277,7 @@ std::vector<FinishedRequest> Scheduler::Update(
     if (!s.reaches_end) continue;
     FinishReason reason;
     if (!r->generate) {
-      reason = FinishReason::kPromptComplete;
+      reason = FinishReason::kScored;
     } else {
       ALIBI_CHECK(sampled_token_ids[k] >= 0)
           << "request " << s.id << " sampled " << sampled_token_ids[k];

@@ -17,7 +17,7 @@
 //   // 4. stop checks on the sampled tokens (EOS, stop ids, stop strings):
 //   //    scheduler.Finish(id, FinishReason::kStop) for those that stop.
 //   auto finished = scheduler.Update(plan, sampled);  // 5. commit
-//   // 6. publish events: tokens; `finished` (kLength, kPromptComplete).
+//   // 6. publish events: tokens; `finished` (kLength, kScored).
 //
 // Finishing in step 4, before Update, makes a stop condition win over the
 // length limit on the same token (as in vLLM); Update then skips that
@@ -61,6 +61,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
+#include "common/finish_reason.h"
 #include "server/kv_cache/kv_cache_manager.h"
 
 namespace alibi {
@@ -68,26 +69,16 @@ namespace alibi {
 struct SchedulerConfig {
   int32_t max_num_batched_tokens = 2048;  // token budget per step
   int32_t max_num_seqs = 256;             // running requests at most
-  int32_t max_model_len = 2048;           // prompt + output tokens at most
-  int32_t max_queued_requests = 1024;     // waiting queue bound for Add()
+  // Prompt + output tokens at most. The engine's 0 means "what the KV pool
+  // holds" and is resolved before the scheduler sees it.
+  int32_t max_model_len = 0;
+  // Waiting queue bound for Add() (preempted requests included).
+  int32_t max_queued_requests = 1024;
   // Cap on the tokens one request computes per step (0: no cap), so that one
   // long prompt cannot take a whole step's budget.
   int32_t long_prefill_token_threshold = 0;
-  // KV pool.
-  int32_t num_blocks = 0;
-  int32_t block_size = 16;
-  bool enable_prefix_caching = true;
+  KvCacheOptions kv;  // the KV pool
 };
-
-enum class FinishReason : uint8_t {
-  kStop,            // EOS, stop token or stop string (decided by the engine)
-  kLength,          // max_tokens reached (by Update; Add keeps prompt +
-                    // max_tokens within max_model_len)
-  kPromptComplete,  // prefill-only (scoring) request done (by Update)
-  kCancelled,       // client cancel, deadline, disconnect
-  kError,           // the engine failed the request
-};
-absl::string_view FinishReasonName(FinishReason reason);
 
 // What a caller submits.
 struct RequestSpec {
@@ -215,7 +206,7 @@ class Scheduler {
   // Commits the step `plan` (the last Schedule()'s). `sampled_token_ids`
   // has one entry per plan.requests entry; entries whose request does not
   // sample are ignored. Requests finished since Schedule() are skipped.
-  // Returns the requests this update finished (kLength, kPromptComplete).
+  // Returns the requests this update finished (kLength, kScored).
   std::vector<FinishedRequest> Update(
       const StepPlan& plan, absl::Span<const int32_t> sampled_token_ids);
 

@@ -2,8 +2,6 @@
 // invariance (with preemption, chunked prefill and prefix caching), seeded
 // sampling, stop conditions, cancellation, admission control and failure
 // isolation.
-#include "server/engine/engine.h"
-
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -18,14 +16,13 @@
 #include "gtest/gtest.h"
 #include "kernels/backend.h"
 #include "nlohmann/json.hpp"
+#include "server/engine/engine_core.h"
 #include "server/metrics/metrics.h"
 #include "server/model/model.h"
-#include "server/tokenizer/tokenizer.h"
 #include "tests/testing/forwarding_backend.h"
 
 namespace alibi::engine {
 namespace {
-
 
 std::string ModelDir(const std::string& name) {
   return std::string(ALIBI_TEST_DATA_DIR) + "/models/" + name;
@@ -50,7 +47,6 @@ class FaultyBackend : public testing::ForwardingBackend {
 
 struct TestEngine {
   std::unique_ptr<metrics::Metrics> metrics;
-  std::shared_ptr<const tokenizer::Tokenizer> tokenizer;
   FaultyBackend* backend = nullptr;  // owned by the engine
   std::unique_ptr<Engine> engine;
 };
@@ -69,23 +65,28 @@ TestEngine MakeEngine(const std::string& model, EngineConfig config) {
   t.backend = backend.get();
   auto loaded = model::Model::Load(dir, backend.get());
   EXPECT_TRUE(loaded.ok()) << loaded.status();
-  auto tok = tokenizer::Tokenizer::FromFile(dir + "/tokenizer.json");
-  EXPECT_TRUE(tok.ok()) << tok.status();
-  t.tokenizer = std::shared_ptr<const tokenizer::Tokenizer>(std::move(*tok));
-  auto engine = Engine::Create(config, std::move(backend), std::move(*loaded),
-                               t.tokenizer, t.metrics.get());
+  auto engine = CreateEngine(config, std::move(backend), std::move(*loaded),
+                             t.metrics.get());
   EXPECT_TRUE(engine.ok()) << engine.status();
   t.engine = std::move(*engine);
   return t;
 }
 
-// Reads a stream to its end, merging the deltas.
-RequestDelta Drain(RequestStream& stream) {
-  RequestDelta all;
+absl::StatusOr<std::shared_ptr<OutputStream>> SubmitTo(Engine& engine,
+                                                       EngineRequest request) {
+  auto stream = std::make_shared<OutputStream>();
+  absl::Status status = engine.Submit(std::move(request), stream);
+  if (!status.ok()) return status;
+  return stream;
+}
+
+// Reads a stream to its end, merging the outputs.
+EngineOutput Drain(OutputStream& stream) {
+  EngineOutput all;
   const auto deadline =
       std::chrono::steady_clock::now() + std::chrono::minutes(2);
   while (!all.finished) {
-    std::optional<RequestDelta> d = stream.WaitAndTake(absl::Seconds(1));
+    std::optional<EngineOutput> d = stream.WaitAndTake(absl::Seconds(1));
     if (d.has_value()) all.Merge(std::move(*d));
     if (std::chrono::steady_clock::now() > deadline) {
       ADD_FAILURE() << "request " << stream.id() << " never finished";
@@ -95,8 +96,8 @@ RequestDelta Drain(RequestStream& stream) {
   return all;
 }
 
-GenerationRequest Greedy(std::vector<int32_t> prompt, int max_tokens) {
-  GenerationRequest r;
+EngineRequest Greedy(std::vector<int32_t> prompt, int max_tokens) {
+  EngineRequest r;
   r.prompt = std::move(prompt);
   r.max_tokens = max_tokens;
   r.sampling.temperature = 0.0f;
@@ -106,13 +107,13 @@ GenerationRequest Greedy(std::vector<int32_t> prompt, int max_tokens) {
 
 // 32 requests of mixed prompt and output lengths; with `shared_prefix` every
 // prompt starts with the same 40 tokens.
-std::vector<GenerationRequest> MixedRequests(int vocab, bool shared_prefix,
-                                             uint32_t seed) {
+std::vector<EngineRequest> MixedRequests(int vocab, bool shared_prefix,
+                                         uint32_t seed) {
   std::mt19937 rng(seed);
   std::uniform_int_distribution<int32_t> token(3, std::min(vocab, 30000) - 1);
   std::vector<int32_t> prefix(40);
   for (int32_t& t : prefix) t = token(rng);
-  std::vector<GenerationRequest> out;
+  std::vector<EngineRequest> out;
   for (int i = 0; i < 32; ++i) {
     std::vector<int32_t> prompt;
     if (shared_prefix) prompt = prefix;
@@ -124,32 +125,32 @@ std::vector<GenerationRequest> MixedRequests(int vocab, bool shared_prefix,
 }
 
 std::vector<std::vector<int32_t>> RunAlone(
-    Engine& engine, const std::vector<GenerationRequest>& reqs) {
+    Engine& engine, const std::vector<EngineRequest>& reqs) {
   std::vector<std::vector<int32_t>> out;
-  for (const GenerationRequest& r : reqs) {
-    auto stream = engine.Submit(r);
+  for (const EngineRequest& r : reqs) {
+    auto stream = SubmitTo(engine, r);
     EXPECT_TRUE(stream.ok()) << stream.status();
-    RequestDelta d = Drain(**stream);
+    EngineOutput d = Drain(**stream);
     EXPECT_TRUE(d.status.ok()) << d.status;
     out.push_back(d.token_ids);
   }
   return out;
 }
 
-std::vector<RequestDelta> RunTogether(
-    Engine& engine, const std::vector<GenerationRequest>& reqs) {
-  std::vector<std::shared_ptr<RequestStream>> streams;
-  for (const GenerationRequest& r : reqs) {
-    auto stream = engine.Submit(r);
+std::vector<EngineOutput> RunTogether(Engine& engine,
+                                      const std::vector<EngineRequest>& reqs) {
+  std::vector<std::shared_ptr<OutputStream>> streams;
+  for (const EngineRequest& r : reqs) {
+    auto stream = SubmitTo(engine, r);
     EXPECT_TRUE(stream.ok()) << stream.status();
     streams.push_back(*stream);
   }
-  std::vector<RequestDelta> out;
+  std::vector<EngineOutput> out;
   for (auto& s : streams) out.push_back(Drain(*s));
   return out;
 }
 
-int NeededBlocks(const std::vector<GenerationRequest>& reqs, int block_size) {
+int NeededBlocks(const std::vector<EngineRequest>& reqs, int block_size) {
   int blocks = 0;
   for (const auto& r : reqs) {
     blocks +=
@@ -165,12 +166,12 @@ void ExpectIdle(Engine& engine) {
   EngineSnapshot s;
   for (int i = 0; i < 200; ++i) {
     s = engine.GetSnapshot();
-    if (!s.has_work && s.kv.num_used_blocks == 0) break;
+    if (!s.has_work && s.kv_blocks_used == 0) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
   EXPECT_FALSE(s.has_work);
   EXPECT_EQ(s.num_live_requests, 0);
-  EXPECT_EQ(s.kv.num_used_blocks, 0);
+  EXPECT_EQ(s.kv_blocks_used, 0);
   EXPECT_EQ(s.num_running, 0);
   EXPECT_EQ(s.num_waiting, 0);
 }
@@ -187,31 +188,32 @@ class BatchInvarianceTest : public ::testing::TestWithParam<InvarianceCase> {};
 TEST_P(BatchInvarianceTest, ConcurrentGreedyEqualsAlone) {
   const InvarianceCase& c = GetParam();
   EngineConfig reference_config;
-  reference_config.num_blocks = 64;
+  reference_config.scheduler.kv.num_blocks = 64;
   TestEngine alone = MakeEngine(c.model, reference_config);
-  const int vocab = alone.engine->model_config().vocab_size;
-  const std::vector<GenerationRequest> reqs =
+  const int vocab = alone.engine->info().vocab_size;
+  const std::vector<EngineRequest> reqs =
       MixedRequests(vocab, c.shared_prefix, 17);
   const auto expected = RunAlone(*alone.engine, reqs);
 
   EngineConfig config;
-  config.block_size = 16;
-  config.num_blocks = std::max(8, NeededBlocks(reqs, 16) / c.pool_divisor);
-  config.max_num_batched_tokens = c.token_budget;
+  config.scheduler.kv.block_size = 16;
+  config.scheduler.kv.num_blocks =
+      std::max(8, NeededBlocks(reqs, 16) / c.pool_divisor);
+  config.scheduler.max_num_batched_tokens = c.token_budget;
   TestEngine together = MakeEngine(c.model, config);
   const auto results = RunTogether(*together.engine, reqs);
   for (size_t i = 0; i < reqs.size(); ++i) {
     ASSERT_TRUE(results[i].status.ok()) << results[i].status;
     EXPECT_EQ(results[i].token_ids, expected[i]) << "request " << i;
     EXPECT_EQ(results[i].finish_reason, FinishReason::kLength);
-    EXPECT_EQ(results[i].completion_tokens, reqs[i].max_tokens);
+    EXPECT_EQ(results[i].num_output_tokens, reqs[i].max_tokens);
   }
   const EngineSnapshot s = together.engine->GetSnapshot();
   if (c.pool_divisor > 1) {
     EXPECT_GT(s.num_preemptions, 0u) << "the small pool forced no preemption";
   }
   if (c.shared_prefix) {
-    EXPECT_GT(s.kv.prefix_cache_hits, 0u);
+    EXPECT_GT(s.prefix_cache_hit_tokens, 0u);
     EXPECT_NE(
         together.metrics->SerializeText().find("alibi_prefix_cache_hits_total"),
         std::string::npos);
@@ -239,9 +241,9 @@ INSTANTIATE_TEST_SUITE_P(
 
 TEST(EngineTest, SeededSamplingIsReproducibleAcrossBatches) {
   EngineConfig config;
-  config.num_blocks = 128;
+  config.scheduler.kv.num_blocks = 128;
   TestEngine t = MakeEngine("tiny-mpt", config);
-  GenerationRequest seeded = Greedy({100, 200, 300, 400}, 24);
+  EngineRequest seeded = Greedy({100, 200, 300, 400}, 24);
   seeded.sampling.temperature = 0.9f;
   seeded.sampling.top_p = 0.95f;
   seeded.sampling.top_k = 50;
@@ -249,33 +251,32 @@ TEST(EngineTest, SeededSamplingIsReproducibleAcrossBatches) {
   const auto alone = RunAlone(*t.engine, {seeded, seeded});
   EXPECT_EQ(alone[0], alone[1]);
   // With other (unseeded, sampled) traffic around it.
-  std::vector<GenerationRequest> mix =
-      MixedRequests(t.engine->model_config().vocab_size, false, 5);
+  std::vector<EngineRequest> mix =
+      MixedRequests(t.engine->info().vocab_size, false, 5);
   for (auto& r : mix) r.sampling.temperature = 1.0f;
   mix.insert(mix.begin() + 7, seeded);
   const auto together = RunTogether(*t.engine, mix);
   EXPECT_EQ(together[7].token_ids, alone[0]);
-  GenerationRequest other_seed = seeded;
+  EngineRequest other_seed = seeded;
   other_seed.sampling.seed = 4321;
   EXPECT_NE(RunAlone(*t.engine, {other_seed})[0], alone[0]);
 }
 
-TEST(EngineTest, StreamedTextEqualsDecodeAndCarriesUsage) {
+TEST(EngineTest, OutputsCarryUsageLogprobsAndTimings) {
   EngineConfig config;
-  config.num_blocks = 64;
+  config.scheduler.kv.num_blocks = 64;
   TestEngine t = MakeEngine("tiny-bloom", config);
-  auto ids = t.tokenizer->Encode("In the beginning");
-  ASSERT_TRUE(ids.ok());
-  GenerationRequest r = Greedy(*ids, 20);
+  const std::vector<int32_t> prompt = {644, 262, 3726};
+  const std::vector<int32_t>* ids = &prompt;
+  EngineRequest r = Greedy(*ids, 20);
   r.logprobs = 3;
-  auto stream = t.engine->Submit(r);
+  auto stream = SubmitTo(*t.engine, r);
   ASSERT_TRUE(stream.ok());
-  RequestDelta d = Drain(**stream);
+  EngineOutput d = Drain(**stream);
   ASSERT_TRUE(d.status.ok());
   EXPECT_EQ(d.token_ids.size(), 20u);
-  EXPECT_EQ(d.text, t.tokenizer->Decode(d.token_ids, true));
-  EXPECT_EQ(d.prompt_tokens, static_cast<int>(ids->size()));
-  EXPECT_EQ(d.completion_tokens, 20);
+  EXPECT_EQ(d.num_prompt_tokens, static_cast<int>(ids->size()));
+  EXPECT_EQ(d.num_output_tokens, 20);
   ASSERT_EQ(d.logprobs.size(), 20u);
   for (size_t i = 0; i < d.logprobs.size(); ++i) {
     EXPECT_EQ(d.logprobs[i].token, d.token_ids[i]);
@@ -289,9 +290,9 @@ TEST(EngineTest, StreamedTextEqualsDecodeAndCarriesUsage) {
   EXPECT_LE(d.timings.first_token, d.timings.last_token);
 }
 
-TEST(EngineTest, StopConditions) {
+TEST(EngineTest, StopTokenConditions) {
   EngineConfig config;
-  config.num_blocks = 64;
+  config.scheduler.kv.num_blocks = 64;
   TestEngine t = MakeEngine("tiny-mpt", config);
   const std::vector<int32_t> prompt = {39, 9439, 76, 600};
   const std::vector<int32_t> free_run =
@@ -299,37 +300,22 @@ TEST(EngineTest, StopConditions) {
   ASSERT_EQ(free_run.size(), 16u);
 
   // Stop token id: the 5th generated token ends the request (kept in ids).
-  GenerationRequest by_id = Greedy(prompt, 16);
+  EngineRequest by_id = Greedy(prompt, 16);
   by_id.stop_token_ids = {free_run[4]};
-  auto s1 = t.engine->Submit(by_id);
-  RequestDelta d1 = Drain(**s1);
+  auto s1 = SubmitTo(*t.engine, by_id);
+  EngineOutput d1 = Drain(**s1);
   const size_t first_hit =
       std::find(free_run.begin(), free_run.end(), free_run[4]) -
       free_run.begin();
   EXPECT_EQ(d1.finish_reason, FinishReason::kStop);
   EXPECT_EQ(d1.token_ids.size(), first_hit + 1);
-  EXPECT_EQ(d1.stop_reason, std::to_string(free_run[4]));
+  EXPECT_EQ(d1.stop_token, free_run[4]);
 
   // min_tokens: the stop id cannot end it earlier than min_tokens.
-  GenerationRequest with_min = by_id;
+  EngineRequest with_min = by_id;
   with_min.min_tokens = 10;
-  RequestDelta d2 = Drain(**t.engine->Submit(with_min));
+  EngineOutput d2 = Drain(**SubmitTo(*t.engine, with_min));
   EXPECT_GE(d2.token_ids.size(), 10u);
-
-  // A stop string taken from the free-running text ends it there and is
-  // excluded from the output (or included on request).
-  const std::string full = t.tokenizer->Decode(free_run, true);
-  ASSERT_GE(full.size(), 12u);
-  const std::string stop = full.substr(6, 4);
-  GenerationRequest by_string = Greedy(prompt, 16);
-  by_string.stop = {stop};
-  RequestDelta d3 = Drain(**t.engine->Submit(by_string));
-  EXPECT_EQ(d3.finish_reason, FinishReason::kStop);
-  EXPECT_EQ(d3.stop_reason, stop);
-  EXPECT_EQ(d3.text, full.substr(0, full.find(stop)));
-  by_string.include_stop_str_in_output = true;
-  RequestDelta d4 = Drain(**t.engine->Submit(by_string));
-  EXPECT_EQ(d4.text, full.substr(0, full.find(stop) + stop.size()));
 }
 
 // A copy of a fixture model directory whose config.json names `eos` as the
@@ -352,7 +338,7 @@ std::string ModelWithEos(const std::string& name, int eos) {
 
 TEST(EngineTest, EosEndsGenerationUnlessIgnored) {
   EngineConfig config;
-  config.num_blocks = 64;
+  config.scheduler.kv.num_blocks = 64;
   const std::vector<int32_t> prompt = {39, 9439, 76, 600};
   std::vector<int32_t> free_run;
   {
@@ -363,22 +349,22 @@ TEST(EngineTest, EosEndsGenerationUnlessIgnored) {
   const size_t first =
       std::find(free_run.begin(), free_run.end(), eos) - free_run.begin();
   TestEngine t = MakeEngine(ModelWithEos("tiny-mpt", eos), config);
-  GenerationRequest r = Greedy(prompt, 12);
+  EngineRequest r = Greedy(prompt, 12);
   r.ignore_eos = false;
-  RequestDelta d = Drain(**t.engine->Submit(r));
+  EngineOutput d = Drain(**SubmitTo(*t.engine, r));
   EXPECT_EQ(d.finish_reason, FinishReason::kEos);
   EXPECT_EQ(d.token_ids, std::vector<int32_t>(free_run.begin(),
                                               free_run.begin() + first + 1));
   // min_tokens keeps EOS from being sampled before it.
   r.min_tokens = static_cast<int>(first) + 2;
-  RequestDelta later = Drain(**t.engine->Submit(r));
+  EngineOutput later = Drain(**SubmitTo(*t.engine, r));
   EXPECT_GE(later.token_ids.size(), first + 2);
   for (size_t i = 0; i < static_cast<size_t>(r.min_tokens); ++i) {
     EXPECT_NE(later.token_ids[i], eos) << i;
   }
   r.min_tokens = 0;
   r.ignore_eos = true;
-  RequestDelta ignored = Drain(**t.engine->Submit(r));
+  EngineOutput ignored = Drain(**SubmitTo(*t.engine, r));
   EXPECT_EQ(ignored.token_ids, free_run);
   EXPECT_EQ(ignored.finish_reason, FinishReason::kLength);
 }
@@ -388,25 +374,26 @@ TEST(EngineTest, ScoringMatchesReferenceUnderPressure) {
                    "/reference/tiny-mpt.json");
   const nlohmann::json ref = nlohmann::json::parse(in);
   EngineConfig config;
-  config.num_blocks = 70;  // long_3x needs 49 blocks; others compete
-  config.max_num_batched_tokens = 100;
+  config.scheduler.kv.num_blocks =
+      70;  // long_3x needs 49 blocks; others compete
+  config.scheduler.max_num_batched_tokens = 100;
   TestEngine t = MakeEngine("tiny-mpt", config);
-  std::vector<std::shared_ptr<RequestStream>> streams;
+  std::vector<std::shared_ptr<OutputStream>> streams;
   std::vector<std::vector<double>> want;
   for (const auto& seq : ref["sequences"]) {
-    GenerationRequest r;
+    EngineRequest r;
     r.prompt = seq["token_ids"].get<std::vector<int32_t>>();
     r.generate = false;
     r.prompt_logprobs = true;
     r.prompt_top_logprobs = 2;
-    streams.push_back(*t.engine->Submit(r));
+    streams.push_back(*SubmitTo(*t.engine, r));
     want.push_back(seq["prompt_logprobs"].get<std::vector<double>>());
   }
   // Greedy traffic alongside.
   auto traffic = RunTogether(
-      *t.engine, MixedRequests(t.engine->model_config().vocab_size, false, 3));
+      *t.engine, MixedRequests(t.engine->info().vocab_size, false, 3));
   for (size_t i = 0; i < streams.size(); ++i) {
-    RequestDelta d = Drain(*streams[i]);
+    EngineOutput d = Drain(*streams[i]);
     ASSERT_TRUE(d.status.ok()) << d.status;
     ASSERT_EQ(d.prompt_logprobs.size(), want[i].size());
     for (size_t j = 0; j < want[i].size(); ++j) {
@@ -421,15 +408,15 @@ TEST(EngineTest, ScoringMatchesReferenceUnderPressure) {
 
 TEST(EngineTest, CancellingHundredRequestsReturnsEveryBlock) {
   EngineConfig config;
-  config.num_blocks = 96;
-  config.max_num_batched_tokens = 64;
+  config.scheduler.kv.num_blocks = 96;
+  config.scheduler.max_num_batched_tokens = 64;
   TestEngine t = MakeEngine("tiny-bloom", config);
   std::mt19937 rng(99);
-  std::vector<std::shared_ptr<RequestStream>> streams;
+  std::vector<std::shared_ptr<OutputStream>> streams;
   for (int i = 0; i < 100; ++i) {
     std::vector<int32_t> prompt(1 + rng() % 50);
     for (int32_t& x : prompt) x = 5 + static_cast<int32_t>(rng() % 20000);
-    auto s = t.engine->Submit(Greedy(prompt, 40));
+    auto s = SubmitTo(*t.engine, Greedy(prompt, 40));
     ASSERT_TRUE(s.ok()) << s.status();
     streams.push_back(*s);
   }
@@ -438,11 +425,12 @@ TEST(EngineTest, CancellingHundredRequestsReturnsEveryBlock) {
   std::shuffle(order.begin(), order.end(), rng);
   for (int i : order) {
     std::this_thread::sleep_for(std::chrono::microseconds(rng() % 3000));
-    t.engine->Cancel(streams[i]->id());
+    t.engine->Cancel(streams[i]->id(),
+                     absl::CancelledError("request cancelled"));
   }
   int cancelled = 0;
   for (auto& s : streams) {
-    RequestDelta d = Drain(*s);
+    EngineOutput d = Drain(*s);
     ASSERT_TRUE(d.finished);
     if (d.finish_reason == FinishReason::kCancelled) {
       ++cancelled;
@@ -452,33 +440,33 @@ TEST(EngineTest, CancellingHundredRequestsReturnsEveryBlock) {
   EXPECT_GT(cancelled, 50);
   ExpectIdle(*t.engine);
   // Cancelling a finished or unknown id is harmless.
-  t.engine->Cancel(streams[0]->id());
-  t.engine->Cancel(123456789);
+  t.engine->Cancel(streams[0]->id(), absl::CancelledError("again"));
+  t.engine->Cancel(123456789, absl::CancelledError("unknown"));
   ExpectIdle(*t.engine);
 }
 
 TEST(EngineTest, AdmissionControl) {
   EngineConfig config;
-  config.num_blocks = 64;
-  config.max_num_seqs = 1;
-  config.max_queued_requests = 4;
+  config.scheduler.kv.num_blocks = 64;
+  config.scheduler.max_num_seqs = 1;
+  config.scheduler.max_queued_requests = 4;
   TestEngine t = MakeEngine("tiny-bloom", config);
-  const int max_len = t.engine->config().max_model_len;
+  const int max_len = t.engine->info().max_model_len;
   EXPECT_EQ(max_len, 64 * 16);
   // Never fits: INVALID_ARGUMENT at once.
-  EXPECT_EQ(t.engine->Submit(Greedy(std::vector<int32_t>(max_len, 5), 1))
+  EXPECT_EQ(SubmitTo(*t.engine, Greedy(std::vector<int32_t>(max_len, 5), 1))
                 .status()
                 .code(),
             absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(t.engine->Submit(Greedy({}, 1)).status().code(),
+  EXPECT_EQ(SubmitTo(*t.engine, Greedy({}, 1)).status().code(),
             absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(t.engine->Submit(Greedy({-1}, 1)).status().code(),
+  EXPECT_EQ(SubmitTo(*t.engine, Greedy({-1}, 1)).status().code(),
             absl::StatusCode::kInvalidArgument);
   // Queue full: RESOURCE_EXHAUSTED at once for the excess.
-  std::vector<std::shared_ptr<RequestStream>> accepted;
+  std::vector<std::shared_ptr<OutputStream>> accepted;
   int rejected = 0;
   for (int i = 0; i < 20; ++i) {
-    auto s = t.engine->Submit(Greedy({7, 8, 9}, 100));
+    auto s = SubmitTo(*t.engine, Greedy({7, 8, 9}, 100));
     if (s.ok()) {
       accepted.push_back(*s);
     } else {
@@ -488,7 +476,7 @@ TEST(EngineTest, AdmissionControl) {
   }
   EXPECT_GE(rejected, 10);
   for (auto& s : accepted) {
-    RequestDelta d = Drain(*s);
+    EngineOutput d = Drain(*s);
     EXPECT_TRUE(d.status.ok());
     EXPECT_EQ(d.token_ids.size(), 100u);
   }
@@ -497,15 +485,15 @@ TEST(EngineTest, AdmissionControl) {
 
 TEST(EngineTest, StepFailureFailsOnlyThatStepsRequests) {
   EngineConfig config;
-  config.num_blocks = 64;
+  config.scheduler.kv.num_blocks = 64;
   TestEngine t = MakeEngine("tiny-mpt", config);
   t.backend->fail = true;
-  RequestDelta failed = Drain(**t.engine->Submit(Greedy({1, 2, 3}, 5)));
+  EngineOutput failed = Drain(**SubmitTo(*t.engine, Greedy({1, 2, 3}, 5)));
   EXPECT_EQ(failed.finish_reason, FinishReason::kError);
   EXPECT_EQ(failed.status.code(), absl::StatusCode::kInternal);
   EXPECT_NE(failed.status.message().find("injected"), std::string::npos);
   t.backend->fail = false;
-  RequestDelta ok = Drain(**t.engine->Submit(Greedy({1, 2, 3}, 5)));
+  EngineOutput ok = Drain(**SubmitTo(*t.engine, Greedy({1, 2, 3}, 5)));
   EXPECT_TRUE(ok.status.ok());
   EXPECT_EQ(ok.token_ids.size(), 5u);
   ExpectIdle(*t.engine);
@@ -513,30 +501,30 @@ TEST(EngineTest, StepFailureFailsOnlyThatStepsRequests) {
 
 TEST(EngineTest, ShutdownEndsLiveRequestsAndRefusesNewOnes) {
   EngineConfig config;
-  config.num_blocks = 64;
+  config.scheduler.kv.num_blocks = 64;
   TestEngine t = MakeEngine("tiny-bloom", config);
-  auto s = t.engine->Submit(Greedy({5, 6, 7}, 900));
+  auto s = SubmitTo(*t.engine, Greedy({5, 6, 7}, 900));
   ASSERT_TRUE(s.ok());
   t.engine->Shutdown(absl::UnavailableError("draining"));
-  RequestDelta d = Drain(**s);
+  EngineOutput d = Drain(**s);
   EXPECT_TRUE(d.finished);
   if (d.finish_reason == FinishReason::kCancelled) {
     EXPECT_EQ(d.status.code(), absl::StatusCode::kUnavailable);
   }
-  EXPECT_EQ(t.engine->Submit(Greedy({5}, 1)).status().code(),
+  EXPECT_EQ(SubmitTo(*t.engine, Greedy({5}, 1)).status().code(),
             absl::StatusCode::kUnavailable);
 }
 
 TEST(EngineTest, MetricsCountRequestsAndTokensExactly) {
   EngineConfig config;
-  config.num_blocks = 64;
+  config.scheduler.kv.num_blocks = 64;
   TestEngine t = MakeEngine("tiny-mpt", config);
   const auto results = RunTogether(
-      *t.engine, MixedRequests(t.engine->model_config().vocab_size, false, 8));
+      *t.engine, MixedRequests(t.engine->info().vocab_size, false, 8));
   int64_t prompt = 0, generated = 0;
   for (const auto& d : results) {
-    prompt += d.prompt_tokens;
-    generated += d.completion_tokens;
+    prompt += d.num_prompt_tokens;
+    generated += d.num_output_tokens;
   }
   ExpectIdle(*t.engine);
   const std::string text = t.metrics->SerializeText();

@@ -47,7 +47,7 @@ std::vector<double> Softmax(const std::vector<float>& logits, float t) {
 
 // Draws n tokens from one request state and compares with `expected`.
 void ExpectDistribution(const std::vector<float>& logits,
-                        const SamplingOptions& options,
+                        const SamplingParams& options,
                         const std::vector<double>& expected, int n = 20000) {
   SamplerState state(options, {});
   std::vector<int> counts(logits.size());
@@ -64,7 +64,7 @@ const std::vector<float> kLogits = {2.0f, 1.5f,  1.0f,  0.5f,
 
 TEST(SamplerTest, TemperatureFollowsSoftmax) {
   for (float t : {1.0f, 0.5f, 2.0f}) {
-    SamplingOptions o;
+    SamplingParams o;
     o.temperature = t;
     o.seed = 11;
     ExpectDistribution(kLogits, o, Softmax(kLogits, t));
@@ -72,7 +72,7 @@ TEST(SamplerTest, TemperatureFollowsSoftmax) {
 }
 
 TEST(SamplerTest, TopKKeepsTheKMostLikely) {
-  SamplingOptions o;
+  SamplingParams o;
   o.top_k = 3;
   o.seed = 12;
   std::vector<double> p = Softmax(kLogits, 1.0f);
@@ -83,7 +83,7 @@ TEST(SamplerTest, TopKKeepsTheKMostLikely) {
 }
 
 TEST(SamplerTest, TopPKeepsTheSmallestNucleus) {
-  SamplingOptions o;
+  SamplingParams o;
   o.top_p = 0.7f;
   o.seed = 13;
   std::vector<double> p = Softmax(kLogits, 1.0f);
@@ -115,7 +115,7 @@ TEST(SamplerTest, TopPOverALargeVocabularyKeepsExactlyTheNucleus) {
   ASSERT_GT(nucleus, 256u);
   std::vector<bool> inside(p.size(), false);
   for (size_t i = 0; i < nucleus; ++i) inside[order[i]] = true;
-  SamplingOptions o;
+  SamplingParams o;
   o.top_p = 0.6f;
   o.seed = 21;
   SamplerState state(o, {});
@@ -131,7 +131,7 @@ TEST(SamplerTest, TopPOverALargeVocabularyKeepsExactlyTheNucleus) {
 }
 
 TEST(SamplerTest, MinPDropsUnlikelyTokens) {
-  SamplingOptions o;
+  SamplingParams o;
   o.min_p = 0.3f;  // keep p >= 0.3 * p_max: logits >= 2 + ln 0.3 = 0.796
   o.seed = 14;
   std::vector<double> p = Softmax(kLogits, 1.0f);
@@ -142,7 +142,7 @@ TEST(SamplerTest, MinPDropsUnlikelyTokens) {
 }
 
 TEST(SamplerTest, CombinedFiltersWithTemperature) {
-  SamplingOptions o;
+  SamplingParams o;
   o.temperature = 0.7f;
   o.top_k = 5;
   o.top_p = 0.9f;
@@ -165,7 +165,7 @@ TEST(SamplerTest, CombinedFiltersWithTemperature) {
 }
 
 TEST(SamplerTest, GreedyPicksArgmaxLowestIdOnTies) {
-  SamplingOptions o;
+  SamplingParams o;
   o.temperature = 0.0f;
   SamplerState state(o, {});
   std::vector<float> scratch;
@@ -176,7 +176,7 @@ TEST(SamplerTest, GreedyPicksArgmaxLowestIdOnTies) {
 }
 
 TEST(SamplerTest, SameSeedSameTokens) {
-  SamplingOptions o;
+  SamplingParams o;
   o.seed = 99;
   std::vector<float> scratch;
   std::vector<int32_t> first, second;
@@ -197,7 +197,7 @@ TEST(SamplerTest, SameSeedSameTokens) {
 }
 
 TEST(SamplerTest, PenaltiesFollowVllmSemantics) {
-  SamplingOptions o;
+  SamplingParams o;
   o.temperature = 0.0f;
   o.repetition_penalty = 2.0f;
   std::vector<int32_t> prompt = {0};
@@ -206,7 +206,7 @@ TEST(SamplerTest, PenaltiesFollowVllmSemantics) {
   // Token 0 (in the prompt): 2.0 / 2 = 1.0 < 1.5 -> token 1 wins.
   EXPECT_EQ(SampleToken(kLogits, state, {}, scratch), 1);
 
-  SamplingOptions f;
+  SamplingParams f;
   f.temperature = 0.0f;
   f.frequency_penalty = 0.3f;
   f.presence_penalty = 0.1f;
@@ -220,7 +220,7 @@ TEST(SamplerTest, PenaltiesFollowVllmSemantics) {
 
   // A negative logit is multiplied by the repetition penalty.
   std::vector<float> negative = {-1.0f, -1.5f};
-  SamplingOptions r;
+  SamplingParams r;
   r.temperature = 0.0f;
   r.repetition_penalty = 2.0f;
   SamplerState rstate(r, std::vector<int32_t>{0});
@@ -228,7 +228,7 @@ TEST(SamplerTest, PenaltiesFollowVllmSemantics) {
 }
 
 TEST(SamplerTest, BannedTokensAreNeverSampled) {
-  SamplingOptions o;
+  SamplingParams o;
   o.seed = 5;
   SamplerState state(o, {});
   std::vector<float> scratch;

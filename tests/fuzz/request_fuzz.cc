@@ -1,4 +1,5 @@
-// Fuzz target for request validation (rpc/validation.h): arbitrary bytes as
+// Fuzz target for request validation (the frontend's input processor, fed
+// through the gRPC transport's conversion): arbitrary bytes as
 // CompletionParams or ScoreRequest wire format, or as raw text fields
 // (invalid UTF-8 included). Validation must never crash; what it accepts
 // must satisfy every invariant the engine relies on, and what it rejects
@@ -12,7 +13,8 @@
 
 #include "absl/strings/match.h"
 #include "alibi/v1/inference.pb.h"
-#include "server/rpc/validation.h"
+#include "server/frontend/input_processor.h"
+#include "server/rpc/convert.h"
 #include "server/tokenizer/tokenizer.h"
 
 namespace {
@@ -26,21 +28,24 @@ namespace {
     }                                                                     \
   } while (0)
 
-const alibi::tokenizer::Tokenizer& Tok() {
-  static const alibi::tokenizer::Tokenizer* tok = [] {
+constexpr int kVocab = 50432;
+constexpr int kMaxModelLen = 4096;
+constexpr int kMaxLogprobs = 20;
+
+const alibi::frontend::InputProcessor& Input() {
+  static const alibi::frontend::InputProcessor* input = [] {
     auto t = alibi::tokenizer::Tokenizer::FromFile(
         std::string(ALIBI_TEST_DATA_DIR) + "/models/tiny-mpt/tokenizer.json");
     FUZZ_CHECK(t.ok());
-    return t->release();
+    alibi::engine::EngineInfo info;
+    info.vocab_size = kVocab;
+    info.max_model_len = kMaxModelLen;
+    info.max_logprobs = kMaxLogprobs;
+    return new alibi::frontend::InputProcessor(
+        std::shared_ptr<const alibi::tokenizer::Tokenizer>(std::move(*t)),
+        info);
   }();
-  return *tok;
-}
-
-alibi::rpc::RequestLimits Limits() {
-  alibi::rpc::RequestLimits limits;
-  limits.vocab_size = 50432;
-  limits.max_model_len = 4096;
-  return limits;
+  return *input;
 }
 
 void CheckRejection(const absl::Status& status, absl::string_view field_root) {
@@ -49,17 +54,19 @@ void CheckRejection(const absl::Status& status, absl::string_view field_root) {
 }
 
 void CheckGeneration(const alibi::v1::CompletionParams& params) {
-  const alibi::rpc::RequestLimits limits = Limits();
-  auto r = alibi::rpc::ToGenerationRequest(params, Tok(), limits);
-  if (!r.ok()) {
-    CheckRejection(r.status(), "params");
+  const alibi::frontend::InputLimits limits;
+  auto prepared = Input().PrepareCompletion(alibi::rpc::FromProto(params),
+                                            alibi::rpc::CompletionFieldName);
+  if (!prepared.ok()) {
+    CheckRejection(prepared.status(), "params");
     return;
   }
+  const alibi::engine::EngineRequest* r = &prepared->request;
   const int n = static_cast<int>(r->prompt.size());
   FUZZ_CHECK(n >= 1);
-  for (int32_t id : r->prompt) FUZZ_CHECK(id >= 0 && id < limits.vocab_size);
+  for (int32_t id : r->prompt) FUZZ_CHECK(id >= 0 && id < kVocab);
   FUZZ_CHECK(r->generate);
-  FUZZ_CHECK(r->max_tokens >= 1 && n + r->max_tokens <= limits.max_model_len);
+  FUZZ_CHECK(r->max_tokens >= 1 && n + r->max_tokens <= kMaxModelLen);
   FUZZ_CHECK(r->min_tokens >= 0 && r->min_tokens <= r->max_tokens);
   const auto& s = r->sampling;
   FUZZ_CHECK(std::isfinite(s.temperature) && s.temperature >= 0);
@@ -69,33 +76,33 @@ void CheckGeneration(const alibi::v1::CompletionParams& params) {
   FUZZ_CHECK(s.repetition_penalty > 0 && s.repetition_penalty <= 10);
   FUZZ_CHECK(std::fabs(s.presence_penalty) <= 2);
   FUZZ_CHECK(std::fabs(s.frequency_penalty) <= 2);
-  FUZZ_CHECK(static_cast<int>(r->stop.size()) <= limits.max_stop_strings);
-  for (const std::string& stop : r->stop) {
+  const auto& stops = prepared->output.stop;
+  FUZZ_CHECK(static_cast<int>(stops.size()) <= limits.max_stop_strings);
+  for (const std::string& stop : stops) {
     FUZZ_CHECK(!stop.empty() &&
                static_cast<int>(stop.size()) <= limits.max_stop_string_bytes);
   }
-  for (int32_t id : r->stop_token_ids) {
-    FUZZ_CHECK(id >= 0 && id < limits.vocab_size);
-  }
+  for (int32_t id : r->stop_token_ids) FUZZ_CHECK(id >= 0 && id < kVocab);
   if (r->logprobs.has_value()) {
-    FUZZ_CHECK(*r->logprobs >= 0 && *r->logprobs <= limits.max_logprobs);
+    FUZZ_CHECK(*r->logprobs >= 0 && *r->logprobs <= kMaxLogprobs);
   }
 }
 
 void CheckScore(const alibi::v1::ScoreRequest& request) {
-  const alibi::rpc::RequestLimits limits = Limits();
-  auto r = alibi::rpc::ToScoreRequest(request, Tok(), limits);
-  if (!r.ok()) {
-    FUZZ_CHECK(r.status().code() == absl::StatusCode::kInvalidArgument);
-    FUZZ_CHECK(!r.status().message().empty());
+  auto prepared = Input().PrepareScore(alibi::rpc::FromProto(request),
+                                       alibi::frontend::SameName);
+  if (!prepared.ok()) {
+    FUZZ_CHECK(prepared.status().code() == absl::StatusCode::kInvalidArgument);
+    FUZZ_CHECK(!prepared.status().message().empty());
     return;
   }
+  const alibi::engine::EngineRequest* r = &prepared->request;
   const int n = static_cast<int>(r->prompt.size());
-  FUZZ_CHECK(n >= 2 && n <= limits.max_model_len);
-  for (int32_t id : r->prompt) FUZZ_CHECK(id >= 0 && id < limits.vocab_size);
+  FUZZ_CHECK(n >= 2 && n <= kMaxModelLen);
+  for (int32_t id : r->prompt) FUZZ_CHECK(id >= 0 && id < kVocab);
   FUZZ_CHECK(!r->generate && r->prompt_logprobs);
   FUZZ_CHECK(r->prompt_top_logprobs >= 0 &&
-             r->prompt_top_logprobs <= limits.max_logprobs);
+             r->prompt_top_logprobs <= kMaxLogprobs);
 }
 
 }  // namespace

@@ -10,7 +10,8 @@
 
 #include "gtest/gtest.h"
 #include "kernels/backend.h"
-#include "server/engine/engine.h"
+#include "server/engine/engine_core.h"
+#include "server/frontend/frontend.h"
 #include "server/model/model.h"
 #include "server/rpc/server.h"
 #include "server/tokenizer/tokenizer.h"
@@ -79,11 +80,13 @@ TEST(HealthStallTest, NotServingWhileTheEngineIsStuck) {
   auto tok = tokenizer::Tokenizer::FromFile(dir + "/tokenizer.json");
   ASSERT_TRUE(tok.ok());
   engine::EngineConfig config;
-  config.num_blocks = 64;
-  auto engine = engine::Engine::Create(
-      config, std::move(backend), std::move(*model),
-      std::shared_ptr<const tokenizer::Tokenizer>(std::move(*tok)), nullptr);
+  config.scheduler.kv.num_blocks = 64;
+  auto engine = engine::CreateEngine(config, std::move(backend),
+                                     std::move(*model), nullptr);
   ASSERT_TRUE(engine.ok()) << engine.status();
+  frontend::Frontend frontend(
+      engine->get(),
+      std::shared_ptr<const tokenizer::Tokenizer>(std::move(*tok)));
 
   rpc::ServerOptions server_options;
   server_options.host = "127.0.0.1";
@@ -96,23 +99,23 @@ TEST(HealthStallTest, NotServingWhileTheEngineIsStuck) {
                           grpc::InsecureChannelCredentials());
   // Loading: NOT_SERVING until the engine is set.
   ASSERT_TRUE(WaitForHealth(*channel, false, std::chrono::seconds(5)));
-  (*server)->SetEngine(engine->get());
+  (*server)->SetFrontend(&frontend);
   ASSERT_TRUE(WaitForHealth(*channel, true, std::chrono::seconds(5)));
 
   stalling->Block(true);
-  engine::GenerationRequest request;
+  engine::EngineRequest request;
   request.prompt = {1, 2, 3};
   request.max_tokens = 4;
-  auto stream = (*engine)->Submit(request);
-  ASSERT_TRUE(stream.ok());
+  auto stream = std::make_shared<engine::OutputStream>();
+  ASSERT_TRUE((*engine)->Submit(request, stream).ok());
   EXPECT_TRUE(WaitForHealth(*channel, false, std::chrono::seconds(10)))
       << "health stayed SERVING while the engine was stuck";
   EXPECT_TRUE(stalling->entered());
   stalling->Block(false);
   EXPECT_TRUE(WaitForHealth(*channel, true, std::chrono::seconds(10)));
-  auto delta = (*stream)->WaitAndTake(absl::Seconds(10));
+  auto delta = stream->WaitAndTake(absl::Seconds(10));
   while (delta.has_value() && !delta->finished) {
-    auto more = (*stream)->WaitAndTake(absl::Seconds(10));
+    auto more = stream->WaitAndTake(absl::Seconds(10));
     if (!more.has_value()) break;
     delta->Merge(std::move(*more));
   }

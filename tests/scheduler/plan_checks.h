@@ -14,7 +14,7 @@ namespace alibi {
 
 inline void CheckPlanAgainstState(const Scheduler& s, const StepPlan& plan) {
   const SchedulerConfig& config = s.config();
-  EXPECT_EQ(plan.block_size, config.block_size);
+  EXPECT_EQ(plan.block_size, config.kv.block_size);
   EXPECT_LE(static_cast<int32_t>(plan.requests.size()), config.max_num_seqs);
   int32_t total = 0;
   absl::flat_hash_set<uint64_t> ids;

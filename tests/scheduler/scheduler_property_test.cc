@@ -57,7 +57,9 @@ class Simulation {
   explicit Simulation(const PropertyCase& c)
       : c_(c),
         rng_(c.seed),
-        kv_(static_cast<size_t>(c.config.num_blocks) * c.config.block_size, 0) {
+        kv_(static_cast<size_t>(c.config.kv.num_blocks) *
+                c.config.kv.block_size,
+            0) {
     auto s = Scheduler::Create(c.config);
     EXPECT_TRUE(s.ok()) << s.status();
     s_ = *std::move(s);
@@ -93,7 +95,7 @@ class Simulation {
     EXPECT_GT(stats.num_preemptions, 0u);
     EXPECT_GT(queue_full_, 0);
     EXPECT_GT(rejected_, 0);
-    if (c_.config.enable_prefix_caching) {
+    if (c_.config.kv.enable_prefix_caching) {
       EXPECT_GT(stats.kv.prefix_cache_hits, 0u);
       EXPECT_GT(stats.kv.num_evictions, 0u);
     }
@@ -175,7 +177,7 @@ class Simulation {
   void OneStep() {
     StepPlan plan = s_->Schedule();
     ASSERT_NO_FATAL_FAILURE(CheckPlanAgainstState(*s_, plan));
-    const int32_t bs = c_.config.block_size;
+    const int32_t bs = c_.config.kv.block_size;
     const BlockPool& pool = s_->kv_cache().pool();
     absl::flat_hash_set<int32_t> written;
     std::vector<int32_t> sampled(plan.requests.size(), -1);
@@ -242,7 +244,7 @@ class Simulation {
         EXPECT_EQ(f.reason, FinishReason::kLength);
         EXPECT_EQ(f.num_output_tokens, t.spec.max_tokens);
       } else {
-        EXPECT_EQ(f.reason, FinishReason::kPromptComplete);
+        EXPECT_EQ(f.reason, FinishReason::kScored);
         EXPECT_EQ(f.num_output_tokens, 0);
       }
       EXPECT_EQ(f.num_prompt_tokens,
@@ -259,7 +261,7 @@ class Simulation {
   void CheckInvariants() {
     const SchedulerConfig& config = c_.config;
     const BlockPool& pool = s_->kv_cache().pool();
-    std::vector<int32_t> holders(config.num_blocks, 0);
+    std::vector<int32_t> holders(config.kv.num_blocks, 0);
     int32_t running = 0;
     for (const auto& [id, t] : live_) {
       std::optional<RequestInfo> info = s_->GetRequest(id);
@@ -268,8 +270,8 @@ class Simulation {
       if (info->state == RequestState::kRunning) {
         ++running;
         EXPECT_EQ(info->num_blocks,
-                  (info->num_computed_tokens + config.block_size - 1) /
-                      config.block_size);
+                  (info->num_computed_tokens + config.kv.block_size - 1) /
+                      config.kv.block_size);
       } else {
         EXPECT_EQ(info->num_blocks, 0);
         EXPECT_EQ(info->num_computed_tokens, 0);
@@ -277,7 +279,7 @@ class Simulation {
       for (int32_t b : s_->BlockTable(id)) ++holders[b];
     }
     int32_t distinct = 0;
-    for (int32_t b = 0; b < config.num_blocks; ++b) {
+    for (int32_t b = 0; b < config.kv.num_blocks; ++b) {
       ASSERT_EQ(pool.ref_count(b), holders[b]) << "block " << b;
       if (holders[b] > 0) ++distinct;
     }
@@ -285,9 +287,9 @@ class Simulation {
     EXPECT_EQ(stats.kv.num_used_blocks, distinct);
     EXPECT_EQ(stats.kv.num_used_blocks + stats.kv.num_cached_blocks +
                   stats.kv.num_free_blocks,
-              config.num_blocks);
+              config.kv.num_blocks);
     EXPECT_DOUBLE_EQ(stats.kv.usage,
-                     static_cast<double>(distinct) / config.num_blocks);
+                     static_cast<double>(distinct) / config.kv.num_blocks);
     EXPECT_EQ(stats.num_running, running);
     EXPECT_EQ(stats.num_running + stats.num_waiting,
               static_cast<int32_t>(live_.size()));
@@ -324,15 +326,15 @@ std::vector<PropertyCase> PropertyCases() {
                            .max_num_seqs = 8,
                            .max_model_len = 64,
                            .max_queued_requests = 12,
-                           .num_blocks = num_blocks,
-                           .block_size = block_size,
-                           .enable_prefix_caching = true};
+                           .kv = {.num_blocks = num_blocks,
+                                  .block_size = block_size,
+                                  .enable_prefix_caching = true}};
   };
   for (uint64_t seed : {1, 2, 3, 4}) {
     const std::string s = std::to_string(seed);
     cases.push_back({"cached_bs4_seed" + s, base(24, 4, 32), seed, 1000});
     SchedulerConfig no_cache = base(20, 4, 24);
-    no_cache.enable_prefix_caching = false;
+    no_cache.kv.enable_prefix_caching = false;
     no_cache.long_prefill_token_threshold = 8;
     cases.push_back({"uncached_chunked_seed" + s, no_cache, seed, 1000});
     cases.push_back({"cached_bs1_seed" + s, base(80, 1, 16), seed, 1000});

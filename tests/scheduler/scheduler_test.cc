@@ -47,9 +47,9 @@ SchedulerConfig Config(int32_t num_blocks, int32_t block_size, int32_t budget,
                          .max_num_seqs = 16,
                          .max_model_len = 256,
                          .max_queued_requests = 16,
-                         .num_blocks = num_blocks,
-                         .block_size = block_size,
-                         .enable_prefix_caching = caching};
+                         .kv = {.num_blocks = num_blocks,
+                                .block_size = block_size,
+                                .enable_prefix_caching = caching}};
 }
 
 // One expected plan entry.
@@ -148,7 +148,7 @@ TEST_P(SchedulerTableTest, StepsMatch) {
 }
 
 constexpr FinishReason kLength = FinishReason::kLength;
-constexpr FinishReason kPromptComplete = FinishReason::kPromptComplete;
+constexpr FinishReason kPromptComplete = FinishReason::kScored;
 
 std::vector<Case> Cases() {
   std::vector<Case> cases;
@@ -466,8 +466,8 @@ TEST(SchedulerTest, CreateRejectsBadConfig) {
            [](SchedulerConfig& c) { c.max_model_len = 0; },
            [](SchedulerConfig& c) { c.max_queued_requests = 0; },
            [](SchedulerConfig& c) { c.long_prefill_token_threshold = -1; },
-           [](SchedulerConfig& c) { c.num_blocks = 0; },
-           [](SchedulerConfig& c) { c.block_size = 0; },
+           [](SchedulerConfig& c) { c.kv.num_blocks = 0; },
+           [](SchedulerConfig& c) { c.kv.block_size = 0; },
        }) {
     SchedulerConfig bad = ok;
     mutate(bad);

@@ -1,0 +1,147 @@
+// The frontend: what a transport (rpc/, http/) calls to serve a request. It
+// validates and tokenizes (InputProcessor), submits to the engine, and turns
+// the engine's outputs into response chunks (OutputProcessor) on its own
+// output threads, so the engine thread never detokenizes or builds a
+// response.
+//
+//   auto call = frontend.NewCompletion(params, namer, [&] { /* poll */ });
+//   if (!call.ok()) ...                        // INVALID_ARGUMENT
+//   RETURN_IF_ERROR((*call)->Submit());         // queue full, draining
+//   ... on_ready: while (auto chunk = call->Poll()) write(*chunk);
+//   ... client gone: call->Cancel(absl::CancelledError(...));
+//
+// on_ready runs on an output thread (never the engine thread) each time the
+// engine published something for the call, never before Submit() was
+// called; it should Poll and write, or remember to Poll when the transport
+// is ready to write again (back-pressure: the engine merges what the
+// consumer has not taken, so a slow reader costs only its own output).
+//
+// Thread-safety: Frontend and InferenceCall are thread-safe.
+#ifndef ALIBI_SERVER_FRONTEND_FRONTEND_H_
+#define ALIBI_SERVER_FRONTEND_FRONTEND_H_
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "server/engine/engine.h"
+#include "server/frontend/input_processor.h"
+#include "server/frontend/output_processor.h"
+#include "server/frontend/types.h"
+#include "server/tokenizer/tokenizer.h"
+
+namespace alibi::frontend {
+
+// A fixed pool of threads running posted tasks (the frontend's output
+// threads).
+class OutputExecutor {
+ public:
+  explicit OutputExecutor(int num_threads);
+  // Runs what is queued, then joins.
+  ~OutputExecutor();
+  void Post(std::function<void()> task);
+
+ private:
+  void Run();
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> tasks_;
+  bool stopping_ = false;
+  std::vector<std::thread> threads_;
+};
+
+// One request in flight.
+class InferenceCall : public std::enable_shared_from_this<InferenceCall> {
+ public:
+  // Queues the request in the engine. Errors: RESOURCE_EXHAUSTED (queue
+  // full), UNAVAILABLE (shutting down). Call once.
+  absl::Status Submit();
+
+  // What is new since the last Poll, or nullopt when nothing is. A chunk
+  // that ends the request is `finished`; after it, always nullopt.
+  std::optional<CompletionChunk> Poll();
+
+  // Ends the request early (client cancel, deadline, disconnect): the engine
+  // frees its KV blocks within one step; the final chunk carries `reason`.
+  void Cancel(absl::Status reason);
+
+  // The server's id of the request ("" before Submit).
+  std::string id() const;
+  // The request's token ids (the prompt, or the scoring input).
+  const std::vector<int32_t>& prompt() const { return prompt_; }
+
+  // A scoring call's result from all of its chunks merged.
+  ScoreResult ToScoreResult(CompletionChunk all) const;
+
+  InferenceCall(engine::Engine* engine, OutputExecutor* executor,
+                const tokenizer::Tokenizer& tokenizer, PreparedRequest prepared,
+                std::function<void()> on_ready);
+
+ private:
+  void Notify();
+
+  engine::Engine* const engine_;
+  OutputExecutor* const executor_;
+  const tokenizer::Tokenizer& tokenizer_;
+  const std::function<void()> on_ready_;
+  const std::vector<int32_t> prompt_;
+  std::shared_ptr<engine::OutputStream> stream_;
+  std::atomic<bool> notify_pending_{false};
+  std::atomic<bool> submitted_{false};
+
+  std::mutex mu_;  // guards the processor and the request
+  std::optional<engine::EngineRequest> request_;  // until Submit
+  OutputProcessor processor_;
+  bool done_ = false;
+};
+
+struct FrontendOptions {
+  InputLimits limits;
+  int output_threads = 2;
+};
+
+class Frontend {
+ public:
+  // `engine` must outlive the frontend.
+  Frontend(engine::Engine* engine,
+           std::shared_ptr<const tokenizer::Tokenizer> tokenizer,
+           FrontendOptions options = {});
+  ~Frontend();
+
+  // Validates and tokenizes a completion (INVALID_ARGUMENT naming the field
+  // through `name`); the call is not submitted yet.
+  absl::StatusOr<std::shared_ptr<InferenceCall>> NewCompletion(
+      const CompletionParams& params, const FieldNamer& name,
+      std::function<void()> on_ready);
+  // The same for scoring.
+  absl::StatusOr<std::shared_ptr<InferenceCall>> NewScore(
+      const ScoreParams& params, const FieldNamer& name,
+      std::function<void()> on_ready);
+  absl::StatusOr<TokenizeResult> Tokenize(const std::string& text,
+                                          const FieldNamer& name) const;
+
+  const engine::EngineInfo& info() const { return engine_->info(); }
+  engine::Engine& engine() const { return *engine_; }
+  const tokenizer::Tokenizer& tokenizer() const { return input_.tokenizer(); }
+
+ private:
+  std::shared_ptr<InferenceCall> MakeCall(PreparedRequest prepared,
+                                          std::function<void()> on_ready);
+
+  engine::Engine* const engine_;
+  const InputProcessor input_;
+  OutputExecutor executor_;
+};
+
+}  // namespace alibi::frontend
+
+#endif  // ALIBI_SERVER_FRONTEND_FRONTEND_H_

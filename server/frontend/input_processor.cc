@@ -1,0 +1,293 @@
+#include "server/frontend/input_processor.h"
+
+#include <algorithm>
+#include <cmath>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "common/utf8.h"
+
+namespace alibi::frontend {
+namespace {
+
+absl::Status Invalid(const FieldNamer& name, absl::string_view field,
+                     absl::string_view problem) {
+  return absl::InvalidArgumentError(absl::StrCat(name(field), ": ", problem));
+}
+
+absl::Status CheckFinite(const FieldNamer& name, absl::string_view field,
+                         float value) {
+  if (!std::isfinite(value)) {
+    return Invalid(name, field, absl::StrCat("must be finite, got ", value));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckRange(const FieldNamer& name, absl::string_view field,
+                        float value, float lo, float hi, bool lo_open) {
+  RETURN_IF_ERROR(CheckFinite(name, field, value));
+  if (value > hi || value < lo || (lo_open && value == lo)) {
+    return Invalid(name, field,
+                   absl::StrCat("must be in ", lo_open ? "(" : "[", lo, ", ",
+                                hi, "], got ", value));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+std::string TokenTextOf(const tokenizer::Tokenizer& tokenizer, int32_t id) {
+  return LossyUtf8(tokenizer.TokenBytes(id));
+}
+
+InputProcessor::InputProcessor(
+    std::shared_ptr<const tokenizer::Tokenizer> tokenizer,
+    const engine::EngineInfo& info, InputLimits limits)
+    : tokenizer_(std::move(tokenizer)),
+      vocab_size_(info.vocab_size),
+      max_model_len_(info.max_model_len),
+      max_logprobs_(info.max_logprobs),
+      limits_(limits) {}
+
+absl::StatusOr<std::vector<int32_t>> InputProcessor::PromptTokens(
+    const Prompt& prompt, const FieldNamer& name) const {
+  if (!prompt.text.empty() && !prompt.token_ids.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(name("text"), ", ", name("token_ids"),
+                     ": set exactly one of text and token_ids, not both"));
+  }
+  if (prompt.text.empty() && prompt.token_ids.empty()) {
+    return Invalid(name, "text", "the prompt is empty (set text or token_ids)");
+  }
+  if (!prompt.token_ids.empty()) {
+    for (size_t i = 0; i < prompt.token_ids.size(); ++i) {
+      const int32_t id = prompt.token_ids[i];
+      if (id < 0 || id >= vocab_size_) {
+        return Invalid(name, absl::StrCat("token_ids[", i, "]"),
+                       absl::StrCat(id, " is outside the vocabulary [0, ",
+                                    vocab_size_, ")"));
+      }
+    }
+    return prompt.token_ids;
+  }
+  if (!IsValidUtf8(prompt.text)) {
+    return Invalid(name, "text", "is not valid UTF-8");
+  }
+  absl::StatusOr<std::vector<int32_t>> encoded =
+      tokenizer_->Encode(prompt.text);
+  if (!encoded.ok()) return Invalid(name, "text", encoded.status().message());
+  if (encoded->empty()) return Invalid(name, "text", "encodes to no tokens");
+  return encoded;
+}
+
+absl::Status InputProcessor::ConvertSampling(const SamplingOptions& s,
+                                             const FieldNamer& name,
+                                             PreparedRequest& out) const {
+  engine::SamplingParams& o = out.request.sampling;
+  if (s.temperature.has_value()) {
+    RETURN_IF_ERROR(CheckFinite(name, "sampling.temperature", *s.temperature));
+    if (*s.temperature < 0) {
+      return Invalid(name, "sampling.temperature",
+                     absl::StrCat("must be >= 0, got ", *s.temperature));
+    }
+    o.temperature = *s.temperature;
+  }
+  if (s.top_k < 0) {
+    return Invalid(name, "sampling.top_k",
+                   absl::StrCat("must be >= 0 (0 disables), got ", s.top_k));
+  }
+  o.top_k = s.top_k;
+  if (s.top_p.has_value()) {
+    RETURN_IF_ERROR(
+        CheckRange(name, "sampling.top_p", *s.top_p, 0.0f, 1.0f, true));
+    o.top_p = *s.top_p;
+  }
+  RETURN_IF_ERROR(
+      CheckRange(name, "sampling.min_p", s.min_p, 0.0f, 1.0f, false));
+  o.min_p = s.min_p;
+  if (s.repetition_penalty.has_value()) {
+    RETURN_IF_ERROR(CheckRange(name, "sampling.repetition_penalty",
+                               *s.repetition_penalty, 0.0f, 10.0f, true));
+    o.repetition_penalty = *s.repetition_penalty;
+  }
+  RETURN_IF_ERROR(CheckRange(name, "sampling.presence_penalty",
+                             s.presence_penalty, -2.0f, 2.0f, false));
+  o.presence_penalty = s.presence_penalty;
+  RETURN_IF_ERROR(CheckRange(name, "sampling.frequency_penalty",
+                             s.frequency_penalty, -2.0f, 2.0f, false));
+  o.frequency_penalty = s.frequency_penalty;
+  o.seed = s.seed;
+
+  out.request.ignore_eos = s.ignore_eos;
+  if (static_cast<int>(s.stop.size()) > limits_.max_stop_strings) {
+    return Invalid(name, "sampling.stop",
+                   absl::StrCat("at most ", limits_.max_stop_strings,
+                                " stop strings, got ", s.stop.size()));
+  }
+  for (size_t i = 0; i < s.stop.size(); ++i) {
+    const std::string field = absl::StrCat("sampling.stop[", i, "]");
+    const std::string& stop = s.stop[i];
+    if (stop.empty()) return Invalid(name, field, "must not be empty");
+    if (static_cast<int>(stop.size()) > limits_.max_stop_string_bytes) {
+      return Invalid(name, field,
+                     absl::StrCat("longer than ", limits_.max_stop_string_bytes,
+                                  " bytes"));
+    }
+    if (!IsValidUtf8(stop)) return Invalid(name, field, "is not valid UTF-8");
+    out.output.stop.push_back(stop);
+  }
+  if (static_cast<int>(s.stop_token_ids.size()) > limits_.max_stop_token_ids) {
+    return Invalid(name, "sampling.stop_token_ids",
+                   absl::StrCat("at most ", limits_.max_stop_token_ids,
+                                " ids, got ", s.stop_token_ids.size()));
+  }
+  for (size_t i = 0; i < s.stop_token_ids.size(); ++i) {
+    const int32_t id = s.stop_token_ids[i];
+    if (id < 0 || id >= vocab_size_) {
+      return Invalid(name, absl::StrCat("sampling.stop_token_ids[", i, "]"),
+                     absl::StrCat(id, " is outside the vocabulary [0, ",
+                                  vocab_size_, ")"));
+    }
+  }
+  out.request.stop_token_ids = s.stop_token_ids;
+  if (s.min_tokens < 0) {
+    return Invalid(name, "sampling.min_tokens",
+                   absl::StrCat("must be >= 0, got ", s.min_tokens));
+  }
+  out.request.min_tokens = s.min_tokens;
+  out.output.min_tokens = s.min_tokens;
+  out.output.include_stop_str_in_output = s.include_stop_str_in_output;
+  out.output.skip_special_tokens = s.skip_special_tokens.value_or(true);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<PreparedRequest> InputProcessor::PrepareCompletion(
+    const CompletionParams& params, const FieldNamer& name) const {
+  PreparedRequest out;
+  engine::EngineRequest& r = out.request;
+  if (static_cast<int>(params.request_id.size()) >
+      limits_.max_request_id_bytes) {
+    return Invalid(
+        name, "request_id",
+        absl::StrCat("longer than ", limits_.max_request_id_bytes, " bytes"));
+  }
+  if (!IsValidUtf8(params.request_id)) {
+    return Invalid(name, "request_id", "is not valid UTF-8");
+  }
+  r.client_request_id = params.request_id;
+  ASSIGN_OR_RETURN(r.prompt, PromptTokens(params.prompt, name));
+  const int prompt_len = static_cast<int>(r.prompt.size());
+  const int room = max_model_len_ - prompt_len;
+  if (room <= 0) {
+    return Invalid(
+        name, params.prompt.token_ids.empty() ? "text" : "token_ids",
+        absl::StrCat("the prompt has ", prompt_len,
+                     " tokens; the maximum context length is ", max_model_len_,
+                     " including at least one generated token"));
+  }
+  if (params.max_tokens.has_value()) {
+    if (*params.max_tokens < 1) {
+      return Invalid(name, "max_tokens",
+                     absl::StrCat("must be >= 1, got ", *params.max_tokens));
+    }
+    if (*params.max_tokens > room) {
+      return Invalid(name, "max_tokens",
+                     absl::StrCat("the prompt (", prompt_len,
+                                  " tokens) + max_tokens (", *params.max_tokens,
+                                  ") exceeds the maximum context length ",
+                                  max_model_len_));
+    }
+    r.max_tokens = *params.max_tokens;
+  } else {
+    r.max_tokens = std::min(limits_.default_max_tokens, room);
+  }
+  RETURN_IF_ERROR(ConvertSampling(params.sampling, name, out));
+  if (r.min_tokens > r.max_tokens) {
+    return Invalid(name, "sampling.min_tokens",
+                   absl::StrCat("must be <= max_tokens (", r.max_tokens,
+                                "), got ", r.min_tokens));
+  }
+  if (params.logprobs.has_value()) {
+    if (*params.logprobs < 0 || *params.logprobs > max_logprobs_) {
+      return Invalid(name, "logprobs",
+                     absl::StrCat("must be in [0, ", max_logprobs_, "], got ",
+                                  *params.logprobs));
+    }
+    r.logprobs = *params.logprobs;
+    out.output.logprobs = true;
+    if (params.echo) {
+      r.prompt_logprobs = true;
+      r.prompt_top_logprobs = *params.logprobs;
+      out.output.prompt_logprobs = true;
+    }
+  }
+  r.priority = params.priority;
+  if (params.echo) {
+    out.output.echo = true;
+    out.output.prompt = r.prompt;
+    out.output.echo_text =
+        !params.prompt.text.empty()
+            ? params.prompt.text
+            : tokenizer_->Decode(r.prompt, out.output.skip_special_tokens);
+  }
+  return out;
+}
+
+absl::StatusOr<PreparedRequest> InputProcessor::PrepareScore(
+    const ScoreParams& params, const FieldNamer& name) const {
+  PreparedRequest out;
+  engine::EngineRequest& r = out.request;
+  if (static_cast<int>(params.request_id.size()) >
+      limits_.max_request_id_bytes) {
+    return Invalid(
+        name, "request_id",
+        absl::StrCat("longer than ", limits_.max_request_id_bytes, " bytes"));
+  }
+  if (!IsValidUtf8(params.request_id)) {
+    return Invalid(name, "request_id", "is not valid UTF-8");
+  }
+  r.client_request_id = params.request_id;
+  ASSIGN_OR_RETURN(r.prompt, PromptTokens(params.input, name));
+  const int n = static_cast<int>(r.prompt.size());
+  const char* field = params.input.token_ids.empty() ? "text" : "token_ids";
+  if (n < 2) {
+    return Invalid(name, field,
+                   absl::StrCat("scoring needs at least 2 tokens, got ", n));
+  }
+  if (n > max_model_len_) {
+    return Invalid(name, field,
+                   absl::StrCat("the input has ", n,
+                                " tokens; the maximum context length is ",
+                                max_model_len_));
+  }
+  if (params.top_logprobs < 0 || params.top_logprobs > max_logprobs_) {
+    return Invalid(name, "top_logprobs",
+                   absl::StrCat("must be in [0, ", max_logprobs_, "], got ",
+                                params.top_logprobs));
+  }
+  r.generate = false;
+  r.max_tokens = 0;
+  r.prompt_logprobs = true;
+  r.prompt_top_logprobs = params.top_logprobs;
+  r.priority = params.priority;
+  out.output.prompt_logprobs = true;
+  out.output.prompt = r.prompt;
+  return out;
+}
+
+absl::StatusOr<TokenizeResult> InputProcessor::Tokenize(
+    const std::string& text, const FieldNamer& name) const {
+  if (!IsValidUtf8(text)) return Invalid(name, "text", "is not valid UTF-8");
+  absl::StatusOr<std::vector<int32_t>> ids = tokenizer_->Encode(text);
+  if (!ids.ok()) return Invalid(name, "text", ids.status().message());
+  TokenizeResult result;
+  result.token_ids = *std::move(ids);
+  result.tokens.reserve(result.token_ids.size());
+  for (int32_t id : result.token_ids) {
+    result.tokens.push_back(TokenTextOf(*tokenizer_, id));
+  }
+  return result;
+}
+
+}  // namespace alibi::frontend

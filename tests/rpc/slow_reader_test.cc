@@ -1,0 +1,104 @@
+// In process: a CompleteStream client that never reads does not slow the
+// engine. Output handling and proto building run on the frontend's output
+// threads and gRPC's (every response builder checks it is not on the engine
+// thread: a violation aborts this test process), the engine merges what the
+// blocked writer has not taken, finishes the request on its own schedule, and
+// serves other clients meanwhile.
+#include <chrono>
+#include <memory>
+#include <thread>
+
+#include "alibi/v1/inference.grpc.pb.h"
+#include "gtest/gtest.h"
+#include "kernels/backend.h"
+#include "server/engine/engine_core.h"
+#include "server/frontend/frontend.h"
+#include "server/model/model.h"
+#include "server/rpc/server.h"
+#include "server/tokenizer/tokenizer.h"
+#include "tests/testing/server_process.h"
+
+namespace alibi {
+namespace {
+
+TEST(SlowReaderTest, AWriterBlockedByItsClientDoesNotSlowTheEngine) {
+  const std::string dir = testing::FixtureModel("tiny-bloom");
+  kernels::BackendOptions options;
+  options.device = "cpu";
+  options.num_threads = 2;
+  auto backend = kernels::CreateBackend(options);
+  ASSERT_TRUE(backend.ok());
+  auto model = model::Model::Load(dir, backend->get());
+  ASSERT_TRUE(model.ok()) << model.status();
+  auto tok = tokenizer::Tokenizer::FromFile(dir + "/tokenizer.json");
+  ASSERT_TRUE(tok.ok());
+  engine::EngineConfig config;
+  config.scheduler.kv.num_blocks = 256;
+  auto engine = engine::CreateEngine(config, std::move(*backend),
+                                     std::move(*model), nullptr);
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  frontend::Frontend frontend(
+      engine->get(),
+      std::shared_ptr<const tokenizer::Tokenizer>(std::move(*tok)));
+  rpc::ServerOptions server_options;
+  server_options.host = "127.0.0.1";
+  server_options.port = 0;
+  auto server = rpc::RpcServer::Start(server_options, nullptr);
+  ASSERT_TRUE(server.ok()) << server.status();
+  (*server)->SetFrontend(&frontend);
+  auto channel =
+      grpc::CreateChannel("127.0.0.1:" + std::to_string((*server)->port()),
+                          grpc::InsecureChannelCredentials());
+  auto stub = v1::InferenceService::NewStub(channel);
+
+  // A stream whose messages (20 alternatives per token) overflow the HTTP/2
+  // flow-control window long before the end: the server's writes block.
+  constexpr int kTokens = 600;
+  grpc::ClientContext slow_context;
+  v1::CompleteStreamRequest slow_request;
+  slow_request.mutable_params()->set_text("A reader that never reads");
+  slow_request.mutable_params()->set_max_tokens(kTokens);
+  slow_request.mutable_params()->set_logprobs(20);
+  slow_request.mutable_params()->mutable_sampling()->set_temperature(0.0f);
+  slow_request.mutable_params()->mutable_sampling()->set_ignore_eos(true);
+  auto reader = stub->CompleteStream(&slow_context, slow_request);
+
+  // Another client is served meanwhile.
+  {
+    grpc::ClientContext c;
+    c.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+    v1::CompleteRequest r;
+    r.mutable_params()->set_text("Meanwhile");
+    r.mutable_params()->set_max_tokens(8);
+    r.mutable_params()->mutable_sampling()->set_ignore_eos(true);
+    v1::CompleteResponse response;
+    ASSERT_TRUE(stub->Complete(&c, r, &response).ok());
+    EXPECT_EQ(response.token_ids_size(), 8);
+  }
+  // The engine generates every token of the unread stream on its own.
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  engine::EngineSnapshot s;
+  while (std::chrono::steady_clock::now() < deadline) {
+    s = (*engine)->GetSnapshot();
+    if (!s.has_work && s.num_live_requests == 0) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_FALSE(s.has_work) << "the engine waited for the slow reader";
+  EXPECT_EQ(s.kv_blocks_used, 0);
+
+  // Then the client reads everything, merged into few messages.
+  int tokens = 0, messages = 0;
+  v1::CompleteStreamResponse m;
+  while (reader->Read(&m)) {
+    tokens += m.token_ids_size();
+    ++messages;
+  }
+  ASSERT_TRUE(reader->Finish().ok());
+  EXPECT_EQ(tokens, kTokens);
+  EXPECT_LT(messages, kTokens);
+  (*server)->Drain(absl::Seconds(1));
+}
+
+}  // namespace
+}  // namespace alibi
