@@ -198,6 +198,16 @@ class Engine {
   virtual absl::Status Submit(EngineRequest request,
                               std::shared_ptr<OutputStream> stream) = 0;
 
+  // Several completions of one prompt (OpenAI's `n`): one request per
+  // stream, each with its own output and its own seed stream (completion i
+  // of a seeded request samples with GroupSeed(seed, i), so it is
+  // reproducible whatever else runs), sharing the prompt's KV blocks: the
+  // prompt is computed once, the others start from its blocks. All or none
+  // are queued; each is cancelled or stopped by its own id.
+  virtual absl::Status SubmitGroup(
+      EngineRequest request,
+      std::vector<std::shared_ptr<OutputStream>> streams) = 0;
+
   // Ends request `id` (if still live): finish reason kCancelled with
   // `reason` as its status.
   virtual void Cancel(uint64_t id, absl::Status reason) = 0;
@@ -213,6 +223,10 @@ class Engine {
   virtual EngineSnapshot GetSnapshot() const = 0;
   virtual const EngineInfo& info() const = 0;
 };
+
+// The seed of completion `index` of a group whose request has `seed`
+// (index 0 keeps the seed itself).
+uint64_t GroupSeed(uint64_t seed, int index);
 
 // Whether the calling thread is an engine thread. Response building and
 // transport code check that it is not (ALIBI_CHECK_NOT_ENGINE_THREAD).

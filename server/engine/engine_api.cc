@@ -11,6 +11,15 @@ thread_local bool on_engine_thread = false;
 }  // namespace
 
 bool OnEngineThread() { return on_engine_thread; }
+
+uint64_t GroupSeed(uint64_t seed, int index) {
+  if (index == 0) return seed;
+  // SplitMix64 of (seed, index): distinct, well-mixed streams per index.
+  uint64_t z = seed + 0x9E3779B97F4A7C15ULL * static_cast<uint64_t>(index);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+  return z ^ (z >> 31);
+}
 void MarkEngineThread() { on_engine_thread = true; }
 
 void EngineOutput::Merge(EngineOutput&& next) {

@@ -43,6 +43,9 @@ class EngineCore final : public Engine {
 
   absl::Status Submit(EngineRequest request,
                       std::shared_ptr<OutputStream> stream) override;
+  absl::Status SubmitGroup(
+      EngineRequest request,
+      std::vector<std::shared_ptr<OutputStream>> streams) override;
   void Cancel(uint64_t id, absl::Status reason) override;
   void Stop(uint64_t id) override;
   void Shutdown(absl::Status reason) override;
@@ -76,6 +79,7 @@ class EngineCore final : public Engine {
     EngineRequest request;
     std::shared_ptr<OutputStream> stream;
     TimePoint arrival;
+    uint64_t share_prompt_with = 0;  // an earlier request of its group
   };
   // An early end asked for from outside: Cancel (status) or Stop.
   struct EarlyEnd {
@@ -194,29 +198,65 @@ absl::Status EngineCore::CheckRequest(const EngineRequest& r) const {
 
 absl::Status EngineCore::Submit(EngineRequest request,
                                 std::shared_ptr<OutputStream> stream) {
-  if (stream == nullptr) {
+  std::vector<std::shared_ptr<OutputStream>> streams;
+  streams.push_back(std::move(stream));
+  return SubmitGroup(std::move(request), std::move(streams));
+}
+
+absl::Status EngineCore::SubmitGroup(
+    EngineRequest request, std::vector<std::shared_ptr<OutputStream>> streams) {
+  const int n = static_cast<int>(streams.size());
+  if (n == 0)
     return absl::InvalidArgumentError("Submit needs an output stream");
+  for (const auto& stream : streams) {
+    if (stream == nullptr) {
+      return absl::InvalidArgumentError("Submit needs an output stream");
+    }
+  }
+  if (n > 1 && !request.generate) {
+    return absl::InvalidArgumentError("n: a scoring request has one result");
   }
   if (!accepting_.load()) {
     return absl::UnavailableError("the server is shutting down");
   }
   RETURN_IF_ERROR(CheckRequest(request));
   const int queue_bound = config_.scheduler.max_queued_requests;
-  if (queued_.fetch_add(1) >= queue_bound) {
-    queued_.fetch_sub(1);
+  if (n > queue_bound) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "n: ", n, " completions exceed the request queue (", queue_bound, ")"));
+  }
+  if (queued_.fetch_add(n) + n > queue_bound) {
+    queued_.fetch_sub(n);
     return absl::ResourceExhaustedError(
         absl::StrCat("the request queue is full (", queue_bound,
                      " requests waiting); retry later"));
   }
-  const uint64_t id = next_id_.fetch_add(1);
-  stream->set_id(id);
+  const uint64_t first_id = next_id_.fetch_add(static_cast<uint64_t>(n));
+  std::vector<Pending> pending;
+  pending.reserve(n);
+  const TimePoint now = Now();
+  for (int i = 0; i < n; ++i) {
+    EngineRequest r = i + 1 < n ? request : std::move(request);
+    if (i > 0) {
+      if (r.sampling.seed.has_value()) {
+        r.sampling.seed = GroupSeed(*r.sampling.seed, i);
+      }
+      // The prompt's log-probabilities are the same for every completion:
+      // the first computes them, the others share its blocks.
+      r.prompt_logprobs = false;
+      r.prompt_top_logprobs = 0;
+    }
+    streams[i]->set_id(first_id + i);
+    pending.push_back({first_id + i, std::move(r), std::move(streams[i]), now,
+                       i > 0 ? first_id : 0});
+  }
   {
     std::lock_guard<std::mutex> lock(inbox_mu_);
     if (stopping_) {
-      queued_.fetch_sub(1);
+      queued_.fetch_sub(n);
       return absl::UnavailableError("the server is shutting down");
     }
-    inbox_.push_back({id, std::move(request), std::move(stream), Now()});
+    for (Pending& p : pending) inbox_.push_back(std::move(p));
   }
   inbox_cv_.notify_one();
   return absl::OkStatus();
@@ -329,6 +369,7 @@ void EngineCore::Admit(Pending p) {
   spec.priority = p.request.priority;
   spec.prompt_logprobs = p.request.prompt_logprobs;
   spec.generate = p.request.generate;
+  spec.share_prompt_with = p.share_prompt_with;
   auto active = std::make_unique<Active>(p.id, std::move(p.request),
                                          std::move(p.stream), p.arrival);
   const absl::Status status = scheduler_->Add(std::move(spec));

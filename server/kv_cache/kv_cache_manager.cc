@@ -50,6 +50,19 @@ PrefixMatch KvCacheManager::MatchPrefix(
   return match;
 }
 
+PrefixMatch KvCacheManager::ShareFrom(const SequenceBlocks& from,
+                                      int32_t num_tokens) const {
+  PrefixMatch match;
+  const int32_t n = std::min(num_tokens / block_size(), from.num_blocks());
+  match.blocks.assign(from.blocks_.begin(), from.blocks_.begin() + n);
+  match.nodes.assign(
+      from.nodes_.begin(),
+      from.nodes_.begin() + std::min<size_t>(n, from.nodes_.size()));
+  match.num_tokens = n * block_size();
+  match.num_queried_tokens = num_tokens;
+  return match;
+}
+
 bool KvCacheManager::Allocate(SequenceBlocks* seq, int32_t num_tokens,
                               const PrefixMatch* match) {
   int32_t have = seq->num_blocks();

@@ -117,6 +117,11 @@ class KvCacheManager {
   // caching is off. Changes nothing.
   PrefixMatch MatchPrefix(absl::Span<const int32_t> tokens) const;
 
+  // The first `num_tokens / block_size` blocks of `from` as a match another
+  // sequence can start from (Allocate shares them): a fork of the same
+  // prompt. Counted like a prefix-cache hit of those tokens.
+  PrefixMatch ShareFrom(const SequenceBlocks& from, int32_t num_tokens) const;
+
   // Makes `seq` hold enough blocks for its first `num_tokens` token slots.
   // With `match` (only for an empty `seq`), the matched blocks are shared
   // first and the match is counted in the prefix-cache stats. Returns false,

@@ -38,6 +38,7 @@ struct Scheduler::Request {
   int32_t priority = 0;
   bool prompt_logprobs = false;
   bool generate = true;
+  uint64_t share_prompt_with = 0;
   uint64_t arrival = 0;
 
   RequestState state = RequestState::kWaiting;
@@ -125,6 +126,7 @@ absl::Status Scheduler::Add(RequestSpec spec) {
   r->priority = spec.priority;
   r->prompt_logprobs = spec.prompt_logprobs;
   r->generate = spec.generate;
+  r->share_prompt_with = spec.share_prompt_with;
   r->arrival = next_arrival_++;
   waiting_.emplace(r->wait_key(), r.get());
   requests_.emplace(spec.id, std::move(r));
@@ -186,6 +188,17 @@ void Scheduler::Schedule(StepPlan* plan) {
     Request* r = it->second;
     PrefixMatch match;
     if (!r->prompt_logprobs) match = kv_->MatchPrefix(r->tokens);
+    if (const Request* source = PromptSource(*r); source != nullptr) {
+      // Full blocks of the prompt, leaving at least one token to compute.
+      const int32_t shared =
+          (r->num_prompt_tokens - 1) / kv_->block_size() * kv_->block_size();
+      if (source->state != RequestState::kRunning ||
+          source->num_computed_tokens < shared) {
+        break;  // not computed yet: the head waits
+      }
+      if (match.num_tokens < shared)
+        match = kv_->ShareFrom(source->blocks, shared);
+    }
     const int32_t computed = match.num_tokens;
     const int32_t n = ChunkSize(*r, computed, budget);
     ALIBI_CHECK(n >= 1) << "request " << r->id;
@@ -200,6 +213,19 @@ void Scheduler::Schedule(StepPlan* plan) {
     AddToPlan(r, /*newly_admitted=*/true, n, plan);
     budget -= n;
   }
+}
+
+const Scheduler::Request* Scheduler::PromptSource(const Request& r) const {
+  // Only a first admission shares: a preempted request recomputes its own.
+  if (r.share_prompt_with == 0 || r.num_preemptions > 0 || r.prompt_logprobs) {
+    return nullptr;
+  }
+  auto it = requests_.find(r.share_prompt_with);
+  if (it == requests_.end()) return nullptr;
+  const Request* source = it->second.get();
+  // A preempted source will recompute later; do not wait for it.
+  if (source->state == RequestState::kPreempted) return nullptr;
+  return source;
 }
 
 void Scheduler::AddToPlan(Request* r, bool newly_admitted, int32_t num_tokens,

@@ -32,6 +32,9 @@
 //   running request is preempted (blocks freed, num_computed_tokens reset to
 //   0, back to the waiting queue; recomputed later) until they can, or the
 //   request preempts itself.
+// - A request that shares its prompt with an earlier one of its group waits
+//   (at the head of the queue) until that one has computed the prompt's full
+//   blocks, then starts from them.
 // - Then, unless a preemption happened this step, waiting requests in order
 //   (priority ascending, then arrival; a preempted request keeps its arrival
 //   number, so it goes back ahead of everything of its priority that arrived
@@ -88,6 +91,12 @@ struct RequestSpec {
   int32_t priority = 0;     // lower is served first; FCFS within a priority
   bool prompt_logprobs = false;  // logits at every prompt position
   bool generate = true;          // false: prefill only (scoring)
+  // Another live request with the same prompt (a completion of the same
+  // group, added before this one): this request is admitted only once that
+  // one has computed the prompt's full blocks, and then shares them (their
+  // reference counts go up; nothing is computed or stored twice). If that
+  // request is gone or preempted, this one runs on its own.
+  uint64_t share_prompt_with = 0;
 };
 
 enum class RequestState : uint8_t {
@@ -250,6 +259,8 @@ class Scheduler {
   int32_t ChunkSize(const Request& r, int32_t num_computed,
                     int32_t budget) const;
   void Preempt(Request* r, StepPlan* plan);
+  // The live request whose prompt blocks `r` may start from, if any.
+  const Request* PromptSource(const Request& r) const;
   void AddToPlan(Request* r, bool newly_admitted, int32_t num_tokens,
                  StepPlan* plan);
   void RemoveFromRunning(Request* r);

@@ -9,6 +9,7 @@
 #include <fstream>
 #include <memory>
 #include <random>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -260,6 +261,56 @@ TEST(EngineTest, SeededSamplingIsReproducibleAcrossBatches) {
   EngineRequest other_seed = seeded;
   other_seed.sampling.seed = 4321;
   EXPECT_NE(RunAlone(*t.engine, {other_seed})[0], alone[0]);
+}
+
+// n completions of one prompt: the prompt's full blocks are computed once
+// and shared (even with the prefix cache off), each completion samples with
+// its own seed stream, and a seeded group gives the same completions whatever
+// else runs.
+TEST(EngineTest, GroupSharesThePromptAndIsReproducible) {
+  EngineConfig config;
+  config.scheduler.kv.num_blocks = 256;
+  config.scheduler.kv.enable_prefix_caching = false;
+  TestEngine t = MakeEngine("tiny-mpt", config);
+  std::mt19937 rng(5);
+  EngineRequest r = Greedy({}, 6);
+  for (int i = 0; i < 512; ++i) {
+    r.prompt.push_back(3 + static_cast<int32_t>(rng() % 20000));
+  }
+  r.sampling.temperature = 1.0f;
+  r.sampling.seed = 77;
+  auto run_group = [&](Engine& engine) {
+    std::vector<std::shared_ptr<OutputStream>> streams;
+    for (int i = 0; i < 8; ++i)
+      streams.push_back(std::make_shared<OutputStream>());
+    EXPECT_TRUE(engine.SubmitGroup(r, streams).ok());
+    std::vector<std::vector<int32_t>> out;
+    for (auto& s : streams) {
+      EngineOutput d = Drain(*s);
+      EXPECT_TRUE(d.status.ok()) << d.status;
+      EXPECT_EQ(d.num_output_tokens, 6);
+      out.push_back(d.token_ids);
+    }
+    return out;
+  };
+  const uint64_t hits_before = t.engine->GetSnapshot().prefix_cache_hit_tokens;
+  const auto alone = run_group(*t.engine);
+  ExpectIdle(*t.engine);
+  // Seven completions started from the first one's 31 full blocks.
+  EXPECT_EQ(t.engine->GetSnapshot().prefix_cache_hit_tokens - hits_before,
+            7u * 496u);
+  std::set<std::vector<int32_t>> distinct(alone.begin(), alone.end());
+  EXPECT_GT(distinct.size(), 1u) << "every completion sampled the same";
+  // Again, with other traffic around it.
+  std::vector<std::shared_ptr<OutputStream>> traffic;
+  for (EngineRequest& other :
+       MixedRequests(t.engine->info().vocab_size, false, 9)) {
+    other.sampling.temperature = 1.0f;
+    traffic.push_back(*SubmitTo(*t.engine, other));
+  }
+  EXPECT_EQ(run_group(*t.engine), alone);
+  for (auto& s : traffic) Drain(*s);
+  ExpectIdle(*t.engine);
 }
 
 TEST(EngineTest, OutputsCarryUsageLogprobsAndTimings) {

@@ -525,6 +525,42 @@ TEST(SchedulerTest, FullWaitingQueueIsResourceExhausted) {
   EXPECT_EQ(s->Add(Gen(4, 4, 4)).code(), absl::StatusCode::kResourceExhausted);
 }
 
+TEST(SchedulerTest, GroupMemberWaitsForThePromptThenSharesItsBlocks) {
+  auto s = Make(Config(16, 4, 64));  // prefix caching off
+  ASSERT_TRUE(s->Add(Gen(1, 10, 3)).ok());
+  RequestSpec child = Gen(1, 10, 3);  // same prompt
+  child.id = 2;
+  child.share_prompt_with = 1;
+  ASSERT_TRUE(s->Add(child).ok());
+  StepPlan plan = s->Schedule();
+  // The child waits while the prompt is being computed.
+  ASSERT_EQ(plan.requests.size(), 1u);
+  EXPECT_EQ(plan.requests[0].id, 1u);
+  s->Update(plan, {7});
+  plan = s->Schedule();
+  ASSERT_EQ(plan.requests.size(), 2u);
+  const ScheduledRequest& c = plan.requests[1];
+  EXPECT_EQ(c.id, 2u);
+  EXPECT_EQ(c.first_position, 8);  // two full blocks shared
+  EXPECT_EQ(c.num_tokens, 2);
+  EXPECT_THAT(
+      plan.BlockTable(c).subspan(0, 2),
+      ElementsAreArray(plan.BlockTable(plan.requests[0]).subspan(0, 2)));
+  EXPECT_NE(plan.BlockTable(c)[2], plan.BlockTable(plan.requests[0])[2]);
+  // 3 blocks for the first (10 tokens + 1), 1 more for the child's tail.
+  EXPECT_EQ(s->Stats().kv.num_used_blocks, 4);
+  EXPECT_EQ(s->Stats().kv.prefix_cache_hits, 8u);
+  s->Update(plan, {7, 8});
+  // Gone source: a member added later runs on its own.
+  s->Finish(1, FinishReason::kCancelled);
+  child.id = 3;
+  ASSERT_TRUE(s->Add(child).ok());
+  plan = s->Schedule();
+  ASSERT_EQ(plan.requests.size(), 2u);
+  EXPECT_EQ(plan.requests[1].id, 3u);
+  EXPECT_EQ(plan.requests[1].first_position, 0);
+}
+
 TEST(SchedulerTest, FinishIsIdempotentAndFreesAtOnce) {
   auto s = Make(Config(8, 4, 64));
   ASSERT_TRUE(s->Add(Gen(1, 6, 4)).ok());
