@@ -53,6 +53,7 @@ struct RawFlags {
   bool echo = false;
   int32_t priority = 0;
   std::string request_id;
+  std::optional<int32_t> window;  // kv_window (complete, stream, score)
   // SamplingParams.
   std::optional<float> temperature;
   int32_t top_k = 0;
@@ -116,6 +117,9 @@ void RegisterFlags(FlagSet& flags, RawFlags* f) {
   flags.Add("echo", &f->echo, "return the prompt with the completion");
   flags.Add("priority", &f->priority, "scheduling priority (lower first)");
   flags.Add("request_id", &f->request_id, "caller's request id (for logs)");
+  flags.Add("window", &f->window,
+            "sliding KV window in tokens (0: off; unset: the server's): "
+            "bounded memory for any length; score streams the results");
 
   flags.Add("top_logprobs", &f->top_logprobs,
             "alternatives per position (0..20)");
@@ -146,7 +150,8 @@ const std::vector<std::string>& GenerationFlagNames() {
                                    "logprobs",
                                    "echo",
                                    "priority",
-                                   "request_id"};
+                                   "request_id",
+                                   "window"};
   return *kNames;
 }
 
@@ -154,7 +159,8 @@ const std::vector<std::string>& GenerationFlagNames() {
 // accepts; nullptr for an unknown command.
 const std::vector<std::string>* CommandFlags(absl::string_view command) {
   static const auto* const kScore = new std::vector<std::string>{
-      "text", "file", "token_ids", "top_logprobs", "priority", "request_id"};
+      "text",     "file",       "token_ids", "top_logprobs",
+      "priority", "request_id", "window"};
   static const auto* const kTokenize =
       new std::vector<std::string>{"text", "file"};
   static const auto* const kNone = new std::vector<std::string>{};
@@ -238,6 +244,7 @@ void FillCompletion(const RawFlags& f, const Input& input,
   p->set_echo(f.echo);
   p->set_priority(f.priority);
   p->set_request_id(f.request_id);
+  if (f.window) p->set_kv_window(*f.window);
   v1::SamplingParams* s = p->mutable_sampling();
   if (f.temperature) s->set_temperature(*f.temperature);
   s->set_top_k(f.top_k);
@@ -421,8 +428,71 @@ int RunStream(const CliInvocation& inv, const Connection& connection,
   return kExitOk;
 }
 
+// One line per scored position: position, id, logprob, token text, and
+// alternatives.
+void PrintScoreRow(int position, int32_t id, const std::string& logprob,
+                   const std::string& token, const v1::TopLogprobs* top,
+                   std::ostream& out) {
+  out << absl::StrFormat("  %5d  %8d  %10s  %s", position, id, logprob, token);
+  if (top != nullptr) {
+    std::vector<std::string> alts;
+    for (const v1::TopLogprob& t : top->top_logprobs()) {
+      alts.push_back(absl::StrFormat("%s %.4f", Quote(t.token()), t.logprob()));
+    }
+    out << "  top: " << absl::StrJoin(alts, ", ");
+  }
+  out << "\n";
+}
+
+// `score --window`: ScoreStream, printing positions as they arrive (no
+// token text: the stream carries ids) and the totals.
+int RunScoreStream(const CliInvocation& inv, const Connection& connection,
+                   std::ostream& out, std::ostream& err) {
+  auto stub = v1::InferenceService::NewStub(connection.channel());
+  grpc::ClientContext context;
+  connection.Configure(&context);
+  v1::ScoreStreamRequest request;
+  *request.mutable_score() = inv.score;
+  auto reader = stub->ScoreStream(&context, request);
+  v1::ScoreStreamResponse m, last;
+  if (!inv.json) {
+    out << absl::StrFormat("  %5s  %8s  %10s\n", "pos", "id", "logprob");
+  }
+  while (reader->Read(&m)) {
+    if (inv.json) {
+      out << ToJson(m, /*pretty=*/false) << "\n";
+    } else {
+      if (m.offset() == 0 && m.token_logprobs_size() > 0) {
+        PrintScoreRow(0, m.first_token_id(), "-", "", nullptr, out);
+      }
+      for (int k = 0; k < m.token_logprobs_size(); ++k) {
+        PrintScoreRow(static_cast<int>(m.offset() + k + 1), m.token_ids(k),
+                      absl::StrFormat("%.4f", m.token_logprobs(k)), "",
+                      k < m.top_logprobs_size() ? &m.top_logprobs(k) : nullptr,
+                      out);
+      }
+    }
+    if (m.done()) last = m;
+  }
+  grpc::Status status = reader->Finish();
+  if (!status.ok()) return RpcFailed(status, connection, err);
+  if (!inv.json) {
+    out << absl::StrFormat(
+        "tokens: %d  sum_logprob: %.4f  perplexity: %.4f  window: %d\n",
+        last.num_tokens(), last.sum_logprob(), last.perplexity(),
+        inv.score.kv_window());
+  }
+  err << absl::StrFormat("[server queue/total: %.1f/%.1f ms, id: %s]\n",
+                         Millis(last.timings().queue_time()),
+                         Millis(last.timings().total_time()), last.id());
+  return kExitOk;
+}
+
 int RunScore(const CliInvocation& inv, const Connection& connection,
              std::ostream& out, std::ostream& err) {
+  if (inv.score.has_kv_window()) {
+    return RunScoreStream(inv, connection, out, err);
+  }
   auto stub = v1::InferenceService::NewStub(connection.channel());
   grpc::ClientContext context;
   connection.Configure(&context);
@@ -444,18 +514,11 @@ int RunScore(const CliInvocation& inv, const Connection& connection,
     if (lp >= 0 && lp < response.token_logprobs_size()) {
       logprob = absl::StrFormat("%.4f", response.token_logprobs(lp));
     }
-    out << absl::StrFormat("  %5d  %8d  %10s  %s", i, response.token_ids(i),
-                           logprob, token);
-    if (lp >= 0 && lp < response.top_logprobs_size()) {
-      std::vector<std::string> alts;
-      for (const v1::TopLogprob& top :
-           response.top_logprobs(lp).top_logprobs()) {
-        alts.push_back(
-            absl::StrFormat("%s %.4f", Quote(top.token()), top.logprob()));
-      }
-      out << "  top: " << absl::StrJoin(alts, ", ");
-    }
-    out << "\n";
+    PrintScoreRow(i, response.token_ids(i), logprob, token,
+                  lp >= 0 && lp < response.top_logprobs_size()
+                      ? &response.top_logprobs(lp)
+                      : nullptr,
+                  out);
   }
   out << absl::StrFormat("tokens: %d  sum_logprob: %.4f  perplexity: %.4f\n",
                          response.token_ids_size(), response.sum_logprob(),
@@ -638,6 +701,7 @@ absl::StatusOr<CliInvocation> ParseCliArgs(absl::Span<const std::string> args) {
     inv.score.set_top_logprobs(f.top_logprobs);
     inv.score.set_priority(f.priority);
     inv.score.set_request_id(f.request_id);
+    if (f.window) inv.score.set_kv_window(*f.window);
   } else if (inv.command == "tokenize") {
     auto input = ResolveInput(positional, f.text, "text", f, false,
                               /*allow_ids=*/false);

@@ -98,6 +98,10 @@ ABSL_FLAG(double, gpu_memory_fraction, 0.9,
 ABSL_FLAG(bool, enable_prefix_caching,
           alibi::engine::EngineConfig().scheduler.kv.enable_prefix_caching,
           "Reuse KV blocks of shared prompt prefixes");
+ABSL_FLAG(int, kv_window, alibi::engine::EngineConfig().default_kv_window,
+          "Sliding KV window of requests that set none (tokens; 0: off): "
+          "each position attends to the last kv_window positions and older "
+          "KV blocks are released, so a request's memory stays bounded");
 ABSL_FLAG(int, max_logprobs, alibi::engine::EngineConfig().max_logprobs,
           "Most log-probability alternatives per token");
 ABSL_FLAG(int, drain_seconds, 10,
@@ -337,6 +341,7 @@ absl::Status Run() {
   sc.kv.block_size = absl::GetFlag(FLAGS_block_size);
   sc.kv.enable_prefix_caching = absl::GetFlag(FLAGS_enable_prefix_caching);
   engine_config.max_logprobs = absl::GetFlag(FLAGS_max_logprobs);
+  engine_config.default_kv_window = absl::GetFlag(FLAGS_kv_window);
   // The activation workspace first, so the KV budget sees what is left.
   RETURN_IF_ERROR(model->Reserve(sc.max_num_batched_tokens, 128));
   ASSIGN_OR_RETURN(sc.kv.num_blocks, KvBlocks(*model, *backend));

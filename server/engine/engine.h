@@ -70,7 +70,11 @@ struct EngineRequest {
   int prompt_top_logprobs = 0;
   // false: prefill only (scoring), no token generated.
   bool generate = true;
-  int priority = 0;               // lower first
+  int priority = 0;  // lower first
+  // Sliding window (0: none): position i attends to the last kv_window
+  // positions only, and KV blocks that left the window are released, so the
+  // request holds O(kv_window) memory and max_model_len does not limit it.
+  int kv_window = 0;
   std::string client_request_id;  // the caller's id, for logs
 };
 
@@ -168,12 +172,15 @@ struct EngineInfo {
   int max_logprobs = 0;
   int kv_block_size = 0;
   int kv_num_blocks = 0;
+  // The window a request gets when it asks for none (0: off).
+  int default_kv_window = 0;
 };
 
 // A consistent view of the engine for health checks, tests and metrics.
 struct EngineSnapshot {
   int num_running = 0;
-  int num_waiting = 0;  // not yet admitted, or preempted
+  int num_windowed_running = 0;  // running with a sliding window
+  int num_waiting = 0;           // not yet admitted, or preempted
   int num_live_requests = 0;
   int kv_blocks_used = 0;    // held by live requests
   int kv_blocks_cached = 0;  // free, holding a reusable prefix
@@ -181,6 +188,7 @@ struct EngineSnapshot {
   uint64_t num_steps = 0;
   uint64_t num_preemptions = 0;
   uint64_t prefix_cache_hit_tokens = 0;  // prompt tokens served from cache
+  uint64_t window_released_blocks = 0;   // KV blocks sliding windows freed
   // The engine has requests it has not finished.
   bool has_work = false;
   // Last time the engine loop made progress (finished a step or went idle).

@@ -137,6 +137,7 @@ class EngineCore final : public Engine {
   uint64_t num_steps_ = 0;
   uint64_t prefix_queries_seen_ = 0;
   uint64_t prefix_hits_seen_ = 0;
+  uint64_t window_released_seen_ = 0;
   TimePoint last_memory_update_;
 
   mutable std::mutex snapshot_mu_;
@@ -180,12 +181,20 @@ absl::Status EngineCore::CheckRequest(const EngineRequest& r) const {
                        " outside the vocabulary [0, ", info_.vocab_size, ")"));
     }
   }
+  if (r.kv_window < 0 || r.kv_window > info_.max_model_len) {
+    return absl::InvalidArgumentError(absl::StrCat("kv_window: must be in [0, ",
+                                                   info_.max_model_len,
+                                                   "], got ", r.kv_window));
+  }
+  // A windowed request holds O(kv_window) blocks whatever its length.
+  const int64_t limit =
+      r.kv_window > 0 ? int64_t{INT32_MAX} : int64_t{info_.max_model_len};
   const int64_t total = int64_t{n} + (r.generate ? r.max_tokens : 0);
-  if ((r.generate && r.max_tokens < 1) || total > info_.max_model_len) {
+  if ((r.generate && r.max_tokens < 1) || total > limit) {
     return absl::InvalidArgumentError(
         absl::StrCat("max_tokens: the prompt (", n, " tokens) + max_tokens (",
                      r.generate ? r.max_tokens : 0, ") must be in [", n + 1,
-                     ", ", info_.max_model_len, "]"));
+                     ", ", limit, "]"));
   }
   const int top = std::max(r.logprobs.value_or(0), r.prompt_top_logprobs);
   if (r.logprobs.value_or(0) < 0 || r.prompt_top_logprobs < 0 ||
@@ -370,6 +379,11 @@ void EngineCore::Admit(Pending p) {
   spec.prompt_logprobs = p.request.prompt_logprobs;
   spec.generate = p.request.generate;
   spec.share_prompt_with = p.share_prompt_with;
+  spec.kv_window = p.request.kv_window;
+  // Keys recomputed after a preemption are exact once this many positions
+  // lie behind them (each layer reaches one window further back).
+  spec.window_recompute_tokens = static_cast<int32_t>(std::min<int64_t>(
+      INT32_MAX, int64_t{info_.num_layers + 1} * p.request.kv_window));
   auto active = std::make_unique<Active>(p.id, std::move(p.request),
                                          std::move(p.stream), p.arrival);
   const absl::Status status = scheduler_->Add(std::move(spec));
@@ -552,6 +566,8 @@ void EngineCore::UpdateSnapshot(TimePoint now) {
   {
     std::lock_guard<std::mutex> lock(snapshot_mu_);
     snapshot_.num_running = stats.num_running;
+    snapshot_.num_windowed_running = stats.num_windowed_running;
+    snapshot_.window_released_blocks = stats.num_window_released_blocks;
     snapshot_.num_waiting = stats.num_waiting;
     snapshot_.num_live_requests = static_cast<int>(active_.size());
     snapshot_.kv_blocks_used = stats.kv.num_used_blocks;
@@ -565,6 +581,10 @@ void EngineCore::UpdateSnapshot(TimePoint now) {
   }
   if (metrics_ == nullptr) return;
   metrics_->SetRequests(stats.num_running, stats.num_waiting);
+  metrics_->SetWindowedRequests(stats.num_windowed_running);
+  metrics_->AddWindowReleasedBlocks(static_cast<int64_t>(
+      stats.num_window_released_blocks - window_released_seen_));
+  window_released_seen_ = stats.num_window_released_blocks;
   metrics_->SetKvCacheBlocks(stats.kv.num_used_blocks,
                              stats.kv.num_cached_blocks,
                              stats.kv.num_free_blocks);
@@ -599,6 +619,7 @@ EngineInfo MakeInfo(const EngineConfig& config, const model::Model& model,
   info.max_logprobs = config.max_logprobs;
   info.kv_block_size = config.scheduler.kv.block_size;
   info.kv_num_blocks = config.scheduler.kv.num_blocks;
+  info.default_kv_window = config.default_kv_window;
   return info;
 }
 
@@ -616,6 +637,9 @@ absl::StatusOr<std::unique_ptr<Engine>> CreateEngine(
   }
   if (config.max_logprobs < 0) {
     return absl::InvalidArgumentError("max_logprobs must be >= 0");
+  }
+  if (config.default_kv_window < 0) {
+    return absl::InvalidArgumentError("kv_window must be >= 0");
   }
   EngineConfig effective = config;
   const int64_t pool_tokens = int64_t{kv.num_blocks} * kv.block_size;

@@ -36,6 +36,9 @@ struct EngineConfig {
   SchedulerConfig scheduler;
   // Most log-probability alternatives a request may ask for per token.
   int max_logprobs = 20;
+  // The sliding window of requests that set none (0: off); the frontend
+  // applies it.
+  int default_kv_window = 0;
 };
 
 // Starts an engine thread serving `model` (created on `backend`). `metrics`

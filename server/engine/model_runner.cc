@@ -39,6 +39,12 @@ absl::Status ModelRunner::BuildBatch(const StepPlan& plan) {
   b.context_lens.clear();
   b.slot_mapping.clear();
   b.logit_rows.clear();
+  b.windows.clear();
+  b.first_blocks.clear();
+  bool windowed = false;
+  for (const ScheduledRequest& r : plan.requests) {
+    windowed = windowed || r.window > 0 || r.first_block > 0;
+  }
   b.max_blocks_per_seq = 1;
   for (const ScheduledRequest& r : plan.requests) {
     b.max_blocks_per_seq = std::max(b.max_blocks_per_seq, r.num_blocks);
@@ -50,6 +56,10 @@ absl::Status ModelRunner::BuildBatch(const StepPlan& plan) {
     const ScheduledRequest& r = plan.requests[i];
     b.query_start.push_back(r.token_offset + r.num_tokens);
     b.context_lens.push_back(r.context_len());
+    if (windowed) {
+      b.windows.push_back(r.window);
+      b.first_blocks.push_back(r.first_block);
+    }
     absl::Span<const int32_t> table = plan.BlockTable(r);
     std::copy(table.begin(), table.end(),
               b.block_tables.begin() + i * b.max_blocks_per_seq);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -48,6 +49,7 @@ InputProcessor::InputProcessor(
       vocab_size_(info.vocab_size),
       max_model_len_(info.max_model_len),
       max_logprobs_(info.max_logprobs),
+      default_kv_window_(info.default_kv_window),
       limits_(limits) {}
 
 absl::StatusOr<std::vector<int32_t>> InputProcessor::PromptTokens(
@@ -162,6 +164,18 @@ absl::Status InputProcessor::ConvertSampling(const SamplingOptions& s,
   return absl::OkStatus();
 }
 
+absl::StatusOr<int> InputProcessor::Window(const std::optional<int>& kv_window,
+                                           const FieldNamer& name) const {
+  if (!kv_window.has_value()) return default_kv_window_;
+  if (*kv_window < 0 || *kv_window > max_model_len_) {
+    return Invalid(name, "kv_window",
+                   absl::StrCat("must be in [0, ", max_model_len_,
+                                "] (0: off; the KV pool holds ", max_model_len_,
+                                " tokens), got ", *kv_window));
+  }
+  return *kv_window;
+}
+
 absl::StatusOr<PreparedRequest> InputProcessor::PrepareCompletion(
     const CompletionParams& params, const FieldNamer& name) const {
   PreparedRequest out;
@@ -176,9 +190,13 @@ absl::StatusOr<PreparedRequest> InputProcessor::PrepareCompletion(
     return Invalid(name, "request_id", "is not valid UTF-8");
   }
   r.client_request_id = params.request_id;
+  ASSIGN_OR_RETURN(r.kv_window, Window(params.kv_window, name));
   ASSIGN_OR_RETURN(r.prompt, PromptTokens(params.prompt, name));
   const int prompt_len = static_cast<int>(r.prompt.size());
-  const int room = max_model_len_ - prompt_len;
+  // A windowed request holds O(kv_window) memory: only positions cap it.
+  const int room = r.kv_window > 0
+                       ? std::numeric_limits<int32_t>::max() - prompt_len
+                       : max_model_len_ - prompt_len;
   if (room <= 0) {
     return Invalid(
         name, params.prompt.token_ids.empty() ? "text" : "token_ids",
@@ -192,11 +210,13 @@ absl::StatusOr<PreparedRequest> InputProcessor::PrepareCompletion(
                      absl::StrCat("must be >= 1, got ", *params.max_tokens));
     }
     if (*params.max_tokens > room) {
-      return Invalid(name, "max_tokens",
-                     absl::StrCat("the prompt (", prompt_len,
-                                  " tokens) + max_tokens (", *params.max_tokens,
-                                  ") exceeds the maximum context length ",
-                                  max_model_len_));
+      return Invalid(
+          name, "max_tokens",
+          absl::StrCat("the prompt (", prompt_len, " tokens) + max_tokens (",
+                       *params.max_tokens,
+                       ") exceeds the maximum context length ",
+                       prompt_len + room,
+                       r.kv_window > 0 ? "" : " (a kv_window lifts it)"));
     }
     r.max_tokens = *params.max_tokens;
   } else {
@@ -248,6 +268,7 @@ absl::StatusOr<PreparedRequest> InputProcessor::PrepareScore(
     return Invalid(name, "request_id", "is not valid UTF-8");
   }
   r.client_request_id = params.request_id;
+  ASSIGN_OR_RETURN(r.kv_window, Window(params.kv_window, name));
   ASSIGN_OR_RETURN(r.prompt, PromptTokens(params.input, name));
   const int n = static_cast<int>(r.prompt.size());
   const char* field = params.input.token_ids.empty() ? "text" : "token_ids";
@@ -255,11 +276,12 @@ absl::StatusOr<PreparedRequest> InputProcessor::PrepareScore(
     return Invalid(name, field,
                    absl::StrCat("scoring needs at least 2 tokens, got ", n));
   }
-  if (n > max_model_len_) {
-    return Invalid(name, field,
-                   absl::StrCat("the input has ", n,
-                                " tokens; the maximum context length is ",
-                                max_model_len_));
+  if (r.kv_window == 0 && n > max_model_len_) {
+    return Invalid(
+        name, field,
+        absl::StrCat("the input has ", n,
+                     " tokens; the maximum context length is ", max_model_len_,
+                     " (a kv_window scores any length)"));
   }
   if (params.top_logprobs < 0 || params.top_logprobs > max_logprobs_) {
     return Invalid(name, "top_logprobs",

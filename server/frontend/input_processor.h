@@ -70,11 +70,15 @@ class InputProcessor {
       const Prompt& prompt, const FieldNamer& name) const;
   absl::Status ConvertSampling(const SamplingOptions& s, const FieldNamer& name,
                                PreparedRequest& out) const;
+  // The request's sliding window (its own, else the server's default).
+  absl::StatusOr<int> Window(const std::optional<int>& kv_window,
+                             const FieldNamer& name) const;
 
   const std::shared_ptr<const tokenizer::Tokenizer> tokenizer_;
   const int vocab_size_;
   const int max_model_len_;
   const int max_logprobs_;
+  const int default_kv_window_;
   const InputLimits limits_;
 };
 

@@ -8,6 +8,9 @@
 namespace alibi::frontend {
 namespace {
 
+// Sent text beyond what stop strings need is dropped in pieces this large.
+constexpr size_t kTrimBytes = 64 << 10;
+
 bool IsUtf8Continuation(char c) {
   return (static_cast<unsigned char>(c) & 0xC0) == 0x80;
 }
@@ -95,6 +98,14 @@ void OutputProcessor::Emit(CompletionChunk& chunk, bool all) {
   if (limit > emitted_) {
     chunk.text.append(text_, emitted_, limit - emitted_);
     emitted_ = limit;
+  }
+  // Sent text is needed only as far back as a stop string could start: an
+  // endless (sliding-window) generation keeps O(1) text, not all of it.
+  const size_t keep = max_stop_len_;
+  if (emitted_ > keep + kTrimBytes) {
+    const size_t cut = emitted_ - keep;
+    text_.erase(0, cut);
+    emitted_ -= cut;
   }
 }
 

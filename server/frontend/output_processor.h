@@ -45,7 +45,9 @@ class OutputProcessor {
   const std::string id_;
   tokenizer::IncrementalDecoder decoder_;
   size_t max_stop_len_ = 0;
-  std::string text_;    // generated text so far (cut at a stop string)
+  // Generated text not yet dropped (cut at a stop string): what is not sent
+  // yet, and enough sent text to match a stop string across deltas.
+  std::string text_;
   size_t emitted_ = 0;  // bytes of text_ already sent
   int num_tokens_ = 0;  // generated tokens consumed
   bool first_ = true;

@@ -54,6 +54,7 @@ struct CompletionParams {
   bool echo = false;
   int priority = 0;
   std::string request_id;
+  std::optional<int> kv_window;  // unset: the server's default
 };
 
 struct ScoreParams {
@@ -61,6 +62,7 @@ struct ScoreParams {
   int top_logprobs = 0;
   int priority = 0;
   std::string request_id;
+  std::optional<int> kv_window;  // unset: the server's default
 };
 
 // Maps a field's canonical name (its path inside CompletionParams or

@@ -30,15 +30,20 @@ int32_t KvCacheManager::BlocksForTokens(int32_t num_tokens) const {
   return (num_tokens + block_size() - 1) / block_size();
 }
 
-PrefixMatch KvCacheManager::MatchPrefix(
-    absl::Span<const int32_t> tokens) const {
+uint64_t WindowRoot(int32_t window) {
+  return window <= 0 ? BlockPool::kRootNode
+                     : (uint64_t{1} << 63) | static_cast<uint64_t>(window);
+}
+
+PrefixMatch KvCacheManager::MatchPrefix(absl::Span<const int32_t> tokens,
+                                        uint64_t root) const {
   PrefixMatch match;
   if (!prefix_caching_enabled() || tokens.empty()) return match;
   const int32_t bs = block_size();
   match.num_queried_tokens = static_cast<int32_t>(tokens.size());
   // Leave at least the last token to compute.
   const int32_t max_blocks = (match.num_queried_tokens - 1) / bs;
-  uint64_t parent = BlockPool::kRootNode;
+  uint64_t parent = root;
   for (int32_t i = 0; i < max_blocks; ++i) {
     const int32_t block = pool_.Lookup(parent, tokens.subspan(i * bs, bs));
     if (block < 0) break;
@@ -65,7 +70,7 @@ PrefixMatch KvCacheManager::ShareFrom(const SequenceBlocks& from,
 
 bool KvCacheManager::Allocate(SequenceBlocks* seq, int32_t num_tokens,
                               const PrefixMatch* match) {
-  int32_t have = seq->num_blocks();
+  int32_t have = seq->end_block();
   int32_t matched_free = 0;
   if (match != nullptr) {
     ALIBI_CHECK(seq->empty()) << "a prefix match applies to an empty table";
@@ -79,7 +84,9 @@ bool KvCacheManager::Allocate(SequenceBlocks* seq, int32_t num_tokens,
   if (match != nullptr) {
     for (int32_t block : match->blocks) pool_.Ref(block);
     seq->blocks_ = match->blocks;
+    seq->first_block_ = 0;
     seq->nodes_ = match->nodes;
+    seq->nodes_first_ = 0;
     if (match->num_queried_tokens > 0) {
       prefix_cache_queries_ += match->num_queried_tokens;
       prefix_cache_hits_ += match->num_tokens;
@@ -91,18 +98,41 @@ bool KvCacheManager::Allocate(SequenceBlocks* seq, int32_t num_tokens,
 
 void KvCacheManager::CacheComputedBlocks(SequenceBlocks* seq,
                                          absl::Span<const int32_t> tokens,
-                                         int32_t num_computed_tokens) {
+                                         int32_t num_computed_tokens,
+                                         uint64_t root) {
   if (!prefix_caching_enabled()) return;
   ALIBI_CHECK(num_computed_tokens >= 0 &&
               static_cast<size_t>(num_computed_tokens) <= tokens.size())
       << num_computed_tokens << " of " << tokens.size();
   const int32_t bs = block_size();
-  const int32_t full = std::min(num_computed_tokens / bs, seq->num_blocks());
-  for (int32_t i = static_cast<int32_t>(seq->nodes_.size()); i < full; ++i) {
-    const uint64_t parent = i == 0 ? BlockPool::kRootNode : seq->nodes_[i - 1];
-    seq->nodes_.push_back(
-        pool_.Register(seq->blocks_[i], parent, tokens.subspan(i * bs, bs)));
+  const int32_t full = std::min(num_computed_tokens / bs, seq->end_block());
+  for (int32_t i = seq->nodes_first_ + static_cast<int32_t>(seq->nodes_.size());
+       i < full; ++i) {
+    // A block released before it was registered breaks the chain.
+    if (i < seq->first_block_ || (i > 0 && seq->nodes_.empty())) return;
+    const uint64_t parent = i == 0 ? root : seq->nodes_.back();
+    seq->nodes_.push_back(pool_.Register(seq->blocks_[i - seq->first_block_],
+                                         parent, tokens.subspan(i * bs, bs)));
   }
+}
+
+int32_t KvCacheManager::ReleaseBefore(SequenceBlocks* seq,
+                                      int32_t first_needed) {
+  const int32_t n =
+      std::clamp(first_needed - seq->first_block_, 0, seq->num_blocks());
+  if (n == 0) return 0;
+  for (int32_t i = 0; i < n; ++i) pool_.Release(seq->blocks_[i]);
+  seq->blocks_.erase(seq->blocks_.begin(), seq->blocks_.begin() + n);
+  seq->first_block_ += n;
+  // Keep the node of the last registered block (the next one's parent).
+  const int32_t drop =
+      std::min<int32_t>(seq->first_block_ - seq->nodes_first_,
+                        static_cast<int32_t>(seq->nodes_.size()) - 1);
+  if (drop > 0) {
+    seq->nodes_.erase(seq->nodes_.begin(), seq->nodes_.begin() + drop);
+    seq->nodes_first_ += drop;
+  }
+  return n;
 }
 
 void KvCacheManager::Free(SequenceBlocks* seq) {
@@ -110,7 +140,9 @@ void KvCacheManager::Free(SequenceBlocks* seq) {
     pool_.Release(*it);
   }
   seq->blocks_.clear();
+  seq->first_block_ = 0;
   seq->nodes_.clear();
+  seq->nodes_first_ = 0;
 }
 
 KvCacheStats KvCacheManager::Stats() const {

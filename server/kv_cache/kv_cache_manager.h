@@ -62,8 +62,11 @@ struct KvCacheStats {
   uint64_t num_evictions = 0;         // cached blocks reallocated
 };
 
-// The blocks one sequence holds, in sequence order. Owned by the caller (the
-// scheduler's request); changed only through KvCacheManager.
+// The blocks one sequence holds, in sequence order. Logical block b holds the
+// sequence's token slots [b * block_size, (b + 1) * block_size). A sliding
+// window releases leading blocks: the live ones are logical blocks
+// [first_block(), end_block()). Owned by the caller (the scheduler's
+// request); changed only through KvCacheManager.
 class SequenceBlocks {
  public:
   SequenceBlocks() = default;
@@ -72,16 +75,23 @@ class SequenceBlocks {
   SequenceBlocks(const SequenceBlocks&) = delete;
   SequenceBlocks& operator=(const SequenceBlocks&) = delete;
 
+  // Live blocks, in logical order from first_block().
   const std::vector<int32_t>& block_ids() const { return blocks_; }
   int32_t num_blocks() const { return static_cast<int32_t>(blocks_.size()); }
+  int32_t first_block() const { return first_block_; }
+  int32_t end_block() const { return first_block_ + num_blocks(); }
   bool empty() const { return blocks_.empty(); }
 
  private:
   friend class KvCacheManager;
   std::vector<int32_t> blocks_;
-  // Prefix-cache node of each leading full block whose content has been
-  // registered or matched (nodes_.size() <= blocks_.size()).
+  int32_t first_block_ = 0;
+  // Prefix-cache nodes of logical blocks [nodes_first_, nodes_first_ +
+  // nodes_.size()): the leading full blocks whose content has been
+  // registered or matched. After a release, only the last one is kept (the
+  // parent of the next registration).
   std::vector<uint64_t> nodes_;
+  int32_t nodes_first_ = 0;
 };
 
 // Result of MatchPrefix: the cached blocks of the longest matching prefix.
@@ -113,16 +123,22 @@ class KvCacheManager {
   int32_t num_allocatable_blocks() const { return pool_.num_free_blocks(); }
 
   // Longest cached prefix of full blocks of `tokens`, at most
-  // tokens.size() - 1 tokens. Empty (with num_queried_tokens 0) when prefix
+  // tokens.size() - 1 tokens, among blocks registered under `root` (a
+  // namespace: KV computed with different attention, e.g. another sliding
+  // window, never matches). Empty (with num_queried_tokens 0) when prefix
   // caching is off. Changes nothing.
-  PrefixMatch MatchPrefix(absl::Span<const int32_t> tokens) const;
+  PrefixMatch MatchPrefix(absl::Span<const int32_t> tokens,
+                          uint64_t root = BlockPool::kRootNode) const;
 
   // The first `num_tokens / block_size` blocks of `from` as a match another
   // sequence can start from (Allocate shares them): a fork of the same
-  // prompt. Counted like a prefix-cache hit of those tokens.
+  // prompt. Counted like a prefix-cache hit of those tokens. Empty when
+  // `from` released any of them.
   PrefixMatch ShareFrom(const SequenceBlocks& from, int32_t num_tokens) const;
 
-  // Makes `seq` hold enough blocks for its first `num_tokens` token slots.
+  // Makes `seq` hold enough blocks for its token slots up to `num_tokens`
+  // (logical blocks up to ceil(num_tokens / block_size); released leading
+  // blocks stay released).
   // With `match` (only for an empty `seq`), the matched blocks are shared
   // first and the match is counted in the prefix-cache stats. Returns false,
   // changing nothing, when the pool cannot supply the new blocks (the matched
@@ -130,13 +146,19 @@ class KvCacheManager {
   bool Allocate(SequenceBlocks* seq, int32_t num_tokens,
                 const PrefixMatch* match = nullptr);
 
-  // Registers in the prefix cache the full blocks of `seq` whose KV is now
-  // computed: those within tokens[0, num_computed_tokens). `tokens` is the
-  // sequence's token ids (at least num_computed_tokens of them). No-op when
-  // prefix caching is off.
+  // Registers in the prefix cache, under `root`, the full blocks of `seq`
+  // whose KV is now computed: those within tokens[0, num_computed_tokens).
+  // `tokens` is the sequence's token ids (at least num_computed_tokens of
+  // them). No-op when prefix caching is off.
   void CacheComputedBlocks(SequenceBlocks* seq,
                            absl::Span<const int32_t> tokens,
-                           int32_t num_computed_tokens);
+                           int32_t num_computed_tokens,
+                           uint64_t root = BlockPool::kRootNode);
+
+  // Releases `seq`'s logical blocks before `first_needed` (a sliding window
+  // left them); returns how many were released. A block shared with another
+  // holder stays for it (reference counts).
+  int32_t ReleaseBefore(SequenceBlocks* seq, int32_t first_needed);
 
   // Releases all of `seq`'s blocks (last block first, so a sequence's tail is
   // evicted before its prefix) and empties it.
@@ -154,6 +176,11 @@ class KvCacheManager {
   uint64_t prefix_cache_queries_ = 0;
   uint64_t prefix_cache_hits_ = 0;
 };
+
+// The prefix-cache namespace of KV computed with a sliding window of
+// `window` tokens (0: full attention, BlockPool::kRootNode). Node ids the
+// pool hands out never reach these values.
+uint64_t WindowRoot(int32_t window);
 
 // Bytes of KV one block takes across all layers (keys and values):
 // 2 * num_layers * num_kv_heads * block_size * head_dim * dtype_bytes.

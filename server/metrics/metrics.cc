@@ -40,6 +40,8 @@ enum FamilyIndex : int {
   kPrefixCacheQueries,
   kRequestsRunning,
   kRequestsWaiting,
+  kRequestsWindowed,
+  kWindowReleasedBlocks,
   kKvCacheUsage,
   kKvCacheBlocks,
   kDeviceMemoryUsed,
@@ -163,6 +165,13 @@ std::vector<FamilyInfo> BuildFamilies() {
       "Requests in the running batch.", {});
   set(kRequestsWaiting, "alibi_num_requests_waiting", T::kGauge,
       "Requests waiting to be scheduled.", {});
+  set(kRequestsWindowed, "alibi_num_requests_windowed", T::kGauge,
+      "Running requests with a sliding KV window.", {});
+  set(kWindowReleasedBlocks, "alibi_kv_cache_window_released_blocks_total",
+      T::kCounter,
+      "KV blocks released because every position's sliding window had left "
+      "them.",
+      {});
   set(kKvCacheUsage, "alibi_kv_cache_usage_ratio", T::kGauge,
       "Fraction of KV blocks held by live requests (0 to 1).", {});
   set(kKvCacheBlocks, "alibi_kv_cache_blocks", T::kGauge,
@@ -223,6 +232,8 @@ class Metrics::Impl {
 
     running_ = &AddGauge(kRequestsRunning);
     waiting_ = &AddGauge(kRequestsWaiting);
+    windowed_ = &AddGauge(kRequestsWindowed);
+    window_released_ = &AddCounter(kWindowReleasedBlocks);
     kv_usage_ = &AddGauge(kKvCacheUsage);
     auto& blocks = GaugeFamily(kKvCacheBlocks);
     kv_used_ = &blocks.Add({{"state", "used"}});
@@ -312,6 +323,8 @@ class Metrics::Impl {
   prometheus::Counter* prefix_queries_;
   prometheus::Gauge* running_;
   prometheus::Gauge* waiting_;
+  prometheus::Gauge* windowed_;
+  prometheus::Counter* window_released_;
   prometheus::Gauge* kv_usage_;
   prometheus::Gauge* kv_used_;
   prometheus::Gauge* kv_cached_;
@@ -362,7 +375,6 @@ class Metrics::Impl {
   absl::Mutex finished_mu_;
   absl::flat_hash_map<std::string, prometheus::Counter*> finished_
       ABSL_GUARDED_BY(finished_mu_);
-
 };
 
 namespace {
@@ -390,7 +402,6 @@ const std::vector<FamilyInfo>& Metrics::Families() {
 absl::string_view Metrics::CodeName(absl::StatusCode code) {
   return kCodeNames[CodeIndex(code)];
 }
-
 
 std::string Metrics::SerializeText() const { return impl_->SerializeText(); }
 
@@ -448,6 +459,14 @@ void Metrics::AddPrefixCache(int64_t queried_tokens, int64_t hit_tokens) {
 void Metrics::SetRequests(int64_t running, int64_t waiting) {
   impl_->running_->Set(static_cast<double>(running));
   impl_->waiting_->Set(static_cast<double>(waiting));
+}
+
+void Metrics::SetWindowedRequests(int64_t running) {
+  impl_->windowed_->Set(static_cast<double>(running));
+}
+
+void Metrics::AddWindowReleasedBlocks(int64_t n) {
+  Increment(*impl_->window_released_, n);
 }
 
 void Metrics::SetKvCacheBlocks(int64_t used, int64_t cached, int64_t free) {

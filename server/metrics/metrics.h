@@ -17,11 +17,12 @@
 //
 // Thread-safety: every method may be called concurrently from any thread
 // (the one engine thread, many gRPC threads, the scrape endpoint's threads)
-// once the object is constructed. Recording never allocates or formats strings, except the
-// first time a new (rpc, code) pair or finish reason is seen. Counter and
-// gauge updates are lock-free atomics; a histogram observation takes that
-// histogram's own uncontended mutex (prometheus-cpp), so batch the per-step
-// inter-token latencies with ObserveInterTokenLatencies() (one lock a step).
+// once the object is constructed. Recording never allocates or formats strings,
+// except the first time a new (rpc, code) pair or finish reason is seen.
+// Counter and gauge updates are lock-free atomics; a histogram observation
+// takes that histogram's own uncontended mutex (prometheus-cpp), so batch the
+// per-step inter-token latencies with ObserveInterTokenLatencies() (one lock a
+// step).
 //
 // Recording never fails: negative counts are ignored (counters only go up)
 // and NaN observations are dropped (they would poison `_sum` for good).
@@ -112,6 +113,10 @@ class Metrics {
   // up, `hit_tokens` of them found cached.
   void AddPrefixCache(int64_t queried_tokens, int64_t hit_tokens);
   void SetRequests(int64_t running, int64_t waiting);
+  // Running requests with a sliding KV window.
+  void SetWindowedRequests(int64_t running);
+  // KV blocks sliding windows released.
+  void AddWindowReleasedBlocks(int64_t n);
   // KV blocks by state. `used`: held by live requests; `cached`: kept only for
   // prefix reuse (evictable); `free`: unused. Sets alibi_kv_cache_blocks and
   // alibi_kv_cache_usage_ratio = used / (used + cached + free), 0 if empty.

@@ -221,6 +221,12 @@ absl::Status Model::ValidateBatch(const ForwardBatch& b) const {
       b.block_tables.size() != static_cast<size_t>(s) * b.max_blocks_per_seq) {
     return absl::InvalidArgumentError("forward batch shapes are inconsistent");
   }
+  if (b.windows.size() != b.first_blocks.size() ||
+      (!b.windows.empty() && static_cast<int>(b.windows.size()) != s)) {
+    return absl::InvalidArgumentError(
+        "forward batch: windows and first_blocks must both be empty or one "
+        "per sequence");
+  }
   if (static_cast<int>(b.logit_rows.size()) > t) {
     return absl::InvalidArgumentError("more logit rows than tokens");
   }
@@ -268,8 +274,8 @@ absl::Status Model::Forward(const ForwardBatch& batch, const LogitsSink& sink,
   RETURN_IF_ERROR(EnsureWorkspace(t, std::max(chunk_rows, 1)));
 
   // All int32 metadata in one upload:
-  // [ids T][query_start S+1][context_lens S][block_tables S*MB][slots T][rows
-  // R]
+  // [ids T][query_start S+1][context_lens S][block_tables S*MB][slots T]
+  // [rows R][windows S or 0][first_blocks S or 0]
   metadata_host_.clear();
   auto append = [&](const std::vector<int32_t>& src) {
     const size_t offset = metadata_host_.size();
@@ -282,6 +288,8 @@ absl::Status Model::Forward(const ForwardBatch& batch, const LogitsSink& sink,
   const size_t tables_at = append(batch.block_tables);
   const size_t slots_at = append(batch.slot_mapping);
   const size_t rows_at = append(batch.logit_rows);
+  const size_t windows_at = append(batch.windows);
+  const size_t first_blocks_at = append(batch.first_blocks);
   const size_t metadata_bytes = metadata_host_.size() * sizeof(int32_t);
   if (metadata_bytes > metadata_capacity_) {
     ASSIGN_OR_RETURN(metadata_, backend_->Allocate(metadata_bytes));
@@ -298,6 +306,10 @@ absl::Status Model::Forward(const ForwardBatch& batch, const LogitsSink& sink,
   attention.context_lens = meta_dev + ctx_at;
   attention.block_tables = meta_dev + tables_at;
   attention.max_blocks_per_seq = batch.max_blocks_per_seq;
+  if (!batch.windows.empty()) {
+    attention.windows = meta_dev + windows_at;
+    attention.first_blocks = meta_dev + first_blocks_at;
+  }
   for (int i = 0; i < s; ++i) {
     attention.max_query_len =
         std::max(attention.max_query_len,
@@ -370,8 +382,8 @@ absl::Status Model::Forward(const ForwardBatch& batch, const LogitsSink& sink,
     TensorView gathered = TensorView::Of(gathered_.data(), DType::kF32, n, h);
     TensorView final_normed = TensorView::Of(normed_.data(), act, n, h);
     TensorView out = TensorView::Of(logits_.data(), DType::kF32, n, v);
-    RETURN_IF_ERROR(backend_->GatherRows(hidden, meta_dev + rows_at + first, n,
-                                         gathered));
+    RETURN_IF_ERROR(
+        backend_->GatherRows(hidden, meta_dev + rows_at + first, n, gathered));
     RETURN_IF_ERROR(backend_->LayerNorm(gathered, final_norm_weight_,
                                         final_norm_bias_, eps, final_normed));
     RETURN_IF_ERROR(

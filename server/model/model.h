@@ -39,6 +39,11 @@ struct ForwardBatch {
   int max_blocks_per_seq = 0;
   std::vector<int32_t> slot_mapping;  // [T]: where each token's K/V is written
   std::vector<int32_t> logit_rows;    // [R]: rows whose logits are returned
+  // Sliding windows, both empty or [S]: sequence s's queries see only the
+  // last windows[s] keys (0: all), and its block table starts at logical
+  // block first_blocks[s] (kernels::AttentionMeta).
+  std::vector<int32_t> windows;
+  std::vector<int32_t> first_blocks;
 
   int num_tokens() const { return static_cast<int>(token_ids.size()); }
   int num_seqs() const { return static_cast<int>(context_lens.size()); }
@@ -131,15 +136,15 @@ class Model {
   // Activation workspace, sized by EnsureWorkspace.
   int workspace_tokens_ = 0;
   int workspace_rows_ = 0;
-  kernels::Buffer hidden_;    // [T, H] fp32 residual stream
-  kernels::Buffer normed_;    // [T, H] activation dtype
-  kernels::Buffer qkv_;       // [T, Q + 2 KV]
-  kernels::Buffer attn_;      // [T, Q]
-  kernels::Buffer ffn_;       // [T, F]
-  kernels::Buffer gathered_;  // [R, H] fp32 (R: one chunk of logit rows)
-  kernels::Buffer logits_;    // [R, V] fp32
+  kernels::Buffer hidden_;          // [T, H] fp32 residual stream
+  kernels::Buffer normed_;          // [T, H] activation dtype
+  kernels::Buffer qkv_;             // [T, Q + 2 KV]
+  kernels::Buffer attn_;            // [T, Q]
+  kernels::Buffer ffn_;             // [T, F]
+  kernels::Buffer gathered_;        // [R, H] fp32 (R: one chunk of logit rows)
+  kernels::Buffer logits_;          // [R, V] fp32
   std::vector<float> logits_host_;  // [R, V]
-  kernels::Buffer metadata_;  // int32 step metadata
+  kernels::Buffer metadata_;        // int32 step metadata
   size_t metadata_capacity_ = 0;
   std::vector<int32_t> metadata_host_;
 };

@@ -1,6 +1,7 @@
 #include "server/rpc/convert.h"
 
 #include <chrono>
+#include <cmath>
 
 #include "absl/strings/str_cat.h"
 
@@ -99,6 +100,7 @@ frontend::CompletionParams FromProto(const v1::CompletionParams& p) {
   out.echo = p.echo();
   out.priority = p.priority();
   out.request_id = p.request_id();
+  if (p.has_kv_window()) out.kv_window = p.kv_window();
   return out;
 }
 
@@ -108,11 +110,48 @@ frontend::ScoreParams FromProto(const v1::ScoreRequest& r) {
   out.top_logprobs = r.top_logprobs();
   out.priority = r.priority();
   out.request_id = r.request_id();
+  if (r.has_kv_window()) out.kv_window = r.kv_window();
   return out;
 }
 
 std::string CompletionFieldName(absl::string_view canonical) {
   return absl::StrCat("params.", canonical);
+}
+
+std::string ScoreFieldName(absl::string_view canonical) {
+  return absl::StrCat("score.", canonical);
+}
+
+void ScoreStreamFormatter::Format(const frontend::CompletionChunk& c,
+                                  v1::ScoreStreamResponse* out) {
+  ALIBI_CHECK_NOT_ENGINE_THREAD();
+  out->set_id(c.id);
+  out->set_offset(offset_);
+  if (offset_ == 0 && first_token_ >= 0) {
+    out->set_first_token_id(first_token_);
+    first_token_ = -1;
+  }
+  for (const frontend::LogprobEntry& e : c.prompt_logprobs) {
+    out->add_token_logprobs(e.chosen.logprob);
+    out->add_token_ids(e.chosen.token);
+    sum_ += e.chosen.logprob;
+    if (with_top_logprobs_) {
+      v1::TopLogprobs* alternatives = out->add_top_logprobs();
+      for (const frontend::TokenText& t : e.top) {
+        FillTop(t, alternatives->add_top_logprobs());
+      }
+    }
+  }
+  offset_ += static_cast<int64_t>(c.prompt_logprobs.size());
+  if (c.finished && c.status.ok()) {
+    out->set_done(true);
+    out->set_sum_logprob(sum_);
+    out->set_perplexity(
+        offset_ > 0 ? std::exp(-sum_ / static_cast<double>(offset_)) : 1.0);
+    out->set_num_tokens(offset_ + 1);
+    FillUsage(c.usage, out->mutable_usage());
+    FillTimings(c.timings, out->mutable_timings());
+  }
 }
 
 v1::FinishReason ToProto(FinishReason reason) {
@@ -188,6 +227,8 @@ void ToProto(const engine::EngineInfo& c, const std::string& served_model_name,
   out->set_server_version(server_version);
   out->set_max_num_seqs(c.max_num_seqs);
   out->set_max_logprobs(c.max_logprobs);
+  out->set_supports_kv_window(true);
+  out->set_default_kv_window(c.default_kv_window);
 }
 
 }  // namespace alibi::rpc

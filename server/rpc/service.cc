@@ -158,21 +158,29 @@ class InferenceService::UnaryReactor : public grpc::ServerUnaryReactor {
   frontend::CompletionChunk all_;
 };
 
-// CompleteStream: one message per chunk, polled when no write is in flight
-// (what the engine publishes meanwhile is merged, so a slow reader holds at
-// most its own output in memory).
+// A server-streaming call (CompleteStream, ScoreStream): one message per
+// chunk, polled when no write is in flight (what the engine publishes
+// meanwhile is merged, so a slow reader holds at most its own output in
+// memory). `format` turns a chunk into the message (the final one included).
 //
 // Writes are started under the lock; the terminal operations (Finish,
 // StartWriteAndFinish), after which gRPC may delete the reactor, are decided
 // under the lock and performed after releasing it, as the last thing a
 // method does, and never before Start() has returned.
+template <typename Response>
 class InferenceService::StreamReactor
-    : public grpc::ServerWriteReactor<v1::CompleteStreamResponse> {
+    : public grpc::ServerWriteReactor<Response> {
  public:
   using Link = ReactorLink<StreamReactor>;
+  using Format = std::function<void(frontend::CompletionChunk&, Response*)>;
 
-  StreamReactor(InferenceService* service, grpc::CallbackServerContext* context)
-      : service_(service), context_(context), link_(std::make_shared<Link>()) {
+  StreamReactor(InferenceService* service, grpc::CallbackServerContext* context,
+                absl::string_view rpc, Format format)
+      : service_(service),
+        context_(context),
+        rpc_(rpc),
+        format_(std::move(format)),
+        link_(std::make_shared<Link>()) {
     link_->reactor = this;
   }
 
@@ -242,10 +250,9 @@ class InferenceService::StreamReactor
 
   void OnDone() override {
     link_->Detach();
-    service_->CallDone("CompleteStream",
-                       context_->IsCancelled()
-                           ? ToGrpcStatus(AbandonedStatus(*context_))
-                           : status_);
+    service_->CallDone(rpc_, context_->IsCancelled()
+                                 ? ToGrpcStatus(AbandonedStatus(*context_))
+                                 : status_);
     delete this;
   }
 
@@ -258,9 +265,9 @@ class InferenceService::StreamReactor
 
   void Run(const Terminal& t) {
     if (t.kind == Terminal::kFinish) {
-      Finish(t.status);
+      this->Finish(t.status);
     } else if (t.kind == Terminal::kWriteAndFinish) {
-      StartWriteAndFinish(&response_, grpc::WriteOptions(), t.status);
+      this->StartWriteAndFinish(&response_, grpc::WriteOptions(), t.status);
     }
   }
 
@@ -282,10 +289,10 @@ class InferenceService::StreamReactor
                              : Terminal{};
     }
     response_.Clear();
-    ToProto(*chunk, &response_);
+    format_(*chunk, &response_);
     if (!chunk->finished) {
       writing_ = true;
-      StartWrite(&response_);
+      this->StartWrite(&response_);
       return {};
     }
     const grpc::Status status = ToGrpcStatus(chunk->status);
@@ -294,7 +301,7 @@ class InferenceService::StreamReactor
       if (!chunk->has_content()) return FinishLocked(status);
       pending_finish_ = status;
       writing_ = true;
-      StartWrite(&response_);
+      this->StartWrite(&response_);
       return {};
     }
     finished_ = true;
@@ -304,12 +311,14 @@ class InferenceService::StreamReactor
 
   InferenceService* const service_;
   grpc::CallbackServerContext* const context_;
+  const std::string rpc_;
+  const Format format_;  // called under mu_
   const std::shared_ptr<Link> link_;
 
   std::mutex mu_;
   bool started_ = false;
   std::shared_ptr<frontend::InferenceCall> call_;
-  v1::CompleteStreamResponse response_;  // the message being written
+  Response response_;  // the message being written
   bool writing_ = false;
   bool finished_ = false;
   bool broken_ = false;
@@ -319,23 +328,26 @@ class InferenceService::StreamReactor
 };
 
 // A CompleteStream call refused before it started (auth, loading, draining).
-class RejectedStream
-    : public grpc::ServerWriteReactor<v1::CompleteStreamResponse> {
+// A streaming call refused before it started (auth, loading, draining).
+template <typename Response>
+class RejectedStream : public grpc::ServerWriteReactor<Response> {
  public:
-  RejectedStream(metrics::Metrics* metrics, const grpc::Status& status)
-      : metrics_(metrics), status_(status) {
-    Finish(status);
+  RejectedStream(metrics::Metrics* metrics, absl::string_view rpc,
+                 const grpc::Status& status)
+      : metrics_(metrics), rpc_(rpc), status_(status) {
+    this->Finish(status);
   }
   void OnDone() override {
     if (metrics_ != nullptr) {
-      metrics_->RecordRequest("CompleteStream", static_cast<absl::StatusCode>(
-                                                    status_.error_code()));
+      metrics_->RecordRequest(
+          rpc_, static_cast<absl::StatusCode>(status_.error_code()));
     }
     delete this;
   }
 
  private:
   metrics::Metrics* const metrics_;
+  const std::string rpc_;
   const grpc::Status status_;
 };
 
@@ -433,12 +445,17 @@ grpc::ServerUnaryReactor* InferenceService::Complete(
 grpc::ServerWriteReactor<v1::CompleteStreamResponse>*
 InferenceService::CompleteStream(grpc::CallbackServerContext* context,
                                  const v1::CompleteStreamRequest* request) {
+  using Response = v1::CompleteStreamResponse;
   frontend::Frontend* frontend = nullptr;
   absl::Status admitted = Admit(*context, &frontend);
   if (!admitted.ok()) {
-    return new RejectedStream(metrics_, ToGrpcStatus(admitted));
+    return new RejectedStream<Response>(metrics_, "CompleteStream",
+                                        ToGrpcStatus(admitted));
   }
-  auto* reactor = new StreamReactor(this, context);
+  auto* reactor =
+      new StreamReactor<Response>(this, context, "CompleteStream",
+                                  [](frontend::CompletionChunk& chunk,
+                                     Response* out) { ToProto(chunk, out); });
   auto call = frontend->NewCompletion(FromProto(request->params()),
                                       CompletionFieldName, reactor->Notifier());
   if (!call.ok()) {
@@ -469,6 +486,34 @@ grpc::ServerUnaryReactor* InferenceService::Score(
                                  frontend::CompletionChunk all) {
                    ToProto(call.ToScoreResult(std::move(all)), top, response);
                  });
+  return reactor;
+}
+
+grpc::ServerWriteReactor<v1::ScoreStreamResponse>*
+InferenceService::ScoreStream(grpc::CallbackServerContext* context,
+                              const v1::ScoreStreamRequest* request) {
+  using Response = v1::ScoreStreamResponse;
+  auto formatter = std::make_shared<ScoreStreamFormatter>(
+      request->score().top_logprobs() > 0);
+  frontend::Frontend* frontend = nullptr;
+  absl::Status admitted = Admit(*context, &frontend);
+  if (!admitted.ok()) {
+    return new RejectedStream<Response>(metrics_, "ScoreStream",
+                                        ToGrpcStatus(admitted));
+  }
+  auto* reactor = new StreamReactor<Response>(
+      this, context, "ScoreStream",
+      [formatter](frontend::CompletionChunk& chunk, Response* out) {
+        formatter->Format(chunk, out);
+      });
+  auto call = frontend->NewScore(FromProto(request->score()), ScoreFieldName,
+                                 reactor->Notifier());
+  if (!call.ok()) {
+    reactor->Reject(ToGrpcStatus(call.status()));
+    return reactor;
+  }
+  formatter->set_first_token((*call)->prompt().front());
+  reactor->Start(*std::move(call));
   return reactor;
 }
 

@@ -61,6 +61,9 @@ class InferenceService final : public v1::InferenceService::CallbackService {
   grpc::ServerUnaryReactor* Score(grpc::CallbackServerContext* context,
                                   const v1::ScoreRequest* request,
                                   v1::ScoreResponse* response) override;
+  grpc::ServerWriteReactor<v1::ScoreStreamResponse>* ScoreStream(
+      grpc::CallbackServerContext* context,
+      const v1::ScoreStreamRequest* request) override;
   grpc::ServerUnaryReactor* Tokenize(grpc::CallbackServerContext* context,
                                      const v1::TokenizeRequest* request,
                                      v1::TokenizeResponse* response) override;
@@ -71,8 +74,10 @@ class InferenceService final : public v1::InferenceService::CallbackService {
 
  private:
   class UnaryReactor;
+  template <typename Response>
   class StreamReactor;
   friend class UnaryReactor;
+  template <typename Response>
   friend class StreamReactor;
 
   // Admission of a new call: authentication, then availability. OK, or the

@@ -1,6 +1,7 @@
 #include "server/scheduler/scheduler.h"
 
 #include <algorithm>
+#include <limits>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -39,6 +40,9 @@ struct Scheduler::Request {
   bool prompt_logprobs = false;
   bool generate = true;
   uint64_t share_prompt_with = 0;
+  int32_t window = 0;
+  int32_t window_recompute_tokens = 0;
+  int32_t origin = 0;  // position of KV slot 0 (see ScheduledRequest)
   uint64_t arrival = 0;
 
   RequestState state = RequestState::kWaiting;
@@ -85,6 +89,13 @@ Scheduler::Scheduler(const SchedulerConfig& config,
 
 Scheduler::~Scheduler() = default;
 
+int32_t Scheduler::MaxChunk() const {
+  return config_.long_prefill_token_threshold > 0
+             ? std::min(config_.max_num_batched_tokens,
+                        config_.long_prefill_token_threshold)
+             : config_.max_num_batched_tokens;
+}
+
 absl::Status Scheduler::Add(RequestSpec spec) {
   const int64_t prompt_len = static_cast<int64_t>(spec.prompt_token_ids.size());
   if (prompt_len == 0) {
@@ -94,20 +105,39 @@ absl::Status Scheduler::Add(RequestSpec spec) {
     return absl::InvalidArgumentError(
         absl::StrCat("max_tokens must be >= 1, got ", spec.max_tokens));
   }
+  if (spec.kv_window < 0 || spec.window_recompute_tokens < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("kv_window must be >= 0, got ", spec.kv_window));
+  }
   const int64_t max_output = spec.generate ? spec.max_tokens : 0;
-  if (prompt_len + max_output > config_.max_model_len) {
+  if (spec.kv_window == 0 && prompt_len + max_output > config_.max_model_len) {
     return absl::InvalidArgumentError(absl::StrCat(
         "prompt (", prompt_len, " tokens) + max_tokens (", max_output,
         ") exceeds max_model_len (", config_.max_model_len, ")"));
   }
+  if (prompt_len + max_output > std::numeric_limits<int32_t>::max()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("prompt (", prompt_len, " tokens) + max_tokens (",
+                     max_output, ") exceeds 2^31 - 1 positions"));
+  }
   // The last sampled token is never fed back, so its KV is never needed.
-  const int32_t max_kv_tokens =
-      static_cast<int32_t>(prompt_len + std::max<int64_t>(0, max_output - 1));
-  const int32_t blocks_needed = kv_->BlocksForTokens(max_kv_tokens);
+  int64_t max_kv_tokens = prompt_len + std::max<int64_t>(0, max_output - 1);
+  int32_t blocks_needed;
+  if (spec.kv_window > 0) {
+    // A step's chunk sees the window before its first position: at most
+    // window - 1 + chunk slots live, over one more block when unaligned.
+    const int64_t span = std::min<int64_t>(
+        max_kv_tokens, int64_t{spec.kv_window} - 1 + MaxChunk());
+    blocks_needed = kv_->BlocksForTokens(static_cast<int32_t>(span)) + 1;
+  } else {
+    blocks_needed = kv_->BlocksForTokens(static_cast<int32_t>(max_kv_tokens));
+  }
   if (blocks_needed > kv_->num_blocks()) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "request needs ", blocks_needed, " KV blocks (", max_kv_tokens,
-        " tokens); the whole pool has ", kv_->num_blocks()));
+        "request needs ", blocks_needed, " KV blocks (",
+        spec.kv_window > 0 ? absl::StrCat("window ", spec.kv_window)
+                           : absl::StrCat(max_kv_tokens, " tokens"),
+        "); the whole pool has ", kv_->num_blocks()));
   }
   if (requests_.contains(spec.id)) {
     return absl::AlreadyExistsError(
@@ -121,12 +151,16 @@ absl::Status Scheduler::Add(RequestSpec spec) {
   r->id = spec.id;
   r->num_prompt_tokens = static_cast<int32_t>(prompt_len);
   r->tokens = std::move(spec.prompt_token_ids);
-  if (spec.generate) r->tokens.reserve(prompt_len + spec.max_tokens);
+  if (spec.generate) {
+    r->tokens.reserve(prompt_len + std::min<int64_t>(spec.max_tokens, 4096));
+  }
   r->max_tokens = static_cast<int32_t>(max_output);
   r->priority = spec.priority;
   r->prompt_logprobs = spec.prompt_logprobs;
   r->generate = spec.generate;
   r->share_prompt_with = spec.share_prompt_with;
+  r->window = spec.kv_window;
+  r->window_recompute_tokens = spec.window_recompute_tokens;
   r->arrival = next_arrival_++;
   waiting_.emplace(r->wait_key(), r.get());
   requests_.emplace(spec.id, std::move(r));
@@ -165,8 +199,9 @@ void Scheduler::Schedule(StepPlan* plan) {
     Request* r = running_[i];
     const int32_t n = ChunkSize(*r, r->num_computed_tokens, budget);
     ALIBI_CHECK(n >= 1) << "running request " << r->id << " has no token";
+    ReleaseOutOfWindow(r);
     bool fits = true;
-    while (!kv_->Allocate(&r->blocks, r->num_computed_tokens + n)) {
+    while (!kv_->Allocate(&r->blocks, r->num_computed_tokens + n - r->origin)) {
       Request* victim = running_.back();
       Preempt(victim, plan);
       preempted = true;
@@ -187,7 +222,11 @@ void Scheduler::Schedule(StepPlan* plan) {
     auto it = waiting_.begin();
     Request* r = it->second;
     PrefixMatch match;
-    if (!r->prompt_logprobs) match = kv_->MatchPrefix(r->tokens);
+    // A restarted KV sequence (origin > 0) was computed from a cut context:
+    // it neither matches nor registers cached blocks.
+    if (!r->prompt_logprobs && r->origin == 0) {
+      match = kv_->MatchPrefix(r->tokens, WindowRoot(r->window));
+    }
     if (const Request* source = PromptSource(*r); source != nullptr) {
       // Full blocks of the prompt, leaving at least one token to compute.
       const int32_t shared =
@@ -199,14 +238,16 @@ void Scheduler::Schedule(StepPlan* plan) {
       if (match.num_tokens < shared)
         match = kv_->ShareFrom(source->blocks, shared);
     }
-    const int32_t computed = match.num_tokens;
+    const int32_t computed = r->origin + match.num_tokens;
     const int32_t n = ChunkSize(*r, computed, budget);
     ALIBI_CHECK(n >= 1) << "request " << r->id;
-    if (!kv_->Allocate(&r->blocks, computed + n, &match)) break;
+    if (!kv_->Allocate(&r->blocks, computed + n - r->origin, &match)) break;
     waiting_.erase(it);
     r->state = RequestState::kRunning;
     r->num_computed_tokens = computed;
-    if (r->num_cached_tokens < 0) r->num_cached_tokens = computed;
+    if (r->num_cached_tokens < 0) r->num_cached_tokens = match.num_tokens;
+    num_windowed_running_ += r->window > 0;
+    ReleaseOutOfWindow(r);
     r->running_index = running_.size();
     running_.push_back(r);
     ++num_running_;
@@ -226,6 +267,15 @@ const Scheduler::Request* Scheduler::PromptSource(const Request& r) const {
   // A preempted source will recompute later; do not wait for it.
   if (source->state == RequestState::kPreempted) return nullptr;
   return source;
+}
+
+void Scheduler::ReleaseOutOfWindow(Request* r) {
+  if (r->window <= 0) return;
+  // The earliest key the next position can see, as a KV slot.
+  const int32_t first_key =
+      std::max(0, r->num_computed_tokens - r->origin - r->window + 1);
+  num_window_released_blocks_ += static_cast<uint64_t>(
+      kv_->ReleaseBefore(&r->blocks, first_key / kv_->block_size()));
 }
 
 void Scheduler::AddToPlan(Request* r, bool newly_admitted, int32_t num_tokens,
@@ -253,9 +303,15 @@ void Scheduler::AddToPlan(Request* r, bool newly_admitted, int32_t num_tokens,
                          r->tokens.begin() + s.first_position,
                          r->tokens.begin() + end);
   s.block_table_offset = static_cast<int32_t>(plan->block_tables.size());
-  s.num_blocks = kv_->BlocksForTokens(end);
+  s.origin = r->origin;
+  s.window = r->window;
+  s.first_block = r->blocks.first_block();
+  s.num_blocks = kv_->BlocksForTokens(end - r->origin) - s.first_block;
   const std::vector<int32_t>& table = r->blocks.block_ids();
-  ALIBI_CHECK(s.num_blocks <= static_cast<int32_t>(table.size()));
+  ALIBI_CHECK(s.num_blocks >= 1 &&
+              s.num_blocks <= static_cast<int32_t>(table.size()))
+      << "request " << r->id << ": " << s.num_blocks << " blocks of "
+      << table.size();
   plan->block_tables.insert(plan->block_tables.end(), table.begin(),
                             table.begin() + s.num_blocks);
   plan->num_batched_tokens += num_tokens;
@@ -266,8 +322,17 @@ void Scheduler::Preempt(Request* r, StepPlan* plan) {
   ALIBI_CHECK(!running_.empty() && running_.back() == r);
   running_.pop_back();
   --num_running_;
+  num_windowed_running_ -= r->window > 0;
   kv_->Free(&r->blocks);
-  r->num_computed_tokens = 0;
+  if (r->window > 0) {
+    // Restart the KV sequence a bounded distance back: keys from there on,
+    // recomputed, are exact again once `window_recompute_tokens` lie behind.
+    r->origin = std::max(r->origin,
+                         r->num_computed_tokens - r->window_recompute_tokens);
+    r->num_computed_tokens = r->origin;
+  } else {
+    r->num_computed_tokens = 0;
+  }
   r->state = RequestState::kPreempted;
   ++r->num_preemptions;
   ++num_preemptions_;
@@ -299,7 +364,10 @@ std::vector<FinishedRequest> Scheduler::Update(
           std::max(r->prompt_logits_done,
                    std::min(r->num_computed_tokens, r->num_prompt_tokens));
     }
-    kv_->CacheComputedBlocks(&r->blocks, r->tokens, r->num_computed_tokens);
+    if (r->origin == 0) {
+      kv_->CacheComputedBlocks(&r->blocks, r->tokens, r->num_computed_tokens,
+                               WindowRoot(r->window));
+    }
     if (!s.reaches_end) continue;
     FinishReason reason;
     if (!r->generate) {
@@ -348,6 +416,7 @@ FinishedRequest Scheduler::Release(Request* r, FinishReason reason) {
       .num_cached_tokens = std::max(0, r->num_cached_tokens)};
   if (r->state == RequestState::kRunning) {
     RemoveFromRunning(r);
+    num_windowed_running_ -= r->window > 0;
   } else {
     waiting_.erase(r->wait_key());
   }
@@ -383,10 +452,13 @@ absl::Span<const int32_t> Scheduler::BlockTable(uint64_t id) const {
 }
 
 SchedulerStats Scheduler::Stats() const {
-  return SchedulerStats{.num_running = num_running_,
-                        .num_waiting = num_waiting(),
-                        .num_preemptions = num_preemptions_,
-                        .kv = kv_->Stats()};
+  return SchedulerStats{
+      .num_running = num_running_,
+      .num_waiting = num_waiting(),
+      .num_windowed_running = num_windowed_running_,
+      .num_preemptions = num_preemptions_,
+      .num_window_released_blocks = num_window_released_blocks_,
+      .kv = kv_->Stats()};
 }
 
 }  // namespace alibi

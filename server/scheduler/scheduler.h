@@ -97,6 +97,15 @@ struct RequestSpec {
   // reference counts go up; nothing is computed or stored twice). If that
   // request is gone or preempted, this one runs on its own.
   uint64_t share_prompt_with = 0;
+  // Sliding window (0: none): position i attends to the last kv_window
+  // positions only, and blocks that left every position's window are
+  // released at once, so the request holds O(kv_window) blocks whatever its
+  // length (max_model_len does not cap it).
+  int32_t kv_window = 0;
+  // Tokens a preempted windowed request recomputes: it restarts its KV
+  // sequence that far back (>= num_layers * kv_window for exact keys; the
+  // engine sets it), not from its first token.
+  int32_t window_recompute_tokens = 0;
 };
 
 enum class RequestState : uint8_t {
@@ -121,7 +130,10 @@ struct RequestInfo {
 };
 
 // One request's share of a step. Positions [first_position, end_position())
-// are computed; their token ids are StepPlan::TokenIds(*this).
+// are computed; their token ids are StepPlan::TokenIds(*this). Positions are
+// the request's token indices; its KV sequence starts at `origin` (0 unless a
+// preempted windowed request restarted it later), so KV slot j holds position
+// origin + j, and logical blocks before `first_block` were released.
 struct ScheduledRequest {
   uint64_t id = 0;
   int32_t first_position = 0;  // num_computed_tokens before the step
@@ -136,11 +148,15 @@ struct ScheduledRequest {
   bool newly_admitted = false;  // admitted (or readmitted) this step
   int32_t token_offset = 0;     // into StepPlan::token_ids (query start)
   int32_t block_table_offset = 0;  // into StepPlan::block_tables
-  int32_t num_blocks = 0;          // == ceil(context_len() / block_size)
+  // Live blocks in the table: ceil(context_len() / block_size) - first_block.
+  int32_t num_blocks = 0;
+  int32_t origin = 0;       // position of KV slot 0
+  int32_t first_block = 0;  // logical block of the table's first entry
+  int32_t window = 0;       // sliding window (0: none)
 
   int32_t end_position() const { return first_position + num_tokens; }
   // KV length after the step (attention context of the last position).
-  int32_t context_len() const { return end_position(); }
+  int32_t context_len() const { return end_position() - origin; }
   int32_t num_logits() const { return end_position() - logits_begin; }
 };
 
@@ -166,11 +182,13 @@ struct StepPlan {
     return absl::MakeConstSpan(block_tables)
         .subspan(r.block_table_offset, r.num_blocks);
   }
-  // KV pool slot of `position` (< r.context_len()) of request r.
+  // KV pool slot of `position` (in [r.origin, r.end_position()), in a live
+  // block) of request r.
   int32_t Slot(const ScheduledRequest& r, int32_t position) const {
-    return block_tables[r.block_table_offset + position / block_size] *
+    const int32_t j = position - r.origin;
+    return block_tables[r.block_table_offset + j / block_size - r.first_block] *
                block_size +
-           position % block_size;
+           j % block_size;
   }
   void Clear();
 };
@@ -186,8 +204,10 @@ struct FinishedRequest {
 
 struct SchedulerStats {
   int32_t num_running = 0;
-  int32_t num_waiting = 0;  // including preempted
+  int32_t num_waiting = 0;           // including preempted
+  int32_t num_windowed_running = 0;  // running requests with a window
   uint64_t num_preemptions = 0;
+  uint64_t num_window_released_blocks = 0;  // released by sliding windows
   KvCacheStats kv;
 };
 
@@ -259,6 +279,11 @@ class Scheduler {
   int32_t ChunkSize(const Request& r, int32_t num_computed,
                     int32_t budget) const;
   void Preempt(Request* r, StepPlan* plan);
+  // Releases the blocks of a windowed request that no position from
+  // `r->num_computed_tokens` on can see.
+  void ReleaseOutOfWindow(Request* r);
+  // Most tokens one request computes in a step.
+  int32_t MaxChunk() const;
   // The live request whose prompt blocks `r` may start from, if any.
   const Request* PromptSource(const Request& r) const;
   void AddToPlan(Request* r, bool newly_admitted, int32_t num_tokens,
@@ -282,6 +307,8 @@ class Scheduler {
 
   uint64_t next_arrival_ = 0;
   uint64_t num_preemptions_ = 0;
+  uint64_t num_window_released_blocks_ = 0;
+  int32_t num_windowed_running_ = 0;
   uint64_t last_step_ = 0;
   bool update_pending_ = false;
 };

@@ -182,6 +182,7 @@ struct InvarianceCase {
   bool shared_prefix;
   int pool_divisor;  // pool = needed blocks / divisor (1: ample)
   int token_budget;
+  bool windowed = false;  // every other request with a sliding window
 };
 
 class BatchInvarianceTest : public ::testing::TestWithParam<InvarianceCase> {};
@@ -192,8 +193,12 @@ TEST_P(BatchInvarianceTest, ConcurrentGreedyEqualsAlone) {
   reference_config.scheduler.kv.num_blocks = 64;
   TestEngine alone = MakeEngine(c.model, reference_config);
   const int vocab = alone.engine->info().vocab_size;
-  const std::vector<EngineRequest> reqs =
-      MixedRequests(vocab, c.shared_prefix, 17);
+  std::vector<EngineRequest> reqs = MixedRequests(vocab, c.shared_prefix, 17);
+  if (c.windowed) {
+    for (size_t i = 1; i < reqs.size(); i += 2) {
+      reqs[i].kv_window = 8 + 8 * static_cast<int>(i % 4);
+    }
+  }
   const auto expected = RunAlone(*alone.engine, reqs);
 
   EngineConfig config;
@@ -230,13 +235,17 @@ INSTANTIATE_TEST_SUITE_P(
                       InvarianceCase{"tiny-mpt", false, 8, 2048},
                       InvarianceCase{"tiny-bloom", false, 1, 8},
                       InvarianceCase{"tiny-mpt", true, 1, 2048},
-                      InvarianceCase{"tiny-bloom", true, 8, 24}),
+                      InvarianceCase{"tiny-bloom", true, 8, 24},
+                      InvarianceCase{"tiny-bloom", false, 8, 2048, true},
+                      InvarianceCase{"tiny-mpt", false, 8, 24, true},
+                      InvarianceCase{"tiny-mpt", true, 1, 2048, true}),
     [](const auto& info) {
       const InvarianceCase& c = info.param;
       std::string name = c.model == "tiny-bloom" ? "Bloom" : "Mpt";
       if (c.shared_prefix) name += "SharedPrefix";
       if (c.pool_divisor > 1) name += "SmallPool";
       if (c.token_budget < 64) name += "ChunkedPrefill";
+      if (c.windowed) name += "Windowed";
       return name;
     });
 

@@ -1,5 +1,4 @@
 #include "server/metrics/metrics.h"
-#include "server/metrics/metrics_endpoint.h"
 
 #include <algorithm>
 #include <atomic>
@@ -17,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "server/metrics/metrics_endpoint.h"
 #include "tests/metrics/test_util.h"
 
 namespace alibi::metrics {
@@ -96,6 +96,8 @@ const std::vector<Expected>& Spec() {
       {"alibi_prefix_cache_queries_total", "counter", {"model"}},
       {"alibi_num_requests_running", "gauge", {"model"}},
       {"alibi_num_requests_waiting", "gauge", {"model"}},
+      {"alibi_num_requests_windowed", "gauge", {"model"}},
+      {"alibi_kv_cache_window_released_blocks_total", "counter", {"model"}},
       {"alibi_kv_cache_usage_ratio", "gauge", {"model"}},
       {"alibi_kv_cache_blocks", "gauge", {"model", "state"}},
       {"alibi_device_memory_used_bytes", "gauge", {"model"}},

@@ -1,5 +1,6 @@
 #include "server/scheduler/scheduler.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -559,6 +560,75 @@ TEST(SchedulerTest, GroupMemberWaitsForThePromptThenSharesItsBlocks) {
   ASSERT_EQ(plan.requests.size(), 2u);
   EXPECT_EQ(plan.requests[1].id, 3u);
   EXPECT_EQ(plan.requests[1].first_position, 0);
+}
+
+TEST(SchedulerTest, WindowedRequestHoldsBoundedBlocksWhateverItsLength) {
+  auto s = Make(Config(64, 4, 64));  // max_model_len 256
+  RequestSpec spec = Gen(1, 10, 2000);
+  spec.kv_window = 12;
+  ASSERT_TRUE(s->Add(spec).ok());  // 2010 tokens: only the window counts
+  RequestSpec unwindowed = Gen(2, 10, 2000);
+  EXPECT_EQ(s->Add(unwindowed).code(), absl::StatusCode::kInvalidArgument);
+  int32_t max_blocks = 0;
+  int steps = 0;
+  while (s->has_unfinished()) {
+    StepPlan plan = s->Schedule();
+    ASSERT_EQ(plan.requests.size(), 1u);
+    const ScheduledRequest& r = plan.requests[0];
+    EXPECT_EQ(r.window, 12);
+    EXPECT_EQ(r.origin, 0);
+    // The table covers the window of the chunk's first position.
+    const int32_t first_key = std::max(0, r.first_position - 12 + 1);
+    EXPECT_EQ(r.first_block, first_key / 4);
+    EXPECT_EQ(r.first_block + r.num_blocks, (r.end_position() + 3) / 4);
+    if (steps > 0) max_blocks = std::max(max_blocks, r.num_blocks);
+    EXPECT_LE(s->Stats().kv.num_used_blocks, r.num_blocks);
+    s->Update(plan, {7});
+    ++steps;
+  }
+  EXPECT_EQ(steps, 2000);
+  EXPECT_LE(max_blocks, 12 / 4 + 1);
+  EXPECT_GT(s->Stats().num_window_released_blocks, 400u);
+  EXPECT_EQ(s->Stats().kv.num_used_blocks, 0);
+}
+
+TEST(SchedulerTest, PreemptedWindowedRequestRecomputesOnlyItsTail) {
+  auto s = Make(Config(16, 4, 16));
+  ASSERT_TRUE(s->Add(Gen(1, 20, 40)).ok());  // grows to 15 of 16 blocks
+  RequestSpec windowed = Gen(2, 8, 200);
+  windowed.kv_window = 8;
+  windowed.window_recompute_tokens = 16;
+  ASSERT_TRUE(s->Add(windowed).ok());
+  bool preempted = false;
+  bool restarted = false;
+  int32_t computed_at_preemption = 0;
+  for (int i = 0; i < 1000 && s->has_unfinished(); ++i) {
+    const int32_t before = s->GetRequest(2).has_value()
+                               ? s->GetRequest(2)->num_computed_tokens
+                               : 0;
+    StepPlan plan = s->Schedule();
+    if (std::find(plan.preempted.begin(), plan.preempted.end(), 2u) !=
+        plan.preempted.end()) {
+      preempted = true;
+      computed_at_preemption = before;
+    }
+    for (const ScheduledRequest& r : plan.requests) {
+      if (r.id == 2 && r.newly_admitted && preempted && !restarted) {
+        restarted = true;
+        // Back from 16 tokens before where it stood, not from token 0.
+        EXPECT_EQ(r.origin, computed_at_preemption - 16);
+        EXPECT_EQ(r.first_position, r.origin);
+        EXPECT_EQ(r.first_block, 0);
+        EXPECT_EQ(r.context_len(), r.num_tokens);
+      }
+    }
+    s->Update(plan, std::vector<int32_t>(plan.requests.size(), 7));
+  }
+  EXPECT_TRUE(preempted);
+  EXPECT_TRUE(restarted);
+  EXPECT_GT(computed_at_preemption, 16);
+  EXPECT_FALSE(s->has_unfinished());
+  EXPECT_EQ(s->Stats().kv.num_used_blocks, 0);
 }
 
 TEST(SchedulerTest, FinishIsIdempotentAndFreesAtOnce) {
