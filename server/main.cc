@@ -86,6 +86,20 @@ ABSL_FLAG(int, max_queued_requests,
 ABSL_FLAG(int, long_prefill_token_threshold,
           alibi::engine::EngineConfig().scheduler.long_prefill_token_threshold,
           "Most prompt tokens one request computes per step (0: no cap)");
+ABSL_FLAG(int64_t, max_step_attention_pairs,
+          alibi::engine::EngineConfig().scheduler.max_step_attention_pairs,
+          "Attention work of one engine step, in query-key pairs (0: no "
+          "cap): long prompts are prefilled in chunks that shrink as their "
+          "context grows, so every step stays short");
+ABSL_FLAG(double, step_target_ms,
+          alibi::engine::EngineConfig().step_target_seconds * 1000.0,
+          "Engine step time to hold: the attention budget of a step adapts "
+          "(up to --max_step_attention_pairs) to the measured attention "
+          "throughput (0: fixed at that ceiling)");
+ABSL_FLAG(int, max_step_logit_rows,
+          alibi::engine::EngineConfig().scheduler.max_step_logit_rows,
+          "Prompt log-probability rows (scoring, echo) one step computes "
+          "(0: no cap)");
 ABSL_FLAG(int, block_size,
           alibi::engine::EngineConfig().scheduler.kv.block_size,
           "Tokens per KV block");
@@ -338,10 +352,14 @@ absl::Status Run() {
   sc.max_queued_requests = absl::GetFlag(FLAGS_max_queued_requests);
   sc.long_prefill_token_threshold =
       absl::GetFlag(FLAGS_long_prefill_token_threshold);
+  sc.max_step_attention_pairs = absl::GetFlag(FLAGS_max_step_attention_pairs);
+  sc.max_step_logit_rows = absl::GetFlag(FLAGS_max_step_logit_rows);
   sc.kv.block_size = absl::GetFlag(FLAGS_block_size);
   sc.kv.enable_prefix_caching = absl::GetFlag(FLAGS_enable_prefix_caching);
   engine_config.max_logprobs = absl::GetFlag(FLAGS_max_logprobs);
   engine_config.default_kv_window = absl::GetFlag(FLAGS_kv_window);
+  engine_config.step_target_seconds =
+      absl::GetFlag(FLAGS_step_target_ms) / 1000.0;
   // The activation workspace first, so the KV budget sees what is left.
   RETURN_IF_ERROR(model->Reserve(sc.max_num_batched_tokens, 128));
   ASSIGN_OR_RETURN(sc.kv.num_blocks, KvBlocks(*model, *backend));

@@ -191,7 +191,9 @@ struct EngineSnapshot {
   uint64_t window_released_blocks = 0;   // KV blocks sliding windows freed
   // The engine has requests it has not finished.
   bool has_work = false;
-  // Last time the engine loop made progress (finished a step or went idle).
+  // Last time the engine made progress: finished a step, went idle, or
+  // issued one more layer of a step in progress (so a long step is not a
+  // stall).
   TimePoint last_progress;
 };
 

@@ -24,6 +24,8 @@ namespace {
 constexpr auto kMemoryUpdatePeriod = std::chrono::seconds(1);
 // How long the idle engine thread sleeps before refreshing its heartbeat.
 constexpr auto kIdleWait = std::chrono::milliseconds(100);
+// The attention budget never drops below this (query-key pairs per step).
+constexpr int64_t kMinAttentionBudget = int64_t{1} << 16;
 
 class EngineCore final : public Engine {
  public:
@@ -35,6 +37,10 @@ class EngineCore final : public Engine {
   }
 
   void Start() {
+    runner_->SetProgressCallback([this] {
+      heartbeat_ns_.store(Now().time_since_epoch().count(),
+                          std::memory_order_relaxed);
+    });
     thread_ = std::thread([this] {
       MarkEngineThread();
       Loop();
@@ -101,6 +107,8 @@ class EngineCore final : public Engine {
                 TimePoint now);
   void FailStep(const absl::Status& status);
   void RecordStepMetrics(TimePoint start, TimePoint end);
+  // Moves the attention budget toward what fits the target step time.
+  void AdaptAttentionBudget(double step_seconds);
   // Outputs are published after the step's metrics are recorded, so a client
   // that has its answer also sees it counted.
   void Send(Active& a);
@@ -142,6 +150,9 @@ class EngineCore final : public Engine {
 
   mutable std::mutex snapshot_mu_;
   EngineSnapshot snapshot_;
+  // Last layer issued inside a step (TimePoint ticks): progress within a
+  // long step.
+  std::atomic<int64_t> heartbeat_ns_{0};
 
   std::thread thread_;
   std::once_flag shutdown_once_;
@@ -308,6 +319,9 @@ EngineSnapshot EngineCore::GetSnapshot() const {
     std::lock_guard<std::mutex> lock(snapshot_mu_);
     snapshot = snapshot_;
   }
+  const TimePoint heartbeat{
+      TimePoint::duration(heartbeat_ns_.load(std::memory_order_relaxed))};
+  snapshot.last_progress = std::max(snapshot.last_progress, heartbeat);
   std::lock_guard<std::mutex> lock(inbox_mu_);
   snapshot.num_waiting += static_cast<int>(inbox_.size());
   snapshot.num_live_requests += static_cast<int>(inbox_.size());
@@ -419,7 +433,29 @@ void EngineCore::Step() {
     return;
   }
   ProcessOutputs(Now());
-  RecordStepMetrics(start, Now());
+  const TimePoint end = Now();
+  RecordStepMetrics(start, end);
+  AdaptAttentionBudget(SecondsBetween(start, end));
+}
+
+void EngineCore::AdaptAttentionBudget(double seconds) {
+  const double target = config_.step_target_seconds;
+  if (target <= 0 || seconds <= 0 ||
+      config_.scheduler.max_step_attention_pairs <= 0) {
+    return;
+  }
+  const int64_t budget = scheduler_->attention_budget();
+  const int64_t used = plan_.attention_pairs;
+  // Only steps whose attention was a large share of the budget tell how fast
+  // attention runs (in decode-only steps other work dominates).
+  if (used < budget / 2) return;
+  const double wanted = static_cast<double>(used) / seconds * target;
+  const int64_t next = std::clamp<int64_t>(
+      static_cast<int64_t>(std::clamp(wanted, budget / 2.0, budget * 2.0)),
+      kMinAttentionBudget,
+      std::max(kMinAttentionBudget,
+               config_.scheduler.max_step_attention_pairs));
+  scheduler_->SetAttentionBudget(next);
 }
 
 void EngineCore::FailStep(const absl::Status& status) {

@@ -39,6 +39,10 @@ struct EngineConfig {
   // The sliding window of requests that set none (0: off); the frontend
   // applies it.
   int default_kv_window = 0;
+  // Step time the engine holds by adapting the attention budget of a step
+  // (scheduler.max_step_attention_pairs is its ceiling) from the attention
+  // throughput it measures; 0: a fixed budget.
+  double step_target_seconds = 0.2;
 };
 
 // Starts an engine thread serving `model` (created on `backend`). `metrics`

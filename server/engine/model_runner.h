@@ -55,6 +55,11 @@ class ModelRunner {
                        absl::Span<const RunnerRequest> requests,
                        std::vector<int32_t>* sampled);
 
+  // Runs `callback` as each layer of a forward pass is issued (heartbeat).
+  void SetProgressCallback(std::function<void()> callback) {
+    model_->SetLayerCallback(std::move(callback));
+  }
+
   const model::Model& model() const { return *model_; }
   kernels::Backend& backend() const { return *backend_; }
 

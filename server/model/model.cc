@@ -337,6 +337,7 @@ absl::Status Model::Forward(const ForwardBatch& batch, const LogitsSink& sink,
                                         embedding_norm_bias_, eps, hidden));
   }
   for (size_t i = 0; i < layers_.size(); ++i) {
+    if (layer_callback_) layer_callback_();
     const Layer& layer = layers_[i];
     const kernels::PagedKvView kv_view = KvView(static_cast<int>(i));
     // Attention block.

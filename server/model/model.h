@@ -97,6 +97,12 @@ class Model {
   // The same, returning all logits at once in `logits` (R * vocab_size).
   absl::Status Forward(const ForwardBatch& batch, absl::Span<float> logits);
 
+  // Called during Forward each time a layer's work has been issued: a
+  // heartbeat that tells a long step from a stuck one. Set before use.
+  void SetLayerCallback(std::function<void()> callback) {
+    layer_callback_ = std::move(callback);
+  }
+
  private:
   struct Layer;
   struct DeviceVector {
@@ -147,6 +153,7 @@ class Model {
   kernels::Buffer metadata_;        // int32 step metadata
   size_t metadata_capacity_ = 0;
   std::vector<int32_t> metadata_host_;
+  std::function<void()> layer_callback_;
 };
 
 }  // namespace alibi::model

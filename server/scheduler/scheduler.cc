@@ -29,6 +29,7 @@ void StepPlan::Clear() {
   block_tables.clear();
   preempted.clear();
   num_batched_tokens = 0;
+  attention_pairs = 0;
 }
 
 struct Scheduler::Request {
@@ -85,6 +86,9 @@ Scheduler::Scheduler(const SchedulerConfig& config,
                      std::unique_ptr<KvCacheManager> kv)
     : config_(config), kv_(std::move(kv)) {
   running_.reserve(config.max_num_seqs);
+  // A modest start; the engine raises it while steps stay short.
+  attention_budget_ =
+      std::min<int64_t>(config.max_step_attention_pairs, int64_t{1} << 18);
 }
 
 Scheduler::~Scheduler() = default;
@@ -167,11 +171,64 @@ absl::Status Scheduler::Add(RequestSpec spec) {
   return absl::OkStatus();
 }
 
+int64_t Scheduler::AttentionPairs(const Request& r, int32_t from,
+                                  int32_t n) const {
+  // Position p (KV slot p - origin) sees min(p - origin + 1, window) keys.
+  const int64_t a = int64_t{from} - r.origin + 1;  // keys of the first
+  const int64_t b = a + n - 1;                     // keys of the last
+  if (r.window <= 0 || b <= r.window) return (a + b) * n / 2;
+  if (a >= r.window) return int64_t{n} * r.window;
+  const int64_t below = r.window - a;  // positions before the window binds
+  return (a + r.window - 1) * below / 2 + (n - below) * int64_t{r.window};
+}
+
+int32_t Scheduler::PromptLogitRows(const Request& r, int32_t from,
+                                   int32_t n) const {
+  if (!r.prompt_logprobs) return 0;
+  const int32_t begin = std::max(from, r.prompt_logits_done);
+  return std::max(0, std::min(from + n, r.num_prompt_tokens) - begin);
+}
+
+void Scheduler::Spend(const Request& r, int32_t from, int32_t n,
+                      StepBudget* budget, StepPlan* plan) const {
+  budget->tokens -= n;
+  plan->attention_pairs += AttentionPairs(r, from, n);
+  if (budget->attention_pairs > 0) {
+    budget->attention_pairs = std::max<int64_t>(
+        0, budget->attention_pairs - AttentionPairs(r, from, n));
+  }
+  if (budget->logit_rows > 0) {
+    budget->logit_rows =
+        std::max(0, budget->logit_rows - PromptLogitRows(r, from, n));
+  }
+}
+
 int32_t Scheduler::ChunkSize(const Request& r, int32_t num_computed,
-                             int32_t budget) const {
-  int32_t n = std::min(r.num_tokens() - num_computed, budget);
+                             const StepBudget& budget) const {
+  int32_t n = std::min(r.num_tokens() - num_computed, budget.tokens);
   if (config_.long_prefill_token_threshold > 0) {
     n = std::min(n, config_.long_prefill_token_threshold);
+  }
+  if (n <= 0) return 0;
+  if (budget.logit_rows >= 0 &&
+      PromptLogitRows(r, num_computed, n) > budget.logit_rows) {
+    // Rows are needed from the first unreported prompt position on.
+    const int32_t first = std::max(num_computed, r.prompt_logits_done);
+    n = std::max(0, first + budget.logit_rows - num_computed);
+  }
+  if (budget.attention_pairs >= 0 &&
+      AttentionPairs(r, num_computed, n) > budget.attention_pairs) {
+    // The largest n that fits (pairs grow with n).
+    int32_t lo = 0, hi = n;
+    while (lo < hi) {
+      const int32_t mid = lo + (hi - lo + 1) / 2;
+      if (AttentionPairs(r, num_computed, mid) <= budget.attention_pairs) {
+        lo = mid;
+      } else {
+        hi = mid - 1;
+      }
+    }
+    n = lo;
   }
   return n;
 }
@@ -191,14 +248,23 @@ void Scheduler::Schedule(StepPlan* plan) {
   update_pending_ = true;
   CompactRunning();
 
-  int32_t budget = config_.max_num_batched_tokens;
+  StepBudget budget;
+  budget.tokens = config_.max_num_batched_tokens;
+  budget.attention_pairs = attention_budget_ > 0 ? attention_budget_ : -1;
+  budget.logit_rows =
+      config_.max_step_logit_rows > 0 ? config_.max_step_logit_rows : -1;
   bool preempted = false;
   // Running requests, oldest admission first. Victims come from the tail,
   // which is not scheduled yet in this step.
-  for (size_t i = 0; i < running_.size() && budget > 0;) {
+  for (size_t i = 0; i < running_.size() && !budget.exhausted();) {
     Request* r = running_[i];
-    const int32_t n = ChunkSize(*r, r->num_computed_tokens, budget);
-    ALIBI_CHECK(n >= 1) << "running request " << r->id << " has no token";
+    int32_t n = ChunkSize(*r, r->num_computed_tokens, budget);
+    if (n == 0) {
+      // Every step makes progress: the oldest request gets a token even
+      // when that alone is over the caps.
+      if (!plan->requests.empty()) break;
+      n = 1;
+    }
     ReleaseOutOfWindow(r);
     bool fits = true;
     while (!kv_->Allocate(&r->blocks, r->num_computed_tokens + n - r->origin)) {
@@ -211,14 +277,14 @@ void Scheduler::Schedule(StepPlan* plan) {
       }
     }
     if (!fits) break;
+    Spend(*r, r->num_computed_tokens, n, &budget, plan);
     AddToPlan(r, /*newly_admitted=*/false, n, plan);
-    budget -= n;
     ++i;
   }
 
   // Waiting requests, in queue order, never skipping the head.
-  while (!preempted && budget > 0 && num_running_ < config_.max_num_seqs &&
-         !waiting_.empty()) {
+  while (!preempted && !budget.exhausted() &&
+         num_running_ < config_.max_num_seqs && !waiting_.empty()) {
     auto it = waiting_.begin();
     Request* r = it->second;
     PrefixMatch match;
@@ -239,8 +305,11 @@ void Scheduler::Schedule(StepPlan* plan) {
         match = kv_->ShareFrom(source->blocks, shared);
     }
     const int32_t computed = r->origin + match.num_tokens;
-    const int32_t n = ChunkSize(*r, computed, budget);
-    ALIBI_CHECK(n >= 1) << "request " << r->id;
+    int32_t n = ChunkSize(*r, computed, budget);
+    if (n == 0) {
+      if (!plan->requests.empty()) break;
+      n = 1;  // an idle engine always makes progress
+    }
     if (!kv_->Allocate(&r->blocks, computed + n - r->origin, &match)) break;
     waiting_.erase(it);
     r->state = RequestState::kRunning;
@@ -251,8 +320,8 @@ void Scheduler::Schedule(StepPlan* plan) {
     r->running_index = running_.size();
     running_.push_back(r);
     ++num_running_;
+    Spend(*r, computed, n, &budget, plan);
     AddToPlan(r, /*newly_admitted=*/true, n, plan);
-    budget -= n;
   }
 }
 

@@ -80,6 +80,17 @@ struct SchedulerConfig {
   // Cap on the tokens one request computes per step (0: no cap), so that one
   // long prompt cannot take a whole step's budget.
   int32_t long_prefill_token_threshold = 0;
+  // Attention work one step may do, in query-key pairs (0: no cap): a chunk
+  // of n tokens after c computed ones costs about n * c + n^2 / 2 pairs (at
+  // most n * window with a window), a decode c + 1. Prefill chunks shrink as
+  // their context grows, so a step's time stays bounded however long a
+  // prompt is. A step always runs at least one token.
+  // The engine adapts it at run time (SetAttentionBudget) to hold a target
+  // step time; this is the start and the ceiling.
+  int64_t max_step_attention_pairs = int64_t{64} << 20;
+  // Rows of logits one step computes for prompt log-probabilities (scoring,
+  // echo with logprobs) (0: no cap); sampling rows are not counted.
+  int32_t max_step_logit_rows = 512;
   KvCacheOptions kv;  // the KV pool
 };
 
@@ -173,6 +184,7 @@ struct StepPlan {
   // Requests preempted this step (most recently admitted first).
   std::vector<uint64_t> preempted;
   int32_t num_batched_tokens = 0;  // == token_ids.size()
+  int64_t attention_pairs = 0;     // query-key pairs the step computes
 
   bool empty() const { return requests.empty(); }
   absl::Span<const int32_t> TokenIds(const ScheduledRequest& r) const {
@@ -254,6 +266,10 @@ class Scheduler {
   // until the next non-const call.
   absl::Span<const int32_t> BlockTable(uint64_t id) const;
 
+  // The attention budget of the next steps, in query-key pairs (> 0).
+  void SetAttentionBudget(int64_t pairs) { attention_budget_ = pairs; }
+  int64_t attention_budget() const { return attention_budget_; }
+
   int32_t num_running() const { return num_running_; }
   int32_t num_waiting() const { return static_cast<int32_t>(waiting_.size()); }
   bool has_unfinished() const { return !requests_.empty(); }
@@ -276,8 +292,26 @@ class Scheduler {
 
   Scheduler(const SchedulerConfig& config, std::unique_ptr<KvCacheManager> kv);
 
+  // What a step may still spend.
+  struct StepBudget {
+    int32_t tokens = 0;
+    int64_t attention_pairs = 0;  // < 0: no cap
+    int32_t logit_rows = 0;       // < 0: no cap
+    bool exhausted() const {
+      return tokens <= 0 || attention_pairs == 0 || logit_rows == 0;
+    }
+  };
+  // Tokens `r` computes this step from position `num_computed` within
+  // `budget` (0 when not even one fits).
   int32_t ChunkSize(const Request& r, int32_t num_computed,
-                    int32_t budget) const;
+                    const StepBudget& budget) const;
+  // Attention pairs of computing positions [from, from + n) of `r`.
+  int64_t AttentionPairs(const Request& r, int32_t from, int32_t n) const;
+  // Prompt logit rows of that chunk.
+  int32_t PromptLogitRows(const Request& r, int32_t from, int32_t n) const;
+  // Takes a chunk's cost from `budget` and adds its attention to `plan`.
+  void Spend(const Request& r, int32_t from, int32_t n, StepBudget* budget,
+             StepPlan* plan) const;
   void Preempt(Request* r, StepPlan* plan);
   // Releases the blocks of a windowed request that no position from
   // `r->num_computed_tokens` on can see.
@@ -308,6 +342,7 @@ class Scheduler {
   uint64_t next_arrival_ = 0;
   uint64_t num_preemptions_ = 0;
   uint64_t num_window_released_blocks_ = 0;
+  int64_t attention_budget_ = 0;  // 0: no cap
   int32_t num_windowed_running_ = 0;
   uint64_t last_step_ = 0;
   bool update_pending_ = false;

@@ -66,6 +66,78 @@ bool WaitForHealth(grpc::Channel& channel, bool serving,
   return false;
 }
 
+// Attention sleeps `delay` per call: a slow step that keeps making progress.
+class SlowBackend : public testing::ForwardingBackend {
+ public:
+  SlowBackend(std::unique_ptr<kernels::Backend> inner,
+              std::chrono::milliseconds delay)
+      : ForwardingBackend(std::move(inner)), delay_(delay) {}
+  absl::Status PagedAttention(kernels::TensorView q,
+                              const kernels::PagedKvView& kv,
+                              const kernels::AttentionMeta& meta,
+                              const float* slopes, int heads, float scale,
+                              kernels::TensorView out) override {
+    std::this_thread::sleep_for(delay_);
+    return ForwardingBackend::PagedAttention(q, kv, meta, slopes, heads, scale,
+                                             out);
+  }
+
+ private:
+  const std::chrono::milliseconds delay_;
+};
+
+TEST(HealthStallTest, ALongStepThatProgressesIsNotAStall) {
+  const std::string dir = testing::FixtureModel("tiny-mpt");  // 2 layers
+  kernels::BackendOptions options;
+  options.device = "cpu";
+  options.num_threads = 2;
+  auto cpu = kernels::CreateBackend(options);
+  ASSERT_TRUE(cpu.ok());
+  // Each step takes 2 x 700 ms, longer than the 1 s stall timeout, with a
+  // layer issued every 700 ms.
+  auto backend = std::make_unique<SlowBackend>(std::move(*cpu),
+                                               std::chrono::milliseconds(700));
+  auto model = model::Model::Load(dir, backend.get());
+  ASSERT_TRUE(model.ok()) << model.status();
+  auto tok = tokenizer::Tokenizer::FromFile(dir + "/tokenizer.json");
+  ASSERT_TRUE(tok.ok());
+  engine::EngineConfig config;
+  config.scheduler.kv.num_blocks = 64;
+  auto engine = engine::CreateEngine(config, std::move(backend),
+                                     std::move(*model), nullptr);
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  frontend::Frontend frontend(
+      engine->get(),
+      std::shared_ptr<const tokenizer::Tokenizer>(std::move(*tok)));
+  rpc::ServerOptions server_options;
+  server_options.host = "127.0.0.1";
+  server_options.port = 0;
+  server_options.stall_timeout = absl::Seconds(1);
+  auto server = rpc::RpcServer::Start(server_options, nullptr);
+  ASSERT_TRUE(server.ok()) << server.status();
+  (*server)->SetFrontend(&frontend);
+  auto channel =
+      grpc::CreateChannel("127.0.0.1:" + std::to_string((*server)->port()),
+                          grpc::InsecureChannelCredentials());
+  ASSERT_TRUE(WaitForHealth(*channel, true, std::chrono::seconds(5)));
+  engine::EngineRequest request;
+  request.prompt = {1, 2, 3};
+  request.max_tokens = 4;  // 4 steps of 1.4 s
+  auto stream = std::make_shared<engine::OutputStream>();
+  ASSERT_TRUE((*engine)->Submit(request, stream).ok());
+  int polls = 0, not_serving = 0;
+  while (!stream->finished()) {
+    auto health = testing::CheckHealth(*channel);
+    ASSERT_TRUE(health.ok()) << health.status();
+    ++polls;
+    not_serving += !*health;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_GT(polls, 30);
+  EXPECT_EQ(not_serving, 0) << "a slow, progressing step was reported stalled";
+  (*server)->Drain(absl::Seconds(1));
+}
+
 TEST(HealthStallTest, NotServingWhileTheEngineIsStuck) {
   const std::string dir = testing::FixtureModel("tiny-mpt");
   kernels::BackendOptions options;

@@ -631,6 +631,45 @@ TEST(SchedulerTest, PreemptedWindowedRequestRecomputesOnlyItsTail) {
   EXPECT_EQ(s->Stats().kv.num_used_blocks, 0);
 }
 
+TEST(SchedulerTest, AttentionAndLogitBudgetsBoundEveryStep) {
+  SchedulerConfig config = Config(512, 16, 2048);
+  config.max_model_len = 8192;
+  config.max_step_attention_pairs = 100000;
+  config.max_step_logit_rows = 50;
+  auto s = Make(config);
+  s->SetAttentionBudget(100000);
+  ASSERT_TRUE(s->Add(Gen(1, 4000, 4)).ok());  // a long prompt
+  RequestSpec scoring = Gen(2, 300, 1);
+  scoring.generate = false;
+  scoring.prompt_logprobs = true;
+  ASSERT_TRUE(s->Add(scoring).ok());
+  ASSERT_TRUE(s->Add(Gen(3, 5, 50)).ok());  // a short request
+  int steps = 0;
+  bool short_started = false;
+  while (s->has_unfinished() && steps < 10000) {
+    StepPlan plan = s->Schedule();
+    ASSERT_FALSE(plan.empty());
+    int64_t pairs = 0;
+    int32_t rows = 0;
+    for (const ScheduledRequest& r : plan.requests) {
+      const int64_t a = r.first_position + 1, b = r.end_position();
+      pairs += (a + b) * r.num_tokens / 2;
+      if (r.id == 2) rows += r.num_logits();
+      if (r.id == 3) short_started = true;
+    }
+    EXPECT_EQ(plan.attention_pairs, pairs);
+    // The first request always gets a token; beyond it, the caps hold.
+    if (plan.requests.size() > 1) EXPECT_LE(pairs, 100000 + 4100);
+    EXPECT_LE(rows, 50);
+    if (steps == 2) EXPECT_TRUE(short_started) << "the short request waited";
+    s->Update(plan, std::vector<int32_t>(plan.requests.size(), 7));
+    ++steps;
+  }
+  EXPECT_FALSE(s->has_unfinished());
+  // 4000^2 / 2 pairs of prefill alone need at least 80 steps.
+  EXPECT_GT(steps, 80);
+}
+
 TEST(SchedulerTest, FinishIsIdempotentAndFreesAtOnce) {
   auto s = Make(Config(8, 4, 64));
   ASSERT_TRUE(s->Add(Gen(1, 6, 4)).ok());
