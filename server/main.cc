@@ -131,6 +131,36 @@ ABSL_FLAG(std::string, api_key_file, "",
           "File holding a bearer token that InferenceService calls must "
           "send as `authorization: Bearer <token>` (health stays open)");
 ABSL_FLAG(std::string, log_level, "info", "debug, info, warning or error");
+ABSL_FLAG(bool, log_requests, true,
+          "One log line per finished inference call (method, id, the "
+          "caller's request_id, status)");
+ABSL_FLAG(std::string, reflection, "auto",
+          "gRPC server reflection: on, off, or auto (on unless "
+          "--api_key_file is set: reflection cannot check tokens)");
+ABSL_FLAG(absl::Duration, grpc_handshake_timeout,
+          alibi::rpc::ServerOptions().handshake_timeout,
+          "gRPC: a connection's handshake (TLS included) must finish within "
+          "this time");
+ABSL_FLAG(absl::Duration, grpc_max_connection_idle,
+          alibi::rpc::ServerOptions().max_connection_idle,
+          "gRPC: a connection with no call in progress this long is closed "
+          "(half-open connections included)");
+ABSL_FLAG(absl::Duration, grpc_max_connection_age,
+          alibi::rpc::ServerOptions().max_connection_age,
+          "gRPC: connections are asked to go after this long (0: never); "
+          "calls in flight get --grpc_max_connection_age_grace");
+ABSL_FLAG(absl::Duration, grpc_max_connection_age_grace,
+          alibi::rpc::ServerOptions().max_connection_age_grace,
+          "gRPC: how long calls in flight on an aged connection may finish");
+ABSL_FLAG(int, grpc_max_concurrent_streams,
+          alibi::rpc::ServerOptions().max_concurrent_streams,
+          "gRPC: calls in progress on one connection at most");
+ABSL_FLAG(absl::Duration, grpc_keepalive_time,
+          alibi::rpc::ServerOptions().keepalive_time,
+          "gRPC: the server pings a connection this often to find dead peers");
+ABSL_FLAG(int64_t, grpc_memory_limit_bytes,
+          alibi::rpc::ServerOptions().memory_limit_bytes,
+          "gRPC: memory its connection buffers may use (0: unlimited)");
 
 namespace alibi {
 namespace {
@@ -186,9 +216,17 @@ void WaitForSignals() {
     std::fflush(stderr);
     std::_Exit(0);
   }
-  std::lock_guard<std::mutex> lock(g_signal_mu);
-  g_signal = c;
+  {
+    std::lock_guard<std::mutex> lock(g_signal_mu);
+    g_signal = c;
+  }
   g_signal_cv.notify_all();
+  // A second signal during the drain ends the process at once.
+  while (read(g_signal_pipe[0], &c, 1) != 1) {
+  }
+  ALIBI_LOG(WARNING) << "signal " << int{c} << " during the drain: exiting now";
+  std::fflush(stderr);
+  std::_Exit(1);
 }
 
 void InstallSignalHandlers() {
@@ -328,6 +366,31 @@ absl::Status Run() {
   server_options.tls_client_ca_file = absl::GetFlag(FLAGS_tls_client_ca);
   server_options.stall_timeout =
       absl::Seconds(absl::GetFlag(FLAGS_health_stall_seconds));
+  const std::string reflection = absl::GetFlag(FLAGS_reflection);
+  if (reflection != "auto" && reflection != "on" && reflection != "off") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--reflection: \"", reflection, "\" is not auto, on or off"));
+  }
+  server_options.enable_reflection =
+      reflection == "on" || (reflection == "auto" && api_key.empty());
+  if (reflection == "on" && !api_key.empty()) {
+    ALIBI_LOG(WARNING) << "--reflection=on with --api_key_file: reflection "
+                          "answers without a token";
+  }
+  server_options.handshake_timeout =
+      absl::GetFlag(FLAGS_grpc_handshake_timeout);
+  server_options.max_connection_idle =
+      absl::GetFlag(FLAGS_grpc_max_connection_idle);
+  server_options.max_connection_age =
+      absl::GetFlag(FLAGS_grpc_max_connection_age);
+  server_options.max_connection_age_grace =
+      absl::GetFlag(FLAGS_grpc_max_connection_age_grace);
+  server_options.max_concurrent_streams =
+      absl::GetFlag(FLAGS_grpc_max_concurrent_streams);
+  server_options.keepalive_time = absl::GetFlag(FLAGS_grpc_keepalive_time);
+  server_options.memory_limit_bytes =
+      absl::GetFlag(FLAGS_grpc_memory_limit_bytes);
+  server_options.service.log_requests = absl::GetFlag(FLAGS_log_requests);
   server_options.service.served_model_name = served_name;
   server_options.service.api_key = api_key;
   server_options.service.server_version = kVersion;

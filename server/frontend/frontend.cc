@@ -58,6 +58,7 @@ InferenceCall::InferenceCall(engine::Engine* engine, OutputExecutor* executor,
       tokenizer_(tokenizer),
       on_ready_(std::move(on_ready)),
       prompt_(prepared.request.prompt),
+      client_request_id_(prepared.request.client_request_id),
       request_(std::move(prepared.request)),
       processor_(tokenizer, std::move(prepared.output), "") {}
 

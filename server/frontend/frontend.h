@@ -78,6 +78,8 @@ class InferenceCall : public std::enable_shared_from_this<InferenceCall> {
   std::string id() const;
   // The request's token ids (the prompt, or the scoring input).
   const std::vector<int32_t>& prompt() const { return prompt_; }
+  // The caller's request id ("" when none was given).
+  const std::string& client_request_id() const { return client_request_id_; }
 
   // A scoring call's result from all of its chunks merged.
   ScoreResult ToScoreResult(CompletionChunk all) const;
@@ -94,6 +96,7 @@ class InferenceCall : public std::enable_shared_from_this<InferenceCall> {
   const tokenizer::Tokenizer& tokenizer_;
   const std::function<void()> on_ready_;
   const std::vector<int32_t> prompt_;
+  const std::string client_request_id_;
   std::shared_ptr<engine::OutputStream> stream_;
   std::atomic<bool> notify_pending_{false};
   std::atomic<bool> submitted_{false};

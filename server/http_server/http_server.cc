@@ -119,7 +119,67 @@ class WorkerPool {
   std::vector<std::thread> threads_;
 };
 
+// Loads the certificate chain, the key (checked against the certificate)
+// and, with a client CA, client verification into `ctx`. Errors name the
+// file and what is wrong with it.
+absl::Status LoadTls(SSL_CTX* ctx, const TlsOptions& tls) {
+  if (tls.cert_file.empty() || tls.key_file.empty()) {
+    return absl::InvalidArgumentError("TLS needs a certificate and a key");
+  }
+  if (access(tls.cert_file.c_str(), R_OK) != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("TLS certificate \"", tls.cert_file,
+                     "\" cannot be read: ", std::strerror(errno)));
+  }
+  if (SSL_CTX_use_certificate_chain_file(ctx, tls.cert_file.c_str()) != 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("TLS certificate \"", tls.cert_file,
+                     "\" is not a PEM certificate chain: ", SslErrorString()));
+  }
+  FILE* key_file = fopen(tls.key_file.c_str(), "r");
+  if (key_file == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("TLS key \"", tls.key_file,
+                     "\" cannot be read: ", std::strerror(errno)));
+  }
+  EVP_PKEY* key = PEM_read_PrivateKey(key_file, nullptr, nullptr, nullptr);
+  fclose(key_file);
+  if (key == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("TLS key \"", tls.key_file,
+                     "\" is not a PEM private key: ", SslErrorString()));
+  }
+  const bool key_ok = SSL_CTX_use_PrivateKey(ctx, key) == 1 &&
+                      SSL_CTX_check_private_key(ctx) == 1;
+  EVP_PKEY_free(key);
+  if (!key_ok) {
+    ERR_clear_error();
+    return absl::InvalidArgumentError(absl::StrCat(
+        "TLS key \"", tls.key_file, "\" does not match the certificate \"",
+        tls.cert_file, "\""));
+  }
+  if (!tls.client_ca_file.empty()) {
+    if (SSL_CTX_load_verify_locations(ctx, tls.client_ca_file.c_str(),
+                                      nullptr) != 1) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("TLS client CA \"", tls.client_ca_file,
+                       "\" cannot be used: ", SslErrorString()));
+    }
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT,
+                       nullptr);
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
+
+absl::Status CheckTlsFiles(const TlsOptions& tls) {
+  SSL_CTX* ctx = SSL_CTX_new(TLS_server_method());
+  if (ctx == nullptr) return absl::InternalError(SslErrorString());
+  absl::Status status = LoadTls(ctx, tls);
+  SSL_CTX_free(ctx);
+  return status;
+}
 
 // What a connection shares with the Responders of its requests: the output
 // buffer and the state of the response in progress. Guarded by `mu`.
@@ -158,7 +218,9 @@ class HttpServer::Impl {
   ~Impl() { Shutdown(); }
 
   absl::Status Listen();
-  void StartLoop() { loop_ = std::thread([this] { Loop(); }); }
+  void StartLoop() {
+    loop_ = std::thread([this] { Loop(); });
+  }
   void Shutdown();
   int port() const { return port_; }
   HttpServerStats stats() const {
@@ -196,17 +258,17 @@ class HttpServer::Impl {
     std::string peer;
     ConnState state = ConnState::kWaiting;
     bool first_request = true;
-    TimePoint deadline;        // for kWaiting/kHeaders/kBody/kClosing
+    TimePoint deadline;  // for kWaiting/kHeaders/kBody/kClosing
     // Since when queued output has made no progress (TimePoint() when none
     // is queued or it just moved).
     TimePoint write_stalled_since;
-    std::string in;            // bytes read, not yet parsed
+    std::string in;  // bytes read, not yet parsed
     bool read_eof = false;
     bool reading_paused = false;
-    bool want_write = false;   // EPOLLOUT registered
+    bool want_write = false;  // EPOLLOUT registered
     bool tls_read_needs_write = false;
     bool sent_continue = false;
-    uint32_t events = 0;       // registered epoll events
+    uint32_t events = 0;  // registered epoll events
     HttpParser parser;
     std::shared_ptr<Responder::State> shared;
     explicit Conn(HttpParserLimits limits) : parser(limits) {}
@@ -381,9 +443,9 @@ absl::Status HttpServer::Impl::Listen() {
         absl::StrCat(options_.name, " port out of range: ", options_.port));
   }
   if (options_.max_connections < 1) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        options_.name, ": max_connections must be >= 1, got ",
-        options_.max_connections));
+    return absl::InvalidArgumentError(
+        absl::StrCat(options_.name, ": max_connections must be >= 1, got ",
+                     options_.max_connections));
   }
   const TlsOptions& tls = options_.tls;
   if (!tls.cert_file.empty() || !tls.key_file.empty() ||
@@ -399,51 +461,7 @@ absl::Status HttpServer::Impl::Listen() {
     SSL_CTX_set_min_proto_version(ssl_ctx_, TLS1_2_VERSION);
     SSL_CTX_set_mode(ssl_ctx_, SSL_MODE_ENABLE_PARTIAL_WRITE |
                                    SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-    if (access(tls.cert_file.c_str(), R_OK) != 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("TLS certificate \"", tls.cert_file,
-                       "\" cannot be read: ", std::strerror(errno)));
-    }
-    if (SSL_CTX_use_certificate_chain_file(ssl_ctx_, tls.cert_file.c_str()) !=
-        1) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("TLS certificate \"", tls.cert_file,
-                       "\" is not a PEM certificate chain: ", SslErrorString()));
-    }
-    FILE* key_file = fopen(tls.key_file.c_str(), "r");
-    if (key_file == nullptr) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("TLS key \"", tls.key_file,
-                       "\" cannot be read: ", std::strerror(errno)));
-    }
-    EVP_PKEY* key = PEM_read_PrivateKey(key_file, nullptr, nullptr, nullptr);
-    fclose(key_file);
-    if (key == nullptr) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("TLS key \"", tls.key_file,
-                       "\" is not a PEM private key: ", SslErrorString()));
-    }
-    const bool key_ok = SSL_CTX_use_PrivateKey(ssl_ctx_, key) == 1 &&
-                        SSL_CTX_check_private_key(ssl_ctx_) == 1;
-    EVP_PKEY_free(key);
-    if (!key_ok) {
-      ERR_clear_error();
-      return absl::InvalidArgumentError(
-          absl::StrCat("TLS key \"", tls.key_file,
-                       "\" does not match the certificate \"", tls.cert_file,
-                       "\""));
-    }
-    if (!tls.client_ca_file.empty()) {
-      if (SSL_CTX_load_verify_locations(ssl_ctx_, tls.client_ca_file.c_str(),
-                                        nullptr) != 1) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("TLS client CA \"", tls.client_ca_file,
-                         "\" cannot be used: ", SslErrorString()));
-      }
-      SSL_CTX_set_verify(ssl_ctx_,
-                         SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT,
-                         nullptr);
-    }
+    if (absl::Status s = LoadTls(ssl_ctx_, tls); !s.ok()) return s;
   }
 
   addrinfo hints = {};
@@ -458,15 +476,15 @@ absl::Status HttpServer::Impl::Listen() {
   const std::string port = absl::StrCat(options_.port);
   if (const int rc = getaddrinfo(host.c_str(), port.c_str(), &hints, &found);
       rc != 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        options_.name, ": bad address \"", options_.host,
-        "\": ", gai_strerror(rc)));
+    return absl::InvalidArgumentError(
+        absl::StrCat(options_.name, ": bad address \"", options_.host,
+                     "\": ", gai_strerror(rc)));
   }
   std::string error = "no address";
   for (addrinfo* a = found; a != nullptr; a = a->ai_next) {
-    const int fd = socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK |
-                                            SOCK_CLOEXEC,
-                          a->ai_protocol);
+    const int fd =
+        socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
+               a->ai_protocol);
     if (fd < 0) {
       error = std::strerror(errno);
       continue;
@@ -489,9 +507,9 @@ absl::Status HttpServer::Impl::Listen() {
   }
   freeaddrinfo(found);
   if (listen_fd_ < 0) {
-    return absl::UnavailableError(absl::StrCat(
-        options_.name, ": cannot listen on ", options_.host, ":",
-        options_.port, ": ", error));
+    return absl::UnavailableError(
+        absl::StrCat(options_.name, ": cannot listen on ", options_.host, ":",
+                     options_.port, ": ", error));
   }
   epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
   event_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -580,8 +598,8 @@ void HttpServer::Impl::Accept() {
   while (true) {
     sockaddr_storage addr = {};
     socklen_t len = sizeof(addr);
-    const int fd = accept4(listen_fd_, reinterpret_cast<sockaddr*>(&addr),
-                           &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    const int fd = accept4(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len,
+                           SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
       if (errno == EINTR || errno == ECONNABORTED) continue;
       if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
@@ -599,8 +617,8 @@ void HttpServer::Impl::Accept() {
     if (static_cast<int>(conns_.size()) >= options_.max_connections) {
       Count(&HttpServerStats::refused_over_limit);
       if (ssl_ctx_ == nullptr) {
-        const auto [type, body] = options_.error_body(
-            503, "too many connections; retry later");
+        const auto [type, body] =
+            options_.error_body(503, "too many connections; retry later");
         const std::string response = absl::StrCat(
             "HTTP/1.1 503 Service Unavailable\r\nContent-Type: ", type,
             "\r\nContent-Length: ", body.size(),
@@ -613,8 +631,8 @@ void HttpServer::Impl::Accept() {
     }
     const int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    auto conn = std::make_unique<Conn>(HttpParserLimits{
-        options_.max_header_bytes, options_.max_body_bytes});
+    auto conn = std::make_unique<Conn>(
+        HttpParserLimits{options_.max_header_bytes, options_.max_body_bytes});
     Conn& c = *conn;
     c.id = next_id_++;
     c.fd = fd;
@@ -865,8 +883,8 @@ bool HttpServer::Impl::Flush(Conn& c) {
       if (s.phase == Responder::State::Phase::kComplete) {
         complete = true;
         close_after = s.close_after;
-      } else if (s.phase == Responder::State::Phase::kStreaming &&
-                 progress && s.on_drain) {
+      } else if (s.phase == Responder::State::Phase::kStreaming && progress &&
+                 s.on_drain) {
         drained = s.on_drain;
       }
     }
@@ -876,8 +894,8 @@ bool HttpServer::Impl::Flush(Conn& c) {
     return false;
   }
   if (drained) workers_.Post(std::move(drained));
-  if (complete && (c.state == ConnState::kHandling ||
-                   c.state == ConnState::kClosing)) {
+  if (complete &&
+      (c.state == ConnState::kHandling || c.state == ConnState::kClosing)) {
     if (close_after || c.state == ConnState::kClosing || c.read_eof) {
       Close(c);
       return false;
@@ -960,8 +978,8 @@ void HttpServer::Impl::Sweep(TimePoint now) {
     } else if (c.state != ConnState::kHandling && now >= c.deadline) {
       switch (c.state) {
         case ConnState::kWaiting:
-          expired.emplace_back(id,
-                               c.first_request ? Expiry::kHeaders : Expiry::kIdle);
+          expired.emplace_back(
+              id, c.first_request ? Expiry::kHeaders : Expiry::kIdle);
           break;
         case ConnState::kHeaders:
           expired.emplace_back(id, Expiry::kHeaders);
@@ -988,10 +1006,11 @@ void HttpServer::Impl::Sweep(TimePoint now) {
         // nothing (or has not finished its TLS handshake) is just closed.
         if (c.state == ConnState::kHeaders &&
             (c.ssl == nullptr || c.handshake_done)) {
-          FailRequest(c, 408,
-                      absl::StrCat("the request header section did not "
-                                   "arrive within ",
-                                   absl::FormatDuration(options_.header_timeout)));
+          FailRequest(
+              c, 408,
+              absl::StrCat("the request header section did not "
+                           "arrive within ",
+                           absl::FormatDuration(options_.header_timeout)));
           Flush(c);
         } else {
           Close(c);

@@ -56,6 +56,12 @@ struct TlsOptions {
   std::string client_ca_file;
 };
 
+// Whether the TLS files can serve: both readable, PEM, the key matching the
+// certificate, the client CA (if any) usable. INVALID_ARGUMENT naming the
+// file and the problem otherwise. (For other servers that take the same
+// files, e.g. the gRPC transport, to fail with a clear message.)
+absl::Status CheckTlsFiles(const TlsOptions& tls);
+
 using HttpHeaders = std::vector<std::pair<std::string, std::string>>;
 
 struct HttpServerOptions {

@@ -3,17 +3,35 @@
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
+#include "common/status_macros.h"
+#include "server/http_server/http_server.h"
+#include "server/rpc/wire.h"
 
 namespace alibi::rpc {
 namespace {
 
 constexpr char kServiceName[] = "alibi.v1.InferenceService";
 constexpr auto kWatchdogPeriod = std::chrono::milliseconds(500);
+
+// Removes the reflection plugin, which linking grpc++_reflection registers
+// for every server at static initialization.
+class WithoutReflection : public grpc::ServerBuilderOption {
+ public:
+  void UpdateArguments(grpc::ChannelArguments* /*args*/) override {}
+  void UpdatePlugins(std::vector<std::unique_ptr<grpc::ServerBuilderPlugin>>*
+                         plugins) override {
+    std::erase_if(*plugins, [](const auto& plugin) {
+      return dynamic_cast<grpc::reflection::ProtoServerReflectionPlugin*>(
+                 plugin.get()) != nullptr;
+    });
+  }
+};
 
 absl::StatusOr<std::string> ReadFile(const std::string& path,
                                      absl::string_view flag) {
@@ -40,6 +58,9 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> Credentials(
     return absl::InvalidArgumentError(
         "TLS needs both --tls_cert and --tls_key");
   }
+  // gRPC itself only says it cannot listen; name the file and the problem.
+  RETURN_IF_ERROR(http_server::CheckTlsFiles(
+      {o.tls_cert_file, o.tls_key_file, o.tls_client_ca_file}));
   grpc::SslServerCredentialsOptions ssl;
   grpc::SslServerCredentialsOptions::PemKeyCertPair pair;
   auto key = ReadFile(o.tls_key_file, "tls_key");
@@ -69,9 +90,42 @@ absl::StatusOr<std::unique_ptr<RpcServer>> RpcServer::Start(
   auto credentials = Credentials(options);
   if (!credentials.ok()) return credentials.status();
   std::unique_ptr<RpcServer> server(new RpcServer(options, metrics));
+  InstallProtobufLogFilter();
   grpc::EnableDefaultHealthCheckService(true);
-  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  if (options.enable_reflection) {
+    grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  }
   grpc::ServerBuilder builder;
+  if (!options.enable_reflection) {
+    builder.SetOption(std::make_unique<WithoutReflection>());
+  }
+  auto ms = [](absl::Duration d) {
+    return static_cast<int>(
+        std::min<int64_t>(absl::ToInt64Milliseconds(d), INT32_MAX));
+  };
+  builder.AddChannelArgument(GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS,
+                             ms(options.handshake_timeout));
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_IDLE_MS,
+                             ms(options.max_connection_idle));
+  if (options.max_connection_age > absl::ZeroDuration()) {
+    builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_MS,
+                               ms(options.max_connection_age));
+    builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS,
+                               ms(options.max_connection_age_grace));
+  }
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS,
+                             options.max_concurrent_streams);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS,
+                             ms(options.keepalive_time));
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
+                             ms(options.keepalive_timeout));
+  // Let idle connections be probed without client calls.
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  if (options.memory_limit_bytes > 0) {
+    grpc::ResourceQuota quota("alibi-grpc");
+    quota.Resize(static_cast<size_t>(options.memory_limit_bytes));
+    builder.SetResourceQuota(quota);
+  }
   const std::string address = absl::StrCat(
       options.host.find(':') != std::string::npos ? "[" + options.host + "]"
                                                   : options.host,

@@ -36,6 +36,25 @@ struct ServerOptions {
   std::string tls_client_ca_file;
   // Engine stalled (work pending, no progress) this long: NOT_SERVING.
   absl::Duration stall_timeout = absl::Seconds(60);
+  // Server reflection (grpc.reflection.v1alpha). It cannot check bearer
+  // tokens, so main.cc turns it off by default when an API key is set.
+  bool enable_reflection = true;
+  // Connection limits (HTTP/2). A connection must finish its handshake
+  // (TLS included) within `handshake_timeout`; one with no call in progress
+  // for `max_connection_idle` is closed (GOAWAY); every connection is told
+  // to go after `max_connection_age` (calls in flight get
+  // `max_connection_age_grace`; 0: never); at most `max_concurrent_streams`
+  // calls per connection; keepalive pings every `keepalive_time` find dead
+  // peers (`keepalive_timeout` to answer); gRPC's buffers stay within
+  // `memory_limit_bytes` (0: unlimited).
+  absl::Duration handshake_timeout = absl::Seconds(10);
+  absl::Duration max_connection_idle = absl::Minutes(5);
+  absl::Duration max_connection_age = absl::Hours(24);
+  absl::Duration max_connection_age_grace = absl::Hours(1);
+  int max_concurrent_streams = 256;
+  absl::Duration keepalive_time = absl::Minutes(1);
+  absl::Duration keepalive_timeout = absl::Seconds(20);
+  int64_t memory_limit_bytes = int64_t{1} << 30;
   ServiceOptions service;
 };
 

@@ -5,10 +5,15 @@
 #include <string>
 #include <utility>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
+#include "common/status_macros.h"
 #include "server/rpc/convert.h"
 #include "server/rpc/status.h"
+#include "server/rpc/wire.h"
 
 namespace alibi::rpc {
 namespace {
@@ -25,11 +30,42 @@ bool SecureEquals(absl::string_view presented, absl::string_view expected) {
 }
 
 // The status a call that the client abandoned ends with.
+//
+// A client whose deadline expires resets the stream itself, and its reset
+// can arrive a little before the server's copy of the deadline passes (the
+// deadline travels as a relative timeout): a cancel this close to the
+// deadline is the deadline.
 absl::Status AbandonedStatus(const grpc::CallbackServerContext& context) {
-  if (context.deadline() <= std::chrono::system_clock::now()) {
+  constexpr auto kDeadlineSlack = std::chrono::milliseconds(250);
+  if (context.deadline() <= std::chrono::system_clock::now() + kDeadlineSlack) {
     return absl::DeadlineExceededError("deadline exceeded");
   }
   return absl::CancelledError("cancelled by the client");
+}
+
+// Checks `authorization: Bearer <key>` (RFC 6750: the scheme is
+// case-insensitive); exactly one such header is accepted.
+absl::Status CheckBearer(const grpc::CallbackServerContext& context,
+                         absl::string_view key) {
+  const auto& metadata = context.client_metadata();
+  const auto [begin, end] = metadata.equal_range("authorization");
+  const auto count = std::distance(begin, end);
+  if (count != 1) {
+    return absl::UnauthenticatedError(
+        count == 0 ? "missing bearer token: send `authorization: Bearer <key>`"
+                   : "more than one `authorization` header");
+  }
+  const absl::string_view value(begin->second.data(), begin->second.size());
+  constexpr absl::string_view kScheme = "bearer ";
+  if (value.size() < kScheme.size() ||
+      !absl::EqualsIgnoreCase(value.substr(0, kScheme.size()), kScheme) ||
+      !SecureEquals(
+          absl::StripLeadingAsciiWhitespace(value.substr(kScheme.size())),
+          key)) {
+    return absl::UnauthenticatedError(
+        "wrong bearer token in the `authorization` header");
+  }
+  return absl::OkStatus();
 }
 
 // Lets a call's output notifications reach its reactor only while the
@@ -131,9 +167,10 @@ class InferenceService::UnaryReactor : public grpc::ServerUnaryReactor {
 
   void OnDone() override {
     link_->Detach();
-    service_->CallDone(rpc_, context_->IsCancelled()
-                                 ? ToGrpcStatus(AbandonedStatus(*context_))
-                                 : status_);
+    service_->CallDone(rpc_, call_.get(),
+                       context_->IsCancelled()
+                           ? ToGrpcStatus(AbandonedStatus(*context_))
+                           : status_);
     delete this;
   }
 
@@ -169,7 +206,7 @@ class InferenceService::UnaryReactor : public grpc::ServerUnaryReactor {
 // method does, and never before Start() has returned.
 template <typename Response>
 class InferenceService::StreamReactor
-    : public grpc::ServerWriteReactor<Response> {
+    : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
   using Link = ReactorLink<StreamReactor>;
   using Format = std::function<void(frontend::CompletionChunk&, Response*)>;
@@ -250,9 +287,10 @@ class InferenceService::StreamReactor
 
   void OnDone() override {
     link_->Detach();
-    service_->CallDone(rpc_, context_->IsCancelled()
-                                 ? ToGrpcStatus(AbandonedStatus(*context_))
-                                 : status_);
+    service_->CallDone(rpc_, call_.get(),
+                       context_->IsCancelled()
+                           ? ToGrpcStatus(AbandonedStatus(*context_))
+                           : status_);
     delete this;
   }
 
@@ -267,7 +305,7 @@ class InferenceService::StreamReactor
     if (t.kind == Terminal::kFinish) {
       this->Finish(t.status);
     } else if (t.kind == Terminal::kWriteAndFinish) {
-      this->StartWriteAndFinish(&response_, grpc::WriteOptions(), t.status);
+      this->StartWriteAndFinish(&buffer_, grpc::WriteOptions(), t.status);
     }
   }
 
@@ -290,9 +328,10 @@ class InferenceService::StreamReactor
     }
     response_.Clear();
     format_(*chunk, &response_);
+    SerializeResponse(response_, &buffer_);
     if (!chunk->finished) {
       writing_ = true;
-      this->StartWrite(&response_);
+      this->StartWrite(&buffer_);
       return {};
     }
     const grpc::Status status = ToGrpcStatus(chunk->status);
@@ -301,7 +340,7 @@ class InferenceService::StreamReactor
       if (!chunk->has_content()) return FinishLocked(status);
       pending_finish_ = status;
       writing_ = true;
-      this->StartWrite(&response_);
+      this->StartWrite(&buffer_);
       return {};
     }
     finished_ = true;
@@ -318,7 +357,8 @@ class InferenceService::StreamReactor
   std::mutex mu_;
   bool started_ = false;
   std::shared_ptr<frontend::InferenceCall> call_;
-  Response response_;  // the message being written
+  Response response_;        // the message being written
+  grpc::ByteBuffer buffer_;  // ... as bytes
   bool writing_ = false;
   bool finished_ = false;
   bool broken_ = false;
@@ -327,10 +367,8 @@ class InferenceService::StreamReactor
   grpc::Status status_;
 };
 
-// A CompleteStream call refused before it started (auth, loading, draining).
 // A streaming call refused before it started (auth, loading, draining).
-template <typename Response>
-class RejectedStream : public grpc::ServerWriteReactor<Response> {
+class RejectedStream : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
   RejectedStream(metrics::Metrics* metrics, absl::string_view rpc,
                  const grpc::Status& status)
@@ -375,15 +413,7 @@ int InferenceService::in_flight() const {
 absl::Status InferenceService::Admit(const grpc::CallbackServerContext& context,
                                      frontend::Frontend** frontend) {
   if (!options_.api_key.empty()) {
-    const auto& metadata = context.client_metadata();
-    auto it = metadata.find("authorization");
-    const std::string expected = absl::StrCat("Bearer ", options_.api_key);
-    if (it == metadata.end() ||
-        !SecureEquals(absl::string_view(it->second.data(), it->second.size()),
-                      expected)) {
-      return absl::UnauthenticatedError(
-          "missing or wrong bearer token in the `authorization` metadata");
-    }
+    RETURN_IF_ERROR(CheckBearer(context, options_.api_key));
   }
   if (draining_.load()) {
     return absl::UnavailableError("the server is shutting down");
@@ -398,7 +428,15 @@ absl::Status InferenceService::Admit(const grpc::CallbackServerContext& context,
 }
 
 void InferenceService::CallDone(absl::string_view rpc,
+                                const frontend::InferenceCall* call,
                                 const grpc::Status& status) {
+  if (call != nullptr && options_.log_requests) {
+    // The caller's id in quotes, escaped: it cannot forge log lines.
+    ALIBI_LOG(INFO) << rpc << " id=" << call->id() << " request_id=\""
+                    << absl::CEscape(call->client_request_id()) << "\" code="
+                    << metrics::Metrics::CodeName(
+                           static_cast<absl::StatusCode>(status.error_code()));
+  }
   if (metrics_ != nullptr) {
     metrics_->RecordRequest(rpc,
                             static_cast<absl::StatusCode>(status.error_code()));
@@ -412,7 +450,7 @@ grpc::ServerUnaryReactor* InferenceService::FinishNow(
     const grpc::Status& status, bool admitted) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   if (admitted) {
-    CallDone(rpc, status);
+    CallDone(rpc, nullptr, status);
   } else if (metrics_ != nullptr) {
     metrics_->RecordRequest(rpc,
                             static_cast<absl::StatusCode>(status.error_code()));
@@ -422,14 +460,18 @@ grpc::ServerUnaryReactor* InferenceService::FinishNow(
 }
 
 grpc::ServerUnaryReactor* InferenceService::Complete(
-    grpc::CallbackServerContext* context, const v1::CompleteRequest* request,
-    v1::CompleteResponse* response) {
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* bytes,
+    grpc::ByteBuffer* response) {
   frontend::Frontend* frontend = nullptr;
   if (absl::Status s = Admit(*context, &frontend); !s.ok()) {
     return FinishNow(context, "Complete", ToGrpcStatus(s), false);
   }
+  v1::CompleteRequest request;
+  if (absl::Status s = ParseRequest(*bytes, &request); !s.ok()) {
+    return FinishNow(context, "Complete", ToGrpcStatus(s), true);
+  }
   auto* reactor = new UnaryReactor(this, context, "Complete");
-  auto call = frontend->NewCompletion(FromProto(request->params()),
+  auto call = frontend->NewCompletion(FromProto(request.params()),
                                       CompletionFieldName, reactor->Notifier());
   if (!call.ok()) {
     delete reactor;
@@ -437,26 +479,32 @@ grpc::ServerUnaryReactor* InferenceService::Complete(
   }
   reactor->Start(*std::move(call), [response](frontend::InferenceCall&,
                                               frontend::CompletionChunk all) {
-    ToProto(all, response);
+    v1::CompleteResponse r;
+    ToProto(all, &r);
+    SerializeResponse(r, response);
   });
   return reactor;
 }
 
-grpc::ServerWriteReactor<v1::CompleteStreamResponse>*
-InferenceService::CompleteStream(grpc::CallbackServerContext* context,
-                                 const v1::CompleteStreamRequest* request) {
+grpc::ServerWriteReactor<grpc::ByteBuffer>* InferenceService::CompleteStream(
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* bytes) {
   using Response = v1::CompleteStreamResponse;
   frontend::Frontend* frontend = nullptr;
   absl::Status admitted = Admit(*context, &frontend);
   if (!admitted.ok()) {
-    return new RejectedStream<Response>(metrics_, "CompleteStream",
-                                        ToGrpcStatus(admitted));
+    return new RejectedStream(metrics_, "CompleteStream",
+                              ToGrpcStatus(admitted));
   }
   auto* reactor =
       new StreamReactor<Response>(this, context, "CompleteStream",
                                   [](frontend::CompletionChunk& chunk,
                                      Response* out) { ToProto(chunk, out); });
-  auto call = frontend->NewCompletion(FromProto(request->params()),
+  v1::CompleteStreamRequest request;
+  if (absl::Status s = ParseRequest(*bytes, &request); !s.ok()) {
+    reactor->Reject(ToGrpcStatus(s));
+    return reactor;
+  }
+  auto call = frontend->NewCompletion(FromProto(request.params()),
                                       CompletionFieldName, reactor->Notifier());
   if (!call.ok()) {
     reactor->Reject(ToGrpcStatus(call.status()));
@@ -467,46 +515,56 @@ InferenceService::CompleteStream(grpc::CallbackServerContext* context,
 }
 
 grpc::ServerUnaryReactor* InferenceService::Score(
-    grpc::CallbackServerContext* context, const v1::ScoreRequest* request,
-    v1::ScoreResponse* response) {
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* bytes,
+    grpc::ByteBuffer* response) {
   frontend::Frontend* frontend = nullptr;
   if (absl::Status s = Admit(*context, &frontend); !s.ok()) {
     return FinishNow(context, "Score", ToGrpcStatus(s), false);
   }
+  v1::ScoreRequest request;
+  if (absl::Status s = ParseRequest(*bytes, &request); !s.ok()) {
+    return FinishNow(context, "Score", ToGrpcStatus(s), true);
+  }
   auto* reactor = new UnaryReactor(this, context, "Score");
-  auto call = frontend->NewScore(FromProto(*request), frontend::SameName,
+  auto call = frontend->NewScore(FromProto(request), frontend::SameName,
                                  reactor->Notifier());
   if (!call.ok()) {
     delete reactor;
     return FinishNow(context, "Score", ToGrpcStatus(call.status()), true);
   }
-  const bool top = request->top_logprobs() > 0;
+  const bool top = request.top_logprobs() > 0;
   reactor->Start(*std::move(call),
                  [response, top](frontend::InferenceCall& call,
                                  frontend::CompletionChunk all) {
-                   ToProto(call.ToScoreResult(std::move(all)), top, response);
+                   v1::ScoreResponse r;
+                   ToProto(call.ToScoreResult(std::move(all)), top, &r);
+                   SerializeResponse(r, response);
                  });
   return reactor;
 }
 
-grpc::ServerWriteReactor<v1::ScoreStreamResponse>*
-InferenceService::ScoreStream(grpc::CallbackServerContext* context,
-                              const v1::ScoreStreamRequest* request) {
+grpc::ServerWriteReactor<grpc::ByteBuffer>* InferenceService::ScoreStream(
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* bytes) {
   using Response = v1::ScoreStreamResponse;
-  auto formatter = std::make_shared<ScoreStreamFormatter>(
-      request->score().top_logprobs() > 0);
   frontend::Frontend* frontend = nullptr;
   absl::Status admitted = Admit(*context, &frontend);
   if (!admitted.ok()) {
-    return new RejectedStream<Response>(metrics_, "ScoreStream",
-                                        ToGrpcStatus(admitted));
+    return new RejectedStream(metrics_, "ScoreStream", ToGrpcStatus(admitted));
   }
+  v1::ScoreStreamRequest request;
+  const absl::Status parsed = ParseRequest(*bytes, &request);
+  auto formatter = std::make_shared<ScoreStreamFormatter>(
+      request.score().top_logprobs() > 0);
   auto* reactor = new StreamReactor<Response>(
       this, context, "ScoreStream",
       [formatter](frontend::CompletionChunk& chunk, Response* out) {
         formatter->Format(chunk, out);
       });
-  auto call = frontend->NewScore(FromProto(request->score()), ScoreFieldName,
+  if (!parsed.ok()) {
+    reactor->Reject(ToGrpcStatus(parsed));
+    return reactor;
+  }
+  auto call = frontend->NewScore(FromProto(request.score()), ScoreFieldName,
                                  reactor->Notifier());
   if (!call.ok()) {
     reactor->Reject(ToGrpcStatus(call.status()));
@@ -518,30 +576,41 @@ InferenceService::ScoreStream(grpc::CallbackServerContext* context,
 }
 
 grpc::ServerUnaryReactor* InferenceService::Tokenize(
-    grpc::CallbackServerContext* context, const v1::TokenizeRequest* request,
-    v1::TokenizeResponse* response) {
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* bytes,
+    grpc::ByteBuffer* response) {
   frontend::Frontend* frontend = nullptr;
   if (absl::Status s = Admit(*context, &frontend); !s.ok()) {
     return FinishNow(context, "Tokenize", ToGrpcStatus(s), false);
   }
-  auto result = frontend->Tokenize(request->text(), frontend::SameName);
+  v1::TokenizeRequest request;
+  if (absl::Status s = ParseRequest(*bytes, &request); !s.ok()) {
+    return FinishNow(context, "Tokenize", ToGrpcStatus(s), true);
+  }
+  auto result = frontend->Tokenize(request.text(), frontend::SameName);
   if (!result.ok()) {
     return FinishNow(context, "Tokenize", ToGrpcStatus(result.status()), true);
   }
-  ToProto(*result, response);
+  v1::TokenizeResponse r;
+  ToProto(*result, &r);
+  SerializeResponse(r, response);
   return FinishNow(context, "Tokenize", grpc::Status::OK, true);
 }
 
 grpc::ServerUnaryReactor* InferenceService::GetModelInfo(
-    grpc::CallbackServerContext* context,
-    const v1::GetModelInfoRequest* /*request*/,
-    v1::GetModelInfoResponse* response) {
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* bytes,
+    grpc::ByteBuffer* response) {
   frontend::Frontend* frontend = nullptr;
   if (absl::Status s = Admit(*context, &frontend); !s.ok()) {
     return FinishNow(context, "GetModelInfo", ToGrpcStatus(s), false);
   }
+  v1::GetModelInfoRequest request;
+  if (absl::Status s = ParseRequest(*bytes, &request); !s.ok()) {
+    return FinishNow(context, "GetModelInfo", ToGrpcStatus(s), true);
+  }
+  v1::GetModelInfoResponse r;
   ToProto(frontend->info(), options_.served_model_name, options_.server_version,
-          response);
+          &r);
+  SerializeResponse(r, response);
   return FinishNow(context, "GetModelInfo", grpc::Status::OK, true);
 }
 

@@ -36,9 +36,25 @@ struct ServiceOptions {
   // InferenceService call; empty: no authentication.
   std::string api_key;
   std::string server_version;
+  // One INFO line per finished inference call: method, server id, the
+  // caller's request_id and the status code.
+  bool log_requests = true;
 };
 
-class InferenceService final : public v1::InferenceService::CallbackService {
+// Every method is raw (request and response bytes): requests are parsed by
+// wire.h, so undecodable bytes and invalid UTF-8 get INVALID_ARGUMENT naming
+// the field instead of gRPC's bare UNIMPLEMENTED.
+using RawInferenceService =
+    v1::InferenceService::WithRawCallbackMethod_Complete<
+        v1::InferenceService::WithRawCallbackMethod_CompleteStream<
+            v1::InferenceService::WithRawCallbackMethod_Score<
+                v1::InferenceService::WithRawCallbackMethod_ScoreStream<
+                    v1::InferenceService::WithRawCallbackMethod_Tokenize<
+                        v1::InferenceService::
+                            WithRawCallbackMethod_GetModelInfo<
+                                v1::InferenceService::CallbackService>>>>>>;
+
+class InferenceService final : public RawInferenceService {
  public:
   // `metrics` may be null; it must outlive the service.
   InferenceService(ServiceOptions options, metrics::Metrics* metrics);
@@ -53,24 +69,23 @@ class InferenceService final : public v1::InferenceService::CallbackService {
   int in_flight() const;
 
   grpc::ServerUnaryReactor* Complete(grpc::CallbackServerContext* context,
-                                     const v1::CompleteRequest* request,
-                                     v1::CompleteResponse* response) override;
-  grpc::ServerWriteReactor<v1::CompleteStreamResponse>* CompleteStream(
+                                     const grpc::ByteBuffer* request,
+                                     grpc::ByteBuffer* response) override;
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* CompleteStream(
       grpc::CallbackServerContext* context,
-      const v1::CompleteStreamRequest* request) override;
+      const grpc::ByteBuffer* request) override;
   grpc::ServerUnaryReactor* Score(grpc::CallbackServerContext* context,
-                                  const v1::ScoreRequest* request,
-                                  v1::ScoreResponse* response) override;
-  grpc::ServerWriteReactor<v1::ScoreStreamResponse>* ScoreStream(
+                                  const grpc::ByteBuffer* request,
+                                  grpc::ByteBuffer* response) override;
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* ScoreStream(
       grpc::CallbackServerContext* context,
-      const v1::ScoreStreamRequest* request) override;
+      const grpc::ByteBuffer* request) override;
   grpc::ServerUnaryReactor* Tokenize(grpc::CallbackServerContext* context,
-                                     const v1::TokenizeRequest* request,
-                                     v1::TokenizeResponse* response) override;
-  grpc::ServerUnaryReactor* GetModelInfo(
-      grpc::CallbackServerContext* context,
-      const v1::GetModelInfoRequest* request,
-      v1::GetModelInfoResponse* response) override;
+                                     const grpc::ByteBuffer* request,
+                                     grpc::ByteBuffer* response) override;
+  grpc::ServerUnaryReactor* GetModelInfo(grpc::CallbackServerContext* context,
+                                         const grpc::ByteBuffer* request,
+                                         grpc::ByteBuffer* response) override;
 
  private:
   class UnaryReactor;
@@ -85,7 +100,10 @@ class InferenceService final : public v1::InferenceService::CallbackService {
   // frontend is returned through `frontend`.
   absl::Status Admit(const grpc::CallbackServerContext& context,
                      frontend::Frontend** frontend);
-  void CallDone(absl::string_view rpc, const grpc::Status& status);
+  // A call admitted earlier ended with `status` (`call`: its request, when
+  // it had one).
+  void CallDone(absl::string_view rpc, const frontend::InferenceCall* call,
+                const grpc::Status& status);
   // Answers a unary call at once.
   grpc::ServerUnaryReactor* FinishNow(grpc::CallbackServerContext* context,
                                       absl::string_view rpc,
