@@ -328,8 +328,7 @@ absl::Status Run() {
   }
   metrics::MetricsOptions metrics_options;
   metrics_options.model = {
-      served_name,
-      config.architecture == model::Architecture::kBloom ? "bloom" : "mpt",
+      served_name, config.family,
       std::string(kernels::DTypeName(backend->weight_dtype())),
       std::string(backend->Kind()), kVersion};
   metrics_options.rpc_names = {"Complete", "CompleteStream", "Score",

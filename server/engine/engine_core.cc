@@ -637,7 +637,7 @@ EngineInfo MakeInfo(const EngineConfig& config, const model::Model& model,
   const model::ModelConfig& c = model.config();
   EngineInfo info;
   info.architecture = c.architecture_name;
-  info.family = c.architecture == model::Architecture::kBloom ? "bloom" : "mpt";
+  info.family = c.family;
   info.vocab_size = c.vocab_size;
   info.hidden_size = c.hidden_size;
   info.num_layers = c.num_layers;

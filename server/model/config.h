@@ -1,5 +1,6 @@
 // One model configuration for every supported ALiBi architecture, parsed from
-// a Hugging Face config.json (BloomForCausalLM, MPTForCausalLM).
+// a Hugging Face config.json by the architecture's own parser (the registry,
+// architecture.h).
 //
 // Unsupported options (MPT `alibi: false`, `prefix_lm`, unknown norm or FFN
 // types, ...) are refused at parse time with an error naming the option;
@@ -19,11 +20,11 @@
 
 namespace alibi::model {
 
-enum class Architecture { kBloom, kMpt };
-
 struct ModelConfig {
-  Architecture architecture = Architecture::kBloom;
-  std::string architecture_name;  // "BloomForCausalLM" / "MPTForCausalLM"
+  // The architecture (server/model/architecture.h): its family, e.g. "bloom",
+  // and its canonical Hugging Face class, e.g. "BloomForCausalLM".
+  std::string family;
+  std::string architecture_name;
 
   int vocab_size = 0;   // rows of the embedding (= logits per position)
   int hidden_size = 0;  // BLOOM hidden_size / n_embed; MPT d_model

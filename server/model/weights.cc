@@ -10,6 +10,7 @@
 #include "common/half.h"
 #include "common/status_macros.h"
 #include "server/model/arch/arch.h"
+#include "server/model/architecture.h"
 #include "server/model/checkpoint.h"
 
 namespace alibi::model {
@@ -101,13 +102,13 @@ absl::StatusOr<DecoderWeights> LoadDecoderWeights(const Checkpoint& checkpoint,
         "LoadDecoderWeights: the model config is incomplete (use "
         "ParseModelConfig)");
   }
-  switch (config.architecture) {
-    case Architecture::kBloom:
-      return arch::LoadBloomWeights(checkpoint, config);
-    case Architecture::kMpt:
-      return arch::LoadMptWeights(checkpoint, config);
+  const ArchitectureSpec* spec = FindArchitecture(config.family);
+  if (spec == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("unknown architecture \"", config.family, "\" (",
+                     ArchitectureFamilies(), ")"));
   }
-  return absl::InvalidArgumentError("unknown architecture");
+  return spec->load_weights(checkpoint, config);
 }
 
 }  // namespace alibi::model

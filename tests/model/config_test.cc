@@ -36,7 +36,7 @@ absl::StatusOr<ModelConfig> Parse(const json& j) {
 TEST(ModelConfigTest, TinyBloom) {
   absl::StatusOr<ModelConfig> c = LoadModelConfig(TinyBloomDir());
   ASSERT_TRUE(c.ok()) << c.status();
-  EXPECT_EQ(c->architecture, Architecture::kBloom);
+  EXPECT_EQ(c->family, "bloom");
   EXPECT_EQ(c->architecture_name, "BloomForCausalLM");
   EXPECT_EQ(c->vocab_size, 50432);
   EXPECT_EQ(c->hidden_size, 96);
@@ -67,7 +67,7 @@ TEST(ModelConfigTest, TinyBloom) {
 TEST(ModelConfigTest, TinyMpt) {
   absl::StatusOr<ModelConfig> c = LoadModelConfig(TinyMptDir());
   ASSERT_TRUE(c.ok()) << c.status();
-  EXPECT_EQ(c->architecture, Architecture::kMpt);
+  EXPECT_EQ(c->family, "mpt");
   EXPECT_EQ(c->architecture_name, "MPTForCausalLM");
   EXPECT_EQ(c->vocab_size, 50432);
   EXPECT_EQ(c->hidden_size, 128);
@@ -95,7 +95,7 @@ TEST(ModelConfigTest, ReplitGroupedQueryAttention) {
   absl::StatusOr<ModelConfig> c =
       LoadModelConfig(DataDir() + "/tokenizers/replit-code-v1_5-3b");
   ASSERT_TRUE(c.ok()) << c.status();
-  EXPECT_EQ(c->architecture, Architecture::kMpt);
+  EXPECT_EQ(c->family, "mpt");
   EXPECT_EQ(c->vocab_size, 32768);
   EXPECT_EQ(c->hidden_size, 3072);
   EXPECT_EQ(c->num_heads, 24);
@@ -317,7 +317,7 @@ TEST(ModelConfigTest, MptDefaultsAndFfnSize) {
             {"vocab_size", 100}};
   absl::StatusOr<ModelConfig> c = Parse(j);
   ASSERT_TRUE(c.ok()) << c.status();
-  EXPECT_EQ(c->architecture, Architecture::kMpt);
+  EXPECT_EQ(c->family, "mpt");
   EXPECT_EQ(c->ffn_hidden_size, 256);
   EXPECT_EQ(c->trained_context_length, 0);
   EXPECT_FALSE(c->linear_bias);  // transformers' MptConfig: no_bias = true
@@ -355,7 +355,7 @@ TEST(ModelConfigTest, BloomAliasesAndOptions) {
   j["tie_word_embeddings"] = false;
   absl::StatusOr<ModelConfig> c = Parse(j);
   ASSERT_TRUE(c.ok()) << c.status();
-  EXPECT_EQ(c->architecture, Architecture::kBloom);
+  EXPECT_EQ(c->family, "bloom");
   EXPECT_EQ(c->hidden_size, 96);
   EXPECT_EQ(c->num_heads, 6);
   EXPECT_EQ(c->num_layers, 3);

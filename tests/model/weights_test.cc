@@ -186,7 +186,7 @@ void WriteCrafted(
 
 MkModelOptions SmallBloom() {
   MkModelOptions o;
-  o.arch = Architecture::kBloom;
+  o.family = "bloom";
   o.hidden = 96;
   o.heads = 6;
   o.layers = 3;
@@ -196,7 +196,7 @@ MkModelOptions SmallBloom() {
 
 MkModelOptions SmallMpt() {
   MkModelOptions o;
-  o.arch = Architecture::kMpt;
+  o.family = "mpt";
   o.hidden = 64;
   o.heads = 4;
   o.kv_heads = 2;

@@ -19,14 +19,16 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "kernels/backend.h"
 #include "common/status_macros.h"
+#include "kernels/backend.h"
 #include "tools/mkmodel/mkmodel.h"
 
 ABSL_FLAG(std::string, out, "", "Output directory (created if missing).");
 ABSL_FLAG(std::string, preset, "",
           "Start from a known model's shape; other flags override it.");
-ABSL_FLAG(std::string, arch, "", "bloom or mpt (required without --preset).");
+ABSL_FLAG(std::string, arch, "",
+          "Architecture family, e.g. bloom or mpt (required without "
+          "--preset).");
 ABSL_FLAG(int, hidden, 0, "Hidden size (d_model).");
 ABSL_FLAG(int, heads, 0, "Attention heads.");
 ABSL_FLAG(int, kv_heads, 0,
@@ -56,13 +58,12 @@ absl::StatusOr<MkModelOptions> OptionsFromFlags() {
   const std::string preset = absl::GetFlag(FLAGS_preset);
   if (!preset.empty()) RETURN_IF_ERROR(ApplyPreset(preset, o));
   const std::string arch = absl::GetFlag(FLAGS_arch);
-  if (arch == "bloom") {
-    o.arch = model::Architecture::kBloom;
-  } else if (arch == "mpt") {
-    o.arch = model::Architecture::kMpt;
+  if (model::FindArchitecture(arch) != nullptr) {
+    o.family = arch;
   } else if (!arch.empty() || preset.empty()) {
     return absl::InvalidArgumentError(
-        absl::StrCat("--arch: must be bloom or mpt, got \"", arch, "\""));
+        absl::StrCat("--arch: must be one of ", model::ArchitectureFamilies(),
+                     ", got \"", arch, "\""));
   }
   auto set_if = [](int flag, int& field) {
     if (flag != 0) field = flag;

@@ -15,15 +15,14 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
-#include "nlohmann/json.hpp"
 #include "common/half.h"
 #include "common/status_macros.h"
+#include "nlohmann/json.hpp"
 #include "tools/mkmodel/safetensors_writer.h"
 
 namespace alibi::mkmodel {
 namespace {
 
-using model::Architecture;
 namespace fs = std::filesystem;
 
 constexpr int64_t kChunkElements = 1 << 20;
@@ -33,22 +32,22 @@ constexpr float kBiasStd = 0.02f;
 
 struct Preset {
   const char* name;
-  Architecture arch;
+  const char* family;
   int hidden, heads, kv_heads, layers, vocab, seq_length;
 };
 
 constexpr Preset kPresets[] = {
-    {"tiny-bloom", Architecture::kBloom, 96, 6, 6, 3, 50432, 128},
-    {"tiny-mpt", Architecture::kMpt, 128, 8, 8, 2, 50432, 128},
-    {"bloom-560m", Architecture::kBloom, 1024, 16, 16, 24, 250880, 2048},
-    {"bloom-1b1", Architecture::kBloom, 1536, 16, 16, 24, 250880, 2048},
-    {"bloom-1b7", Architecture::kBloom, 2048, 16, 16, 24, 250880, 2048},
-    {"bloom-3b", Architecture::kBloom, 2560, 32, 32, 30, 250880, 2048},
-    {"bloom-7b1", Architecture::kBloom, 4096, 32, 32, 30, 250880, 2048},
-    {"mpt-1b", Architecture::kMpt, 2048, 16, 16, 24, 50432, 2048},
-    {"mpt-7b", Architecture::kMpt, 4096, 32, 32, 32, 50432, 2048},
-    {"mpt-30b", Architecture::kMpt, 7168, 64, 64, 48, 50432, 8192},
-    {"replit-code-v1_5-3b", Architecture::kMpt, 3072, 24, 8, 32, 32768, 4096},
+    {"tiny-bloom", "bloom", 96, 6, 6, 3, 50432, 128},
+    {"tiny-mpt", "mpt", 128, 8, 8, 2, 50432, 128},
+    {"bloom-560m", "bloom", 1024, 16, 16, 24, 250880, 2048},
+    {"bloom-1b1", "bloom", 1536, 16, 16, 24, 250880, 2048},
+    {"bloom-1b7", "bloom", 2048, 16, 16, 24, 250880, 2048},
+    {"bloom-3b", "bloom", 2560, 32, 32, 30, 250880, 2048},
+    {"bloom-7b1", "bloom", 4096, 32, 32, 30, 250880, 2048},
+    {"mpt-1b", "mpt", 2048, 16, 16, 24, 50432, 2048},
+    {"mpt-7b", "mpt", 4096, 32, 32, 32, 50432, 2048},
+    {"mpt-30b", "mpt", 7168, 64, 64, 48, 50432, 8192},
+    {"replit-code-v1_5-3b", "mpt", 3072, 24, 8, 32, 32768, 4096},
 };
 
 uint64_t SplitMix64(uint64_t x) {
@@ -87,6 +86,23 @@ std::string DTypeHeaderName(kernels::DType dtype) {
 
 std::string TorchDTypeName(kernels::DType dtype) {
   return std::string(kernels::DTypeName(dtype));
+}
+
+model::CheckpointShape Shape(const MkModelOptions& o) {
+  model::CheckpointShape s;
+  s.hidden = o.hidden;
+  s.heads = o.heads;
+  s.kv_heads = KvHeads(o);
+  s.layers = o.layers;
+  s.vocab = o.vocab;
+  s.ffn = FfnSize(o);
+  s.seq_length = o.seq_length;
+  s.bias = o.family != "mpt" || o.mpt_bias;
+  s.bos_token_id = o.bos_token_id;
+  s.eos_token_id = o.eos_token_id;
+  s.pad_token_id = o.pad_token_id;
+  s.torch_dtype = TorchDTypeName(o.dtype);
+  return s;
 }
 
 void ConvertChunk(const float* in, size_t n, kernels::DType dtype,
@@ -165,7 +181,7 @@ std::vector<std::string> PresetNames() {
 absl::Status ApplyPreset(absl::string_view name, MkModelOptions& options) {
   for (const Preset& p : kPresets) {
     if (name == p.name) {
-      options.arch = p.arch;
+      options.family = p.family;
       options.hidden = p.hidden;
       options.heads = p.heads;
       options.kv_heads = p.kv_heads;
@@ -185,6 +201,12 @@ absl::Status Validate(const MkModelOptions& o) {
   auto bad = [](absl::string_view flag, absl::string_view why) {
     return absl::InvalidArgumentError(absl::StrCat("--", flag, ": ", why));
   };
+  const model::ArchitectureSpec* spec = model::FindArchitecture(o.family);
+  if (spec == nullptr) {
+    return bad("arch",
+               absl::StrCat("must be one of ", model::ArchitectureFamilies(),
+                            ", got \"", o.family, "\""));
+  }
   if (o.hidden < 1 || o.hidden > (1 << 20)) {
     return bad("hidden", "must be in 1..1048576");
   }
@@ -196,9 +218,6 @@ absl::Status Validate(const MkModelOptions& o) {
   if (kv < 1 || o.heads % kv != 0) {
     return bad("kv_heads", absl::StrCat(kv, " must divide --heads ", o.heads));
   }
-  if (o.arch == Architecture::kBloom && kv != o.heads) {
-    return bad("kv_heads", "BLOOM has no grouped-query attention");
-  }
   if (o.layers < 1 || o.layers > (1 << 14)) {
     return bad("layers", "must be in 1..16384");
   }
@@ -206,10 +225,8 @@ absl::Status Validate(const MkModelOptions& o) {
     return bad("vocab", "must be in 1..16777216");
   }
   if (o.ffn < 0 || o.ffn > (1 << 24)) return bad("ffn", "must be in 1..2^24");
-  if (o.arch == Architecture::kBloom && FfnSize(o) != 4 * o.hidden) {
-    return bad("ffn", "BLOOM's FFN is always 4 * hidden");
-  }
   if (o.seq_length < 0) return bad("seq_length", "must be >= 0");
+  RETURN_IF_ERROR(spec->check_shape(Shape(o)));
   if (o.dtype != kernels::DType::kF32 && o.dtype != kernels::DType::kF16 &&
       o.dtype != kernels::DType::kBF16) {
     return bad("dtype", "must be f32, f16 or bf16");
@@ -225,68 +242,28 @@ absl::Status Validate(const MkModelOptions& o) {
 }
 
 std::vector<TensorPlan> PlanTensors(const MkModelOptions& o) {
-  std::vector<TensorPlan> plan;
-  const int64_t v = o.vocab;
-  const int64_t h = o.hidden;
-  const int64_t f = FfnSize(o);
-  const int64_t head_dim = o.heads > 0 ? h / o.heads : 0;
-  const int64_t kv = static_cast<int64_t>(KvHeads(o)) * head_dim;
   const float out_std =
       kWeightStd / std::sqrt(2.0f * static_cast<float>(std::max(o.layers, 1)));
-  auto weight = [&](std::string name, std::vector<int64_t> shape,
-                    float stddev) {
-    plan.push_back(TensorPlan{std::move(name), std::move(shape), 0.0f, stddev});
-  };
-  auto gain = [&](std::string name) {
-    plan.push_back(TensorPlan{std::move(name), {h}, 1.0f, kGainStd});
-  };
-  auto bias = [&](std::string name, int64_t n) {
-    plan.push_back(TensorPlan{std::move(name), {n}, 0.0f, kBiasStd});
-  };
-
-  if (o.arch == Architecture::kBloom) {
-    weight("word_embeddings.weight", {v, h}, kWeightStd);
-    gain("word_embeddings_layernorm.weight");
-    bias("word_embeddings_layernorm.bias", h);
-    for (int i = 0; i < o.layers; ++i) {
-      const std::string p = absl::StrCat("h.", i, ".");
-      gain(p + "input_layernorm.weight");
-      bias(p + "input_layernorm.bias", h);
-      weight(p + "self_attention.query_key_value.weight", {3 * h, h},
-             kWeightStd);
-      bias(p + "self_attention.query_key_value.bias", 3 * h);
-      weight(p + "self_attention.dense.weight", {h, h}, out_std);
-      bias(p + "self_attention.dense.bias", h);
-      gain(p + "post_attention_layernorm.weight");
-      bias(p + "post_attention_layernorm.bias", h);
-      weight(p + "mlp.dense_h_to_4h.weight", {f, h}, kWeightStd);
-      bias(p + "mlp.dense_h_to_4h.bias", f);
-      weight(p + "mlp.dense_4h_to_h.weight", {h, f}, out_std);
-      bias(p + "mlp.dense_4h_to_h.bias", h);
+  std::vector<TensorPlan> plan;
+  for (model::TensorSpec& t :
+       model::FindArchitecture(o.family)->plan_tensors(Shape(o))) {
+    float mean = 0.0f, stddev = kWeightStd;
+    switch (t.role) {
+      case model::TensorRole::kWeight:
+        break;
+      case model::TensorRole::kOutputWeight:
+        stddev = out_std;
+        break;
+      case model::TensorRole::kGain:
+        mean = 1.0f;
+        stddev = kGainStd;
+        break;
+      case model::TensorRole::kBias:
+        stddev = kBiasStd;
+        break;
     }
-    gain("ln_f.weight");
-    bias("ln_f.bias", h);
-    return plan;
+    plan.push_back({std::move(t.name), std::move(t.shape), mean, stddev});
   }
-  const bool b = o.mpt_bias;
-  weight("wte.weight", {v, h}, kWeightStd);
-  for (int i = 0; i < o.layers; ++i) {
-    const std::string p = absl::StrCat("blocks.", i, ".");
-    gain(p + "norm_1.weight");
-    if (b) bias(p + "norm_1.bias", h);
-    weight(p + "attn.Wqkv.weight", {h + 2 * kv, h}, kWeightStd);
-    if (b) bias(p + "attn.Wqkv.bias", h + 2 * kv);
-    weight(p + "attn.out_proj.weight", {h, h}, out_std);
-    if (b) bias(p + "attn.out_proj.bias", h);
-    gain(p + "norm_2.weight");
-    if (b) bias(p + "norm_2.bias", h);
-    weight(p + "ffn.up_proj.weight", {f, h}, kWeightStd);
-    if (b) bias(p + "ffn.up_proj.bias", f);
-    weight(p + "ffn.down_proj.weight", {h, f}, out_std);
-    if (b) bias(p + "ffn.down_proj.bias", h);
-  }
-  gain("norm_f.weight");
-  if (b) bias("norm_f.bias", h);
   return plan;
 }
 
@@ -310,73 +287,7 @@ void GenerateValues(const TensorPlan& plan, uint64_t seed, int64_t start,
 }
 
 std::string ConfigJson(const MkModelOptions& o) {
-  nlohmann::ordered_json j;
-  const std::string torch_dtype = TorchDTypeName(o.dtype);
-  if (o.arch == Architecture::kBloom) {
-    j["architectures"] = {"BloomForCausalLM"};
-    j["model_type"] = "bloom";
-    j["vocab_size"] = o.vocab;
-    j["hidden_size"] = o.hidden;
-    j["n_head"] = o.heads;
-    j["n_layer"] = o.layers;
-    j["layer_norm_epsilon"] = 1e-5;
-    j["apply_residual_connection_post_layernorm"] = false;
-    j["bos_token_id"] = o.bos_token_id >= 0 ? o.bos_token_id : 1;
-    j["eos_token_id"] = o.eos_token_id >= 0 ? o.eos_token_id : 2;
-    j["pad_token_id"] = o.pad_token_id >= 0 ? o.pad_token_id : 3;
-    j["initializer_range"] = 0.02;
-    if (o.seq_length > 0) j["seq_length"] = o.seq_length;
-    j["tie_word_embeddings"] = true;
-    j["torch_dtype"] = torch_dtype;
-    j["use_cache"] = true;
-  } else {
-    const int kv = KvHeads(o);
-    const int ffn = FfnSize(o);
-    j["architectures"] = {"MPTForCausalLM"};
-    j["model_type"] = "mpt";
-    j["vocab_size"] = o.vocab;
-    j["d_model"] = o.hidden;
-    j["n_heads"] = o.heads;
-    j["n_layers"] = o.layers;
-    nlohmann::ordered_json ffn_config = {{"ffn_type", "mptmlp"}};
-    if (ffn % o.hidden == 0) {
-      j["expansion_ratio"] = ffn / o.hidden;
-    } else {
-      ffn_config["ffn_hidden_size"] = ffn;
-    }
-    if (o.seq_length > 0) j["max_seq_len"] = o.seq_length;
-    j["no_bias"] = !o.mpt_bias;
-    j["norm_type"] = "low_precision_layernorm";
-    j["layer_norm_epsilon"] = 1e-5;
-    j["learned_pos_emb"] = false;
-    j["logit_scale"] = nullptr;
-    nlohmann::ordered_json attn = {{"alibi", true},
-                                   {"alibi_bias_max", 8},
-                                   {"attn_impl", "torch"},
-                                   {"attn_pdrop", 0},
-                                   {"clip_qkv", nullptr},
-                                   {"qk_ln", false},
-                                   {"softmax_scale", nullptr},
-                                   {"prefix_lm", false},
-                                   {"attn_uses_sequence_id", false}};
-    if (kv == o.heads) {
-      attn["attn_type"] = "multihead_attention";
-    } else if (kv == 1) {
-      attn["attn_type"] = "multiquery_attention";
-    } else {
-      attn["attn_type"] = "grouped_query_attention";
-      attn["kv_n_heads"] = kv;
-    }
-    j["attn_config"] = attn;
-    j["ffn_config"] = ffn_config;
-    if (o.bos_token_id >= 0) j["bos_token_id"] = o.bos_token_id;
-    j["eos_token_id"] = o.eos_token_id >= 0 ? o.eos_token_id : 0;
-    if (o.pad_token_id >= 0) j["pad_token_id"] = o.pad_token_id;
-    j["tie_word_embeddings"] = true;
-    j["torch_dtype"] = torch_dtype;
-    j["use_cache"] = false;
-  }
-  return j.dump(2) + "\n";
+  return model::FindArchitecture(o.family)->config_json(Shape(o));
 }
 
 absl::Status WriteCheckpoint(const MkModelOptions& o) {

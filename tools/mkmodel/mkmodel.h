@@ -25,13 +25,13 @@
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 #include "kernels/backend.h"
-#include "server/model/config.h"
+#include "server/model/architecture.h"
 
 namespace alibi::mkmodel {
 
 struct MkModelOptions {
   // ---- model shape ----
-  model::Architecture arch = model::Architecture::kBloom;
+  std::string family = "bloom";  // an architecture family (architecture.h)
   int hidden = 0;
   int heads = 0;
   int kv_heads = 0;  // 0: = heads (MPT only may differ: MQA / GQA)

@@ -1,6 +1,6 @@
-// Internal to alibi_model: the per-architecture mappings of checkpoint tensor
-// names onto DecoderWeights (arch/bloom.cc, arch/mpt.cc), behind
-// LoadDecoderWeights, and the checked tensor lookup they share (weights.cc).
+// Internal to alibi_model: the checked tensor lookup the architecture files
+// (arch/<family>.cc, registered in arch/registry.cc) share to map checkpoint
+// tensors onto DecoderWeights.
 //
 // Thread-safety: TensorLoader is used by one thread during one load.
 #ifndef ALIBI_SERVER_MODEL_ARCH_ARCH_H_
@@ -50,11 +50,6 @@ class TensorLoader {
   const Checkpoint& checkpoint_;
   absl::flat_hash_set<std::string> used_;
 };
-
-absl::StatusOr<DecoderWeights> LoadBloomWeights(const Checkpoint& checkpoint,
-                                                const ModelConfig& config);
-absl::StatusOr<DecoderWeights> LoadMptWeights(const Checkpoint& checkpoint,
-                                              const ModelConfig& config);
 
 }  // namespace alibi::model::arch
 
