@@ -180,12 +180,14 @@ TEST(HttpServerTest, ClientDisconnectRunsOnClose) {
   std::shared_ptr<Responder> kept;
   std::mutex mu;
   auto server = HttpServer::Start(
-      Options(), [&](HttpRequest, std::shared_ptr<Responder> r) {
+            Options(), [&](HttpRequest, std::shared_ptr<Responder> r) {
+        {
+          std::lock_guard<std::mutex> lock(mu);
+          kept = r;  // never ends the stream
+        }
         r->SetOnClose([&closed] { closed.set_value(); });
         r->StartStream(200, {});
         r->Write("first");
-        std::lock_guard<std::mutex> lock(mu);
-        kept = r;  // never ends the stream
       });
   ASSERT_TRUE(server.ok());
   {
