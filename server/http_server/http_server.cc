@@ -952,9 +952,10 @@ void HttpServer::Impl::Close(Conn& c, int64_t HttpServerStats::*counter) {
     }
     s.on_drain = nullptr;
   }
-  if (on_close) workers_.Post(std::move(on_close));
+    // Counted before anyone hears of the close.
   if (counter != nullptr) Count(counter);
   Count(&HttpServerStats::open_connections, -1);
+  if (on_close) workers_.Post(std::move(on_close));
   epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, c.fd, nullptr);
   if (c.ssl != nullptr) SSL_free(c.ssl);
   close(c.fd);
