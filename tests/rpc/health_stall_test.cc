@@ -10,12 +10,8 @@
 
 #include "gtest/gtest.h"
 #include "kernels/backend.h"
-#include "server/engine/engine_core.h"
-#include "server/frontend/frontend.h"
-#include "server/model/model.h"
-#include "server/rpc/server.h"
-#include "server/tokenizer/tokenizer.h"
 #include "tests/testing/forwarding_backend.h"
+#include "tests/testing/in_process.h"
 #include "tests/testing/server_process.h"
 
 namespace alibi {
@@ -87,44 +83,26 @@ class SlowBackend : public testing::ForwardingBackend {
 };
 
 TEST(HealthStallTest, ALongStepThatProgressesIsNotAStall) {
-  const std::string dir = testing::FixtureModel("tiny-mpt");  // 2 layers
-  kernels::BackendOptions options;
-  options.device = "cpu";
-  options.num_threads = 2;
-  auto cpu = kernels::CreateBackend(options);
-  ASSERT_TRUE(cpu.ok());
-  // Each step takes 2 x 700 ms, longer than the 1 s stall timeout, with a
-  // layer issued every 700 ms.
-  auto backend = std::make_unique<SlowBackend>(std::move(*cpu),
-                                               std::chrono::milliseconds(700));
-  auto model = model::Model::Load(dir, backend.get());
-  ASSERT_TRUE(model.ok()) << model.status();
-  auto tok = tokenizer::Tokenizer::FromFile(dir + "/tokenizer.json");
-  ASSERT_TRUE(tok.ok());
-  engine::EngineConfig config;
-  config.scheduler.kv.num_blocks = 64;
-  auto engine = engine::CreateEngine(config, std::move(backend),
-                                     std::move(*model), nullptr);
-  ASSERT_TRUE(engine.ok()) << engine.status();
-  frontend::Frontend frontend(
-      engine->get(),
-      std::shared_ptr<const tokenizer::Tokenizer>(std::move(*tok)));
+  // tiny-mpt has 2 layers: each step takes 2 x 700 ms, longer than the 1 s
+  // stall timeout, with a layer issued every 700 ms.
+  auto stack = testing::StartEngine(
+      "tiny-mpt", {},
+      std::make_unique<SlowBackend>(testing::CpuBackend(),
+                                    std::chrono::milliseconds(700)));
+  ASSERT_TRUE(stack.ok()) << stack.status();
   rpc::ServerOptions server_options;
-  server_options.host = "127.0.0.1";
-  server_options.port = 0;
   server_options.stall_timeout = absl::Seconds(1);
-  auto server = rpc::RpcServer::Start(server_options, nullptr);
+  auto server = testing::StartRpcServer(server_options);
   ASSERT_TRUE(server.ok()) << server.status();
-  (*server)->SetFrontend(&frontend);
-  auto channel =
-      grpc::CreateChannel("127.0.0.1:" + std::to_string((*server)->port()),
-                          grpc::InsecureChannelCredentials());
+  (*server)->SetFrontend(stack->frontend.get());
+  auto channel = testing::ChannelTo(**server);
+  engine::Engine* engine = stack->engine.get();
   ASSERT_TRUE(WaitForHealth(*channel, true, std::chrono::seconds(5)));
   engine::EngineRequest request;
   request.prompt = {1, 2, 3};
   request.max_tokens = 4;  // 4 steps of 1.4 s
   auto stream = std::make_shared<engine::OutputStream>();
-  ASSERT_TRUE((*engine)->Submit(request, stream).ok());
+  ASSERT_TRUE(engine->Submit(request, stream).ok());
   int polls = 0, not_serving = 0;
   while (!stream->finished()) {
     auto health = testing::CheckHealth(*channel);
@@ -139,39 +117,19 @@ TEST(HealthStallTest, ALongStepThatProgressesIsNotAStall) {
 }
 
 TEST(HealthStallTest, NotServingWhileTheEngineIsStuck) {
-  const std::string dir = testing::FixtureModel("tiny-mpt");
-  kernels::BackendOptions options;
-  options.device = "cpu";
-  options.num_threads = 2;
-  auto cpu = kernels::CreateBackend(options);
-  ASSERT_TRUE(cpu.ok());
-  auto backend = std::make_unique<StallingBackend>(std::move(*cpu));
+  auto backend = std::make_unique<StallingBackend>(testing::CpuBackend());
   StallingBackend* stalling = backend.get();
-  auto model = model::Model::Load(dir, backend.get());
-  ASSERT_TRUE(model.ok()) << model.status();
-  auto tok = tokenizer::Tokenizer::FromFile(dir + "/tokenizer.json");
-  ASSERT_TRUE(tok.ok());
-  engine::EngineConfig config;
-  config.scheduler.kv.num_blocks = 64;
-  auto engine = engine::CreateEngine(config, std::move(backend),
-                                     std::move(*model), nullptr);
-  ASSERT_TRUE(engine.ok()) << engine.status();
-  frontend::Frontend frontend(
-      engine->get(),
-      std::shared_ptr<const tokenizer::Tokenizer>(std::move(*tok)));
-
+  auto stack = testing::StartEngine("tiny-mpt", {}, std::move(backend));
+  ASSERT_TRUE(stack.ok()) << stack.status();
+  engine::Engine* engine = stack->engine.get();
   rpc::ServerOptions server_options;
-  server_options.host = "127.0.0.1";
-  server_options.port = 0;
   server_options.stall_timeout = absl::Seconds(1);
-  auto server = rpc::RpcServer::Start(server_options, nullptr);
+  auto server = testing::StartRpcServer(server_options);
   ASSERT_TRUE(server.ok()) << server.status();
-  auto channel =
-      grpc::CreateChannel("127.0.0.1:" + std::to_string((*server)->port()),
-                          grpc::InsecureChannelCredentials());
+  auto channel = testing::ChannelTo(**server);
   // Loading: NOT_SERVING until the engine is set.
   ASSERT_TRUE(WaitForHealth(*channel, false, std::chrono::seconds(5)));
-  (*server)->SetFrontend(&frontend);
+  (*server)->SetFrontend(stack->frontend.get());
   ASSERT_TRUE(WaitForHealth(*channel, true, std::chrono::seconds(5)));
 
   stalling->Block(true);
@@ -179,7 +137,7 @@ TEST(HealthStallTest, NotServingWhileTheEngineIsStuck) {
   request.prompt = {1, 2, 3};
   request.max_tokens = 4;
   auto stream = std::make_shared<engine::OutputStream>();
-  ASSERT_TRUE((*engine)->Submit(request, stream).ok());
+  ASSERT_TRUE(engine->Submit(request, stream).ok());
   EXPECT_TRUE(WaitForHealth(*channel, false, std::chrono::seconds(10)))
       << "health stayed SERVING while the engine was stuck";
   EXPECT_TRUE(stalling->entered());

@@ -10,45 +10,22 @@
 
 #include "alibi/v1/inference.grpc.pb.h"
 #include "gtest/gtest.h"
-#include "kernels/backend.h"
-#include "server/engine/engine_core.h"
-#include "server/frontend/frontend.h"
-#include "server/model/model.h"
-#include "server/rpc/server.h"
-#include "server/tokenizer/tokenizer.h"
+#include "tests/testing/in_process.h"
 #include "tests/testing/server_process.h"
 
 namespace alibi {
 namespace {
 
 TEST(SlowReaderTest, AWriterBlockedByItsClientDoesNotSlowTheEngine) {
-  const std::string dir = testing::FixtureModel("tiny-bloom");
-  kernels::BackendOptions options;
-  options.device = "cpu";
-  options.num_threads = 2;
-  auto backend = kernels::CreateBackend(options);
-  ASSERT_TRUE(backend.ok());
-  auto model = model::Model::Load(dir, backend->get());
-  ASSERT_TRUE(model.ok()) << model.status();
-  auto tok = tokenizer::Tokenizer::FromFile(dir + "/tokenizer.json");
-  ASSERT_TRUE(tok.ok());
   engine::EngineConfig config;
   config.scheduler.kv.num_blocks = 256;
-  auto engine = engine::CreateEngine(config, std::move(*backend),
-                                     std::move(*model), nullptr);
-  ASSERT_TRUE(engine.ok()) << engine.status();
-  frontend::Frontend frontend(
-      engine->get(),
-      std::shared_ptr<const tokenizer::Tokenizer>(std::move(*tok)));
-  rpc::ServerOptions server_options;
-  server_options.host = "127.0.0.1";
-  server_options.port = 0;
-  auto server = rpc::RpcServer::Start(server_options, nullptr);
+  auto stack = testing::StartEngine("tiny-bloom", config);
+  ASSERT_TRUE(stack.ok()) << stack.status();
+  engine::Engine* engine = stack->engine.get();
+  auto server = testing::StartRpcServer();
   ASSERT_TRUE(server.ok()) << server.status();
-  (*server)->SetFrontend(&frontend);
-  auto channel =
-      grpc::CreateChannel("127.0.0.1:" + std::to_string((*server)->port()),
-                          grpc::InsecureChannelCredentials());
+  (*server)->SetFrontend(stack->frontend.get());
+  auto channel = testing::ChannelTo(**server);
   auto stub = v1::InferenceService::NewStub(channel);
 
   // A stream whose messages (20 alternatives per token) overflow the HTTP/2
@@ -80,7 +57,7 @@ TEST(SlowReaderTest, AWriterBlockedByItsClientDoesNotSlowTheEngine) {
       std::chrono::steady_clock::now() + std::chrono::seconds(120);
   engine::EngineSnapshot s;
   while (std::chrono::steady_clock::now() < deadline) {
-    s = (*engine)->GetSnapshot();
+    s = engine->GetSnapshot();
     if (!s.has_work && s.num_live_requests == 0) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }

@@ -20,6 +20,7 @@
 #include "absl/strings/str_split.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "nlohmann/json.hpp"
+#include "tests/testing/raw_socket.h"
 
 namespace alibi::testing {
 namespace {
@@ -237,36 +238,17 @@ absl::StatusOr<CommandResult> RunCommand(const std::vector<std::string>& argv,
 }
 
 absl::StatusOr<std::string> HttpGet(int port, const std::string& path) {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return absl::InternalError("socket failed");
-  sockaddr_in addr = {};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-    close(fd);
-    return absl::UnavailableError(absl::StrCat("cannot connect to ", port));
-  }
-  const std::string request =
+  absl::StatusOr<std::string> response = HttpExchange(
+      port,
       absl::StrCat("GET ", path,
-                   " HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
-  if (write(fd, request.data(), request.size()) !=
-      static_cast<ssize_t>(request.size())) {
-    close(fd);
-    return absl::UnavailableError("short write");
-  }
-  std::string response;
-  char buffer[65536];
-  ssize_t n;
-  while ((n = read(fd, buffer, sizeof(buffer))) > 0) response.append(buffer, n);
-  close(fd);
-  const size_t body = response.find("\r\n\r\n");
-  if (!absl::StartsWith(response, "HTTP/1.") || body == std::string::npos ||
-      response.find(" 200 ") == std::string::npos) {
+                   " HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"),
+      absl::Seconds(30));
+  if (!response.ok()) return response.status();
+  if (HttpStatusOf(*response) != 200) {
     return absl::UnavailableError("bad HTTP response: " +
-                                  response.substr(0, 200));
+                                  response->substr(0, 200));
   }
-  return response.substr(body + 4);
+  return HttpBodyOf(*response);
 }
 
 double SumSeries(const std::string& metrics_text,
