@@ -4,6 +4,7 @@
 #include <optional>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
@@ -61,9 +62,11 @@ struct ReactorLink {
 class InferenceService::UnaryReactor : public grpc::ServerUnaryReactor {
  public:
   using Link = ReactorLink<UnaryReactor>;
-  // Fills the response from every chunk of the call merged.
-  using Builder = std::function<void(frontend::InferenceCall& call,
-                                     frontend::CompletionChunk all)>;
+  // Fills the response from the call's completions, each with every chunk
+  // merged (all[i] is completion i).
+  using Builder =
+      std::function<void(frontend::InferenceCall& call,
+                         std::vector<frontend::CompletionChunk> all)>;
 
   UnaryReactor(InferenceService* service, grpc::CallbackServerContext* context,
                absl::string_view rpc)
@@ -80,6 +83,7 @@ class InferenceService::UnaryReactor : public grpc::ServerUnaryReactor {
   void Start(std::shared_ptr<frontend::InferenceCall> call, Builder build) {
     call_ = std::move(call);
     build_ = std::move(build);
+    all_.resize(call_->n());
     // Once started, an output thread may finish the call and gRPC delete
     // this reactor: nothing below the lock touches a member.
     const std::shared_ptr<Link> link = link_;
@@ -110,12 +114,17 @@ class InferenceService::UnaryReactor : public grpc::ServerUnaryReactor {
       }
       if (finishing_) return;
       while (std::optional<frontend::CompletionChunk> c = call_->Poll()) {
-        all_.Merge(*std::move(c));
+        if (!c->status.ok() && status_.ok()) {
+          // One completion failed: the others are of no use.
+          status_ = ToGrpcStatus(c->status);
+          call_->Cancel(c->status);
+        }
+        all_[c->index].Merge(*std::move(c));
       }
-      if (!all_.finished) return;
+      if (!call_->done()) return;
       finishing_ = true;
     }
-    grpc::Status status = ToGrpcStatus(all_.status);
+    const grpc::Status status = status_;
     if (status.ok()) build_(*call_, std::move(all_));
     FinishCall(status);
   }
@@ -155,7 +164,7 @@ class InferenceService::UnaryReactor : public grpc::ServerUnaryReactor {
   bool ready_pending_ = false;
   bool cancel_requested_ = false;
   bool finishing_ = false;
-  frontend::CompletionChunk all_;
+  std::vector<frontend::CompletionChunk> all_;
 };
 
 // CompleteStream: one message per chunk, polled when no write is in flight
@@ -277,22 +286,26 @@ class InferenceService::StreamReactor
     if (!started_ || writing_ || finished_ || call_ == nullptr) return {};
     std::optional<frontend::CompletionChunk> chunk = call_->Poll();
     if (!chunk.has_value()) return {};
-    if (broken_) {  // nobody reads: wait for the final chunk
-      return chunk->finished ? FinishLocked(ToGrpcStatus(chunk->status))
-                             : Terminal{};
+    if (broken_) {  // nobody reads: wait for the final chunks
+      while (!call_->done()) {
+        chunk = call_->Poll();
+        if (!chunk.has_value()) return {};
+      }
+      return FinishLocked(ToGrpcStatus(chunk->status));
     }
     response_.Clear();
     ToProto(*chunk, &response_);
-    if (!chunk->finished) {
+    const grpc::Status status = ToGrpcStatus(chunk->status);
+    if (!status.ok()) {
+      call_->Cancel(chunk->status);  // the other completions, if any
+      // Deliver what was generated, then the error.
+      if (!chunk->has_content()) return FinishLocked(status);
+      pending_finish_ = status;
       writing_ = true;
       StartWrite(&response_);
       return {};
     }
-    const grpc::Status status = ToGrpcStatus(chunk->status);
-    if (!status.ok()) {
-      // Deliver what was generated, then the error.
-      if (!chunk->has_content()) return FinishLocked(status);
-      pending_finish_ = status;
+    if (!chunk->finished || !call_->done()) {
       writing_ = true;
       StartWrite(&response_);
       return {};
@@ -423,10 +436,11 @@ grpc::ServerUnaryReactor* InferenceService::Complete(
     delete reactor;
     return FinishNow(context, "Complete", ToGrpcStatus(call.status()), true);
   }
-  reactor->Start(*std::move(call), [response](frontend::InferenceCall&,
-                                              frontend::CompletionChunk all) {
-    ToProto(all, response);
-  });
+  reactor->Start(*std::move(call),
+                 [response](frontend::InferenceCall&,
+                            std::vector<frontend::CompletionChunk> all) {
+                   ToProto(all, response);
+                 });
   return reactor;
 }
 
@@ -466,8 +480,9 @@ grpc::ServerUnaryReactor* InferenceService::Score(
   const bool top = request->top_logprobs() > 0;
   reactor->Start(*std::move(call),
                  [response, top](frontend::InferenceCall& call,
-                                 frontend::CompletionChunk all) {
-                   ToProto(call.ToScoreResult(std::move(all)), top, response);
+                                 std::vector<frontend::CompletionChunk> all) {
+                   ToProto(call.ToScoreResult(std::move(all[0])), top,
+                           response);
                  });
   return reactor;
 }
@@ -485,6 +500,26 @@ grpc::ServerUnaryReactor* InferenceService::Tokenize(
   }
   ToProto(*result, response);
   return FinishNow(context, "Tokenize", grpc::Status::OK, true);
+}
+
+grpc::ServerUnaryReactor* InferenceService::Detokenize(
+    grpc::CallbackServerContext* context, const v1::DetokenizeRequest* request,
+    v1::DetokenizeResponse* response) {
+  frontend::Frontend* frontend = nullptr;
+  if (absl::Status s = Admit(*context, &frontend); !s.ok()) {
+    return FinishNow(context, "Detokenize", ToGrpcStatus(s), false);
+  }
+  const std::vector<int32_t> ids(request->token_ids().begin(),
+                                 request->token_ids().end());
+  auto text = frontend->Detokenize(
+      ids,
+      !request->has_skip_special_tokens() || request->skip_special_tokens(),
+      frontend::SameName);
+  if (!text.ok()) {
+    return FinishNow(context, "Detokenize", ToGrpcStatus(text.status()), true);
+  }
+  response->set_text(*std::move(text));
+  return FinishNow(context, "Detokenize", grpc::Status::OK, true);
 }
 
 grpc::ServerUnaryReactor* InferenceService::GetModelInfo(

@@ -64,6 +64,10 @@ class InferenceService final : public v1::InferenceService::CallbackService {
   grpc::ServerUnaryReactor* Tokenize(grpc::CallbackServerContext* context,
                                      const v1::TokenizeRequest* request,
                                      v1::TokenizeResponse* response) override;
+  grpc::ServerUnaryReactor* Detokenize(
+      grpc::CallbackServerContext* context,
+      const v1::DetokenizeRequest* request,
+      v1::DetokenizeResponse* response) override;
   grpc::ServerUnaryReactor* GetModelInfo(
       grpc::CallbackServerContext* context,
       const v1::GetModelInfoRequest* request,
