@@ -155,11 +155,11 @@ class HttpServer::Impl {
         workers_(std::max(1, options_.worker_threads)) {
     if (!options_.error_body) options_.error_body = PlainErrorBody;
   }
-  ~Impl() { Shutdown(); }
+  ~Impl() { Shutdown(absl::ZeroDuration()); }
 
   absl::Status Listen();
   void StartLoop() { loop_ = std::thread([this] { Loop(); }); }
-  void Shutdown();
+  void Shutdown(absl::Duration flush_timeout);
   int port() const { return port_; }
   HttpServerStats stats() const {
     std::lock_guard<std::mutex> lock(stats_mu_);
@@ -213,6 +213,8 @@ class HttpServer::Impl {
   };
 
   void Loop();
+  // Whether any connection has output not yet written.
+  bool AnyPendingOutput() const;
   void Accept();
   void OnEvent(Conn& c, uint32_t events);
   // Reads what the socket has; false when the connection was closed.
@@ -244,6 +246,8 @@ class HttpServer::Impl {
   int port_ = 0;
   std::thread loop_;
   std::atomic<bool> stopping_{false};
+  // Set before stopping_: until when a stopping loop keeps writing.
+  TimePoint flush_until_;
   std::once_flag shutdown_once_;
 
   // Loop-thread state.
@@ -508,8 +512,9 @@ absl::Status HttpServer::Impl::Listen() {
   return absl::OkStatus();
 }
 
-void HttpServer::Impl::Shutdown() {
-  std::call_once(shutdown_once_, [this] {
+void HttpServer::Impl::Shutdown(absl::Duration flush_timeout) {
+  std::call_once(shutdown_once_, [this, flush_timeout] {
+    flush_until_ = Now() + absl::ToChronoNanoseconds(flush_timeout);
     stopping_.store(true);
     if (event_fd_ >= 0) {
       const uint64_t one = 1;
@@ -525,16 +530,33 @@ void HttpServer::Impl::Shutdown() {
   });
 }
 
+bool HttpServer::Impl::AnyPendingOutput() const {
+  for (const auto& [id, conn] : conns_) {
+    std::lock_guard<std::mutex> lock(conn->shared->mu);
+    if (conn->shared->pending() > 0) return true;
+  }
+  return false;
+}
+
 void HttpServer::Impl::Loop() {
   std::vector<epoll_event> events(256);
   TimePoint next_sweep = Now() + kSweepPeriod;
-  while (!stopping_.load()) {
-    const int n = epoll_wait(epoll_fd_, events.data(),
-                             static_cast<int>(events.size()), 100);
+  bool accepting = true;
+  while (true) {
+    if (stopping_.load()) {
+      if (accepting) {  // no new connections while the last bytes go out
+        epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, listen_fd_, nullptr);
+        accepting = false;
+      }
+      if (Now() >= flush_until_ || !AnyPendingOutput()) break;
+    }
+    const int n =
+        epoll_wait(epoll_fd_, events.data(), static_cast<int>(events.size()),
+                   accepting ? 100 : 10);
     for (int i = 0; i < n; ++i) {
       const uint64_t key = events[i].data.u64;
       if (key == 0) {
-        Accept();
+        if (accepting) Accept();
       } else if (key == UINT64_MAX) {
         uint64_t count;
         [[maybe_unused]] ssize_t r = read(event_fd_, &count, sizeof(count));
@@ -562,7 +584,8 @@ void HttpServer::Impl::Loop() {
       Sweep(now);
       next_sweep = now + kSweepPeriod;
     }
-    if (accept_paused_until_ != TimePoint() && now >= accept_paused_until_) {
+    if (accepting && accept_paused_until_ != TimePoint() &&
+        now >= accept_paused_until_) {
       accept_paused_until_ = TimePoint();
       epoll_event ev = {};
       ev.events = EPOLLIN;
@@ -1036,6 +1059,8 @@ int HttpServer::port() const { return impl_->port(); }
 
 HttpServerStats HttpServer::stats() const { return impl_->stats(); }
 
-void HttpServer::Shutdown() { impl_->Shutdown(); }
+void HttpServer::Shutdown(absl::Duration flush_timeout) {
+  impl_->Shutdown(flush_timeout);
+}
 
 }  // namespace alibi::http_server

@@ -148,9 +148,11 @@ class HttpServer {
   int port() const;
   HttpServerStats stats() const;
 
-  // Stops accepting, closes every connection (responses in progress see
-  // on_close) and joins the threads. Idempotent.
-  void Shutdown();
+  // Stops accepting, writes what responses have queued for up to
+  // `flush_timeout` (a drained server's last answers reach their clients),
+  // then closes every connection (responses in progress see on_close) and
+  // joins the threads. Idempotent.
+  void Shutdown(absl::Duration flush_timeout = absl::ZeroDuration());
 
   class Impl;
 

@@ -309,7 +309,9 @@ TEST(HttpServerTest, IdleConnectionsDoNotDelayOthers) {
   for (int i = 0; i < 200; ++i) {
     auto c = RawConnection::Connect(server->port());
     ASSERT_TRUE(c.ok());
-    if (i % 2 == 0) ASSERT_TRUE(c->Send("GET / HTTP/1.1\r\nHo").ok());
+    if (i % 2 == 0) {
+      ASSERT_TRUE(c->Send("GET / HTTP/1.1\r\nHo").ok());
+    }
     idle.push_back(*std::move(c));
   }
   const auto start = std::chrono::steady_clock::now();
@@ -363,6 +365,30 @@ TEST(HttpServerTest, ShutdownEndsStreamsInProgress) {
   EXPECT_EQ(closed.get_future().wait_for(std::chrono::seconds(5)),
             std::future_status::ready);
   EXPECT_TRUE(c->ClosedByPeer(kWait));
+}
+
+TEST(HttpServerTest, ShutdownWithAFlushTimeoutDeliversQueuedResponses) {
+  // A response larger than the socket buffers, queued before Shutdown and
+  // read by the client only afterwards, arrives whole.
+  const std::string big(16 << 20, 'b');
+  std::promise<void> answered;
+  auto server = HttpServer::Start(
+      Options(), [&](HttpRequest, std::shared_ptr<Responder> r) {
+        r->Respond(200, {}, big);
+        answered.set_value();
+      });
+  ASSERT_TRUE(server.ok());
+  auto c = RawConnection::Connect((*server)->port());
+  ASSERT_TRUE(c.ok());
+  ASSERT_TRUE(c->Send("GET / HTTP/1.1\r\nHost: x\r\n\r\n").ok());
+  ASSERT_EQ(answered.get_future().wait_for(std::chrono::seconds(5)),
+            std::future_status::ready);
+  std::thread stopper([&] { (*server)->Shutdown(absl::Seconds(20)); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  const std::string got = c->ReadUntilClose(absl::Seconds(20));
+  stopper.join();
+  EXPECT_EQ(HttpStatusOf(got), 200);
+  EXPECT_EQ(HttpBodyOf(got).size(), big.size());
 }
 
 TEST(HttpServerTest, PortInUseAndBadAddressAreErrors) {
