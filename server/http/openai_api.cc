@@ -1,5 +1,6 @@
 #include "server/http/openai_api.h"
 
+#include <optional>
 #include <random>
 #include <utility>
 
@@ -313,6 +314,21 @@ absl::Status OpenAiApi::CheckModel(const std::string& model) const {
       options_.served_model_name, "`"));
 }
 
+template <typename Request>
+std::optional<Request> OpenAiApi::Parsed(absl::StatusOr<Request> request,
+                                         Responder& responder,
+                                         absl::string_view label) {
+  if (!request.ok()) {
+    Fail(responder, label, request.status(), true);
+    return std::nullopt;
+  }
+  if (absl::Status s = CheckModel(request->model); !s.ok()) {
+    Fail(responder, label, s, true, "model_not_found");
+    return std::nullopt;
+  }
+  return *std::move(request);
+}
+
 std::string OpenAiApi::NewId(absl::string_view prefix,
                              const std::string& call_id) {
   return absl::StrCat(prefix, nonce_, "-", call_id);
@@ -431,7 +447,9 @@ void OpenAiApi::Models(const HttpRequest& request, Responder& responder) {
                       {"owned_by", "alibi-serve"},
                       {"root", options_.served_model_name},
                       {"parent", nullptr},
-                      {"max_model_len", info.max_model_len}};
+                      {"max_model_len", info.max_model_len},
+                      // alibi-serve's: what token-id prompts may hold.
+                      {"vocab_size", info.vocab_size}};
   if (request.path == "/v1/models" || request.path == "/v1/models/") {
     Reply(responder, "/v1/models",
           Dump(Json{{"object", "list"}, {"data", Json::array({model})}}), true);
@@ -448,15 +466,9 @@ void OpenAiApi::Models(const HttpRequest& request, Responder& responder) {
 void OpenAiApi::Completions(const HttpRequest& request,
                             std::shared_ptr<Responder> responder) {
   constexpr char kLabel[] = "/v1/completions";
-  absl::StatusOr<CompletionRequest> r = ParseCompletionRequest(request.body);
-  if (!r.ok()) {
-    Fail(*responder, kLabel, r.status(), true);
-    return;
-  }
-  if (absl::Status s = CheckModel(r->model); !s.ok()) {
-    Fail(*responder, kLabel, s, true, "model_not_found");
-    return;
-  }
+  std::optional<CompletionRequest> r =
+      Parsed(ParseCompletionRequest(request.body), *responder, kLabel);
+  if (!r.has_value()) return;
   frontend::Frontend* frontend = frontend_.load();
   Exchange::Settings settings;
   settings.label = kLabel;
@@ -490,15 +502,9 @@ void OpenAiApi::Completions(const HttpRequest& request,
 void OpenAiApi::ChatCompletions(const HttpRequest& request,
                                 std::shared_ptr<Responder> responder) {
   constexpr char kLabel[] = "/v1/chat/completions";
-  absl::StatusOr<ChatRequest> r = ParseChatRequest(request.body);
-  if (!r.ok()) {
-    Fail(*responder, kLabel, r.status(), true);
-    return;
-  }
-  if (absl::Status s = CheckModel(r->model); !s.ok()) {
-    Fail(*responder, kLabel, s, true, "model_not_found");
-    return;
-  }
+  std::optional<ChatRequest> r =
+      Parsed(ParseChatRequest(request.body), *responder, kLabel);
+  if (!r.has_value()) return;
   frontend::Frontend* frontend = frontend_.load();
   absl::StatusOr<std::string> prompt = frontend->ApplyChatTemplate(
       r->messages, r->add_generation_prompt, ChatFieldName);
@@ -530,15 +536,9 @@ void OpenAiApi::ChatCompletions(const HttpRequest& request,
 
 void OpenAiApi::Tokenize(const HttpRequest& request, Responder& responder) {
   constexpr char kLabel[] = "/tokenize";
-  absl::StatusOr<TokenizeRequest> r = ParseTokenizeRequest(request.body);
-  if (!r.ok()) {
-    Fail(responder, kLabel, r.status(), true);
-    return;
-  }
-  if (absl::Status s = CheckModel(r->model); !s.ok()) {
-    Fail(responder, kLabel, s, true, "model_not_found");
-    return;
-  }
+  std::optional<TokenizeRequest> r =
+      Parsed(ParseTokenizeRequest(request.body), responder, kLabel);
+  if (!r.has_value()) return;
   frontend::Frontend* frontend = frontend_.load();
   std::string text;
   if (r->prompt.has_value()) {
@@ -569,15 +569,9 @@ void OpenAiApi::Tokenize(const HttpRequest& request, Responder& responder) {
 
 void OpenAiApi::Detokenize(const HttpRequest& request, Responder& responder) {
   constexpr char kLabel[] = "/detokenize";
-  absl::StatusOr<DetokenizeRequest> r = ParseDetokenizeRequest(request.body);
-  if (!r.ok()) {
-    Fail(responder, kLabel, r.status(), true);
-    return;
-  }
-  if (absl::Status s = CheckModel(r->model); !s.ok()) {
-    Fail(responder, kLabel, s, true, "model_not_found");
-    return;
-  }
+  std::optional<DetokenizeRequest> r =
+      Parsed(ParseDetokenizeRequest(request.body), responder, kLabel);
+  if (!r.has_value()) return;
   auto text = frontend_.load()->Detokenize(
       r->tokens, /*skip_special_tokens=*/true, [](absl::string_view canonical) {
         return absl::StrCat("tokens", canonical.substr(9));  // "token_ids[i]"

@@ -35,11 +35,13 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "server/frontend/frontend.h"
@@ -107,6 +109,12 @@ class OpenAiApi {
   bool Authorized(const http_server::HttpRequest& request) const;
   // NOT_FOUND unless `model` is empty or the served model's name.
   absl::Status CheckModel(const std::string& model) const;
+  // A parsed request naming a model this server serves; otherwise answers
+  // the error (counted under `label`) and returns nullopt.
+  template <typename Request>
+  std::optional<Request> Parsed(absl::StatusOr<Request> request,
+                                http_server::Responder& responder,
+                                absl::string_view label);
   std::string NewId(absl::string_view prefix, const std::string& call_id);
 
   void Health(http_server::Responder& responder) const;

@@ -10,6 +10,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <string>
@@ -22,6 +23,7 @@
 #include "nlohmann/json.hpp"
 #include "tests/testing/raw_socket.h"
 #include "tests/testing/server_process.h"
+#include "tests/testing/tls_certificates.h"
 
 namespace alibi {
 namespace {
@@ -103,6 +105,21 @@ Streamed ReadEvents(const std::string& body, bool chat = false) {
     }
   }
   return s;
+}
+
+// Opens a connection and sends POST /v1/completions with `body`, leaving
+// the response to be read (or abandoned).
+RawConnection SendCompletion(int port, const Json& body, bool close = true) {
+  auto conn = RawConnection::Connect(port);
+  EXPECT_TRUE(conn.ok()) << conn.status();
+  const std::string text = body.dump();
+  EXPECT_TRUE(conn->Send(absl::StrCat("POST /v1/completions HTTP/1.1\r\n"
+                                      "Host: x\r\n",
+                                      close ? "Connection: close\r\n" : "",
+                                      "Content-Length: ", text.size(),
+                                      "\r\n\r\n", text))
+                  .ok());
+  return *std::move(conn);
 }
 
 // Polls the metrics until the engine holds nothing.
@@ -411,19 +428,14 @@ TEST_F(HttpTest, ClientDisconnectCancelsTheRequest) {
     const double cancelled_before =
         Metric(*mpt_, {"alibi_requests_total{", "rpc=\"/v1/completions\"",
                        "code=\"CANCELLED\""});
-    auto conn = RawConnection::Connect(mpt_->http_port());
-    ASSERT_TRUE(conn.ok());
-    const std::string body = Json({{"prompt", "A very long story"},
-                                   {"max_tokens", 6000},
-                                   {"ignore_eos", true},
-                                   {"stream", stream}})
-                                 .dump();
-    ASSERT_TRUE(conn->Send(absl::StrCat("POST /v1/completions HTTP/1.1\r\n"
-                                        "Host: x\r\nContent-Length: ",
-                                        body.size(), "\r\n\r\n", body))
-                    .ok());
+    RawConnection conn = SendCompletion(mpt_->http_port(),
+                                        Json({{"prompt", "A very long story"},
+                                              {"max_tokens", 6000},
+                                              {"ignore_eos", true},
+                                              {"stream", stream}}),
+                                        /*close=*/false);
     if (stream) {
-      ASSERT_NE(conn->ReadUntil("data: ", absl::Seconds(10)).find("data: "),
+      ASSERT_NE(conn.ReadUntil("data: ", absl::Seconds(10)).find("data: "),
                 std::string::npos);
     } else {
       // Running: KV blocks in use.
@@ -434,7 +446,7 @@ TEST_F(HttpTest, ClientDisconnectCancelsTheRequest) {
         std::this_thread::sleep_for(std::chrono::milliseconds(5));
       }
     }
-    { RawConnection gone = *std::move(conn); }  // the client goes away
+    { RawConnection gone = std::move(conn); }  // the client goes away
     EXPECT_TRUE(EngineIdleWithin(*mpt_, std::chrono::seconds(2)));
     const auto deadline =
         std::chrono::steady_clock::now() + std::chrono::seconds(5);
@@ -458,16 +470,9 @@ TEST_F(HttpTest, ASlowReaderGetsEverything) {
   const HttpResult whole = Post(*mpt_, "/v1/completions", body);
   ASSERT_EQ(whole.status, 200);
   body["stream"] = true;
-  auto conn = RawConnection::Connect(mpt_->http_port());
-  ASSERT_TRUE(conn.ok());
-  const std::string text = body.dump();
-  ASSERT_TRUE(conn->Send(absl::StrCat("POST /v1/completions HTTP/1.1\r\n"
-                                      "Host: x\r\nConnection: close\r\n"
-                                      "Content-Length: ",
-                                      text.size(), "\r\n\r\n", text))
-                  .ok());
+  RawConnection conn = SendCompletion(mpt_->http_port(), body);
   std::this_thread::sleep_for(std::chrono::seconds(2));  // not reading
-  const std::string response = conn->ReadUntilClose(absl::Seconds(60));
+  const std::string response = conn.ReadUntilClose(absl::Seconds(60));
   const Streamed s = ReadEvents(testing::ParseHttpResponse(response).body);
   ASSERT_EQ(s.texts.size(), 1u);
   EXPECT_TRUE(s.done);
@@ -487,27 +492,20 @@ TEST(HttpGroupTest, NEightAllocatesThePromptBlocksOnce) {
   for (int i = 0; i < 512; ++i) prompt.push_back(100 + (i * 37) % 20000);
   const double batch_tokens_before =
       Metric(*server, {"alibi_batch_tokens_sum{"});
-  auto conn = RawConnection::Connect(server->http_port());
-  ASSERT_TRUE(conn.ok());
-  const std::string body = Json({{"prompt", prompt},
-                                 {"n", 8},
-                                 {"max_tokens", 112},
-                                 {"ignore_eos", true},
-                                 {"temperature", 1.0},
-                                 {"seed", 9},
-                                 {"stream", true}})
-                               .dump();
-  ASSERT_TRUE(conn->Send(absl::StrCat("POST /v1/completions HTTP/1.1\r\n"
-                                      "Host: x\r\nConnection: close\r\n"
-                                      "Content-Length: ",
-                                      body.size(), "\r\n\r\n", body))
-                  .ok());
+  RawConnection conn =
+      SendCompletion(server->http_port(), Json({{"prompt", prompt},
+                                                {"n", 8},
+                                                {"max_tokens", 112},
+                                                {"ignore_eos", true},
+                                                {"temperature", 1.0},
+                                                {"seed", 9},
+                                                {"stream", true}}));
   // While all eight run, the blocks in use are the shared prompt's and the
   // completions' own.
   double peak_used = 0;
   std::string response;
   std::thread reader(
-      [&] { response = conn->ReadUntilClose(absl::Seconds(120)); });
+      [&] { response = conn.ReadUntilClose(absl::Seconds(120)); });
   const auto deadline =
       std::chrono::steady_clock::now() + std::chrono::seconds(60);
   while (std::chrono::steady_clock::now() < deadline) {
@@ -618,29 +616,67 @@ TEST(HttpAuthTest, BearerTokenGuardsTheApiButNotHealth) {
   std::remove(key_file.c_str());
 }
 
+TEST(HttpTlsTest, TheApiSpeaksTlsAndMutualTlsWithTheServerFlags) {
+  if (!testing::HaveOpenssl()) GTEST_SKIP() << "no openssl command";
+  const std::string dir =
+      absl::StrCat(::testing::TempDir(), "/http_api_tls_", getpid());
+  ASSERT_TRUE(testing::WriteTestCertificates(dir).ok());
+  const std::string request =
+      "GET /v1/models HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+  {
+    testing::ServerOptions options;
+    options.model_dir = FixtureModel("tiny-bloom");
+    options.flags = {"--tls_cert=" + dir + "/server.pem",
+                     "--tls_key=" + dir + "/server.key"};
+    options.credentials = grpc::SslCredentials(grpc::SslCredentialsOptions{
+        testing::ReadFileToString(dir + "/ca.pem"), "", ""});
+    auto server = ServerProcess::Start(options);
+    ASSERT_TRUE(server.ok()) << server.status();
+    const HttpResult r = testing::ParseHttpResponse(
+        testing::HttpsExchange((*server)->http_port(), request, dir, false));
+    EXPECT_EQ(r.status, 200) << r.body;
+    EXPECT_EQ(ParseJson(r.body)["data"][0]["id"], "tiny-bloom");
+    // Plaintext on the TLS port gets no HTTP answer.
+    auto plain = HttpCall((*server)->http_port(), "GET", "/v1/models");
+    EXPECT_FALSE(plain.ok() && plain->status != 0);
+  }
+  {
+    testing::ServerOptions options;
+    options.model_dir = FixtureModel("tiny-bloom");
+    options.flags = {"--tls_cert=" + dir + "/server.pem",
+                     "--tls_key=" + dir + "/server.key",
+                     "--tls_client_ca=" + dir + "/ca.pem"};
+    options.credentials = grpc::SslCredentials(grpc::SslCredentialsOptions{
+        testing::ReadFileToString(dir + "/ca.pem"),
+        testing::ReadFileToString(dir + "/client.key"),
+        testing::ReadFileToString(dir + "/client.pem")});
+    auto server = ServerProcess::Start(options);
+    ASSERT_TRUE(server.ok()) << server.status();
+    const int port = (*server)->http_port();
+    EXPECT_EQ(
+        testing::HttpStatusOf(testing::HttpsExchange(port, request, dir, true)),
+        200);
+    EXPECT_EQ(testing::HttpStatusOf(
+                  testing::HttpsExchange(port, request, dir, false)),
+              0);
+  }
+  std::filesystem::remove_all(dir);
+}
+
 TEST(HttpOverloadTest, AFullQueueAnswers429) {
   auto server = StartServer("tiny-bloom",
                             {"--max_num_seqs=1", "--max_queued_requests=1"});
   ASSERT_NE(server, nullptr);
-  auto start_stream = [&](RawConnection& c) {
-    const std::string body = Json({{"prompt", "Long"},
-                                   {"max_tokens", 8000},
-                                   {"ignore_eos", true},
-                                   {"stream", true}})
-                                 .dump();
-    return c.Send(
-        absl::StrCat("POST /v1/completions HTTP/1.1\r\nHost: x\r\n"
-                     "Content-Length: ",
-                     body.size(), "\r\n\r\n", body));
-  };
-  auto running = RawConnection::Connect(server->http_port());
-  ASSERT_TRUE(running.ok());
-  ASSERT_TRUE(start_stream(*running).ok());
-  ASSERT_NE(running->ReadUntil("data: ", absl::Seconds(10)).find("data: "),
+  const Json long_stream = {{"prompt", "Long"},
+                            {"max_tokens", 8000},
+                            {"ignore_eos", true},
+                            {"stream", true}};
+  RawConnection running =
+      SendCompletion(server->http_port(), long_stream, /*close=*/false);
+  ASSERT_NE(running.ReadUntil("data: ", absl::Seconds(10)).find("data: "),
             std::string::npos);
-  auto waiting = RawConnection::Connect(server->http_port());
-  ASSERT_TRUE(waiting.ok());
-  ASSERT_TRUE(start_stream(*waiting).ok());
+  RawConnection waiting =
+      SendCompletion(server->http_port(), long_stream, /*close=*/false);
   const auto deadline =
       std::chrono::steady_clock::now() + std::chrono::seconds(10);
   while (Metric(*server, {"alibi_num_requests_waiting{"}) < 1 &&
@@ -660,19 +696,12 @@ TEST(HttpOverloadTest, AFullQueueAnswers429) {
 TEST(HttpDrainTest, SigtermDrainsTheHttpStreamsAndRefusesNewOnes) {
   auto server = StartServer("tiny-bloom", {"--drain_seconds=20"});
   ASSERT_NE(server, nullptr);
-  auto conn = RawConnection::Connect(server->http_port());
-  ASSERT_TRUE(conn.ok());
-  const std::string body = Json({{"prompt", "Drain me"},
-                                 {"max_tokens", 400},
-                                 {"ignore_eos", true},
-                                 {"stream", true}})
-                               .dump();
-  ASSERT_TRUE(conn->Send(absl::StrCat("POST /v1/completions HTTP/1.1\r\n"
-                                      "Host: x\r\nConnection: close\r\n"
-                                      "Content-Length: ",
-                                      body.size(), "\r\n\r\n", body))
-                  .ok());
-  ASSERT_NE(conn->ReadUntil("data: ", absl::Seconds(10)).find("data: "),
+  RawConnection conn =
+      SendCompletion(server->http_port(), Json({{"prompt", "Drain me"},
+                                                {"max_tokens", 400},
+                                                {"ignore_eos", true},
+                                                {"stream", true}}));
+  ASSERT_NE(conn.ReadUntil("data: ", absl::Seconds(10)).find("data: "),
             std::string::npos);
   kill(server->pid(), SIGTERM);
   // New requests and /health: 503 while the stream finishes.
@@ -687,7 +716,7 @@ TEST(HttpDrainTest, SigtermDrainsTheHttpStreamsAndRefusesNewOnes) {
   const HttpResult refused = Post(*server, "/v1/completions",
                                   {{"prompt", "Too late"}, {"max_tokens", 2}});
   if (refused.status != 0) ExpectErrorObject(refused, 503, "", "draining");
-  const std::string response = conn->ReadUntilClose(absl::Seconds(20));
+  const std::string response = conn.ReadUntilClose(absl::Seconds(20));
   const Streamed s = ReadEvents(testing::ParseHttpResponse(response).body);
   ASSERT_EQ(s.texts.size(), 1u);
   EXPECT_TRUE(s.done);
