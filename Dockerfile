@@ -54,12 +54,13 @@ COPY --from=build-cuda /opt/alibi /opt/alibi
 COPY models/alibi-tiny-en /opt/alibi/models/alibi-tiny-en
 RUN /tmp/alibi-setup/docker-runtime.sh verify /opt/alibi && rm -rf /tmp/alibi-setup
 LABEL org.opencontainers.image.title="alibi-serve (CUDA)" \
-      org.opencontainers.image.description="gRPC model server for ALiBi language models (BLOOM, MPT)"
+      org.opencontainers.image.description="gRPC and OpenAI-compatible HTTP model server for ALiBi language models (BLOOM, MPT)"
 # The server's default --model (models/alibi-tiny-en) is relative to here.
 WORKDIR /opt/alibi
 USER 10001:10001
-# gRPC (--port) and Prometheus /metrics (--metrics_port): the server's defaults.
-EXPOSE 50051 9464
+# gRPC (--port), Prometheus /metrics (--metrics_port) and the OpenAI-compatible
+# HTTP API (--http_port, with /metrics too): the server's defaults.
+EXPOSE 50051 9464 8000
 # gRPC health check (service ""): alibi-cli exits 0 only when SERVING, so the
 # container is unhealthy while the model loads and once SIGTERM starts a drain.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=120s --retries=3 \
@@ -88,12 +89,13 @@ COPY --from=build-cpu /opt/alibi /opt/alibi
 COPY models/alibi-tiny-en /opt/alibi/models/alibi-tiny-en
 RUN /tmp/alibi-setup/docker-runtime.sh verify /opt/alibi && rm -rf /tmp/alibi-setup
 LABEL org.opencontainers.image.title="alibi-serve (CPU)" \
-      org.opencontainers.image.description="gRPC model server for ALiBi language models (BLOOM, MPT)"
+      org.opencontainers.image.description="gRPC and OpenAI-compatible HTTP model server for ALiBi language models (BLOOM, MPT)"
 # The server's default --model (models/alibi-tiny-en) is relative to here.
 WORKDIR /opt/alibi
 USER 10001:10001
-# gRPC (--port) and Prometheus /metrics (--metrics_port): the server's defaults.
-EXPOSE 50051 9464
+# gRPC (--port), Prometheus /metrics (--metrics_port) and the OpenAI-compatible
+# HTTP API (--http_port, with /metrics too): the server's defaults.
+EXPOSE 50051 9464 8000
 # gRPC health check (service ""): alibi-cli exits 0 only when SERVING, so the
 # container is unhealthy while the model loads and once SIGTERM starts a drain.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=120s --retries=3 \

@@ -69,6 +69,8 @@ class Connection {
   }
   size_t num_channels() const { return channels_.size(); }
   bool has_api_key() const { return !bearer_.empty(); }
+  // "Bearer <key>", or empty without a key (for HTTP clients).
+  const std::string& authorization() const { return bearer_; }
 
   // Adds the authorization metadata and the deadline (counted from now).
   void Configure(grpc::ClientContext* context) const;

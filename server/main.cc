@@ -1,7 +1,8 @@
-// alibi-server: flags and wiring. Starts the gRPC server at once (health
-// NOT_SERVING, calls UNAVAILABLE while the model loads), loads the model onto
-// the chosen backend, sizes the KV pool, starts the engine and reports
-// SERVING; on SIGTERM/SIGINT drains and exits 0.
+// alibi-server: flags and wiring. Starts the gRPC server and the
+// OpenAI-compatible HTTP API at once (health NOT_SERVING / 503, calls
+// UNAVAILABLE / 503 while the model loads), loads the model onto the chosen
+// backend, sizes the KV pool, starts the engine and reports SERVING; on
+// SIGTERM/SIGINT drains both and exits 0.
 #include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
@@ -29,7 +30,10 @@
 #include "kernels/backend.h"
 #include "kernels/memory_plan.h"
 #include "server/engine/engine_core.h"
+#include "server/frontend/chat_template.h"
 #include "server/frontend/frontend.h"
+#include "server/http/openai_api.h"
+#include "server/http_server/http_server.h"
 #include "server/metrics/metrics.h"
 #include "server/metrics/metrics_endpoint.h"
 #include "server/model/config.h"
@@ -49,9 +53,20 @@ ABSL_FLAG(std::string, metrics_host, "0.0.0.0",
           "Address the Prometheus endpoint binds");
 ABSL_FLAG(int, metrics_port, 9464,
           "Prometheus /metrics port (0: any free port, -1: off)");
+ABSL_FLAG(std::string, http_host, "0.0.0.0",
+          "Address the OpenAI-compatible HTTP API binds");
+ABSL_FLAG(int, http_port, 8000,
+          "OpenAI-compatible HTTP API port (/v1/completions, "
+          "/v1/chat/completions, /v1/models, /health, /metrics, ...; 0: any "
+          "free port, -1: off)");
+ABSL_FLAG(std::string, chat_template, "",
+          "Chat template for /v1/chat/completions: a file, or the Jinja2 "
+          "text itself (default: tokenizer_config.json's chat_template)");
+ABSL_FLAG(int64_t, http_max_body_bytes, 8 << 20,
+          "HTTP API: largest request body; larger ones get 413");
 ABSL_FLAG(std::string, port_file, "",
-          "Write {\"port\":..,\"metrics_port\":..} to this file once "
-          "listening (for supervisors and tests using port 0)");
+          "Write {\"port\":..,\"metrics_port\":..,\"http_port\":..} to "
+          "this file once listening (for supervisors and tests using port 0)");
 ABSL_FLAG(absl::Duration, http_header_timeout, absl::Seconds(10),
           "HTTP ports (metrics; OpenAI API): a request's header section (and "
           "a new connection's first one, TLS handshake included) must arrive "
@@ -277,13 +292,13 @@ absl::StatusOr<int> KvBlocks(const model::Model& model,
   return static_cast<int>(std::min<int64_t>(blocks, 1 << 30));
 }
 
-absl::Status WritePortFile(const std::string& path, int port,
-                           int metrics_port) {
+absl::Status WritePortFile(const std::string& path, int port, int metrics_port,
+                           int http_port) {
   const std::string tmp = path + ".tmp";
   {
     std::ofstream out(tmp);
     out << "{\"port\": " << port << ", \"metrics_port\": " << metrics_port
-        << "}\n";
+        << ", \"http_port\": " << http_port << "}\n";
     if (!out) {
       return absl::InvalidArgumentError(
           absl::StrCat("--port_file: cannot write \"", path, "\""));
@@ -291,6 +306,18 @@ absl::Status WritePortFile(const std::string& path, int port,
   }
   std::filesystem::rename(tmp, path);
   return absl::OkStatus();
+}
+
+// The limits every HTTP port shares (--http_* flags).
+http_server::HttpServerOptions HttpOptions(const std::string& name) {
+  http_server::HttpServerOptions options;
+  options.name = name;
+  options.max_connections = absl::GetFlag(FLAGS_http_max_connections);
+  options.header_timeout = absl::GetFlag(FLAGS_http_header_timeout);
+  options.body_timeout = absl::GetFlag(FLAGS_http_body_timeout);
+  options.idle_timeout = absl::GetFlag(FLAGS_http_idle_timeout);
+  options.write_timeout = absl::GetFlag(FLAGS_http_write_timeout);
+  return options;
 }
 
 absl::Status Run() {
@@ -332,21 +359,17 @@ absl::Status Run() {
       std::string(kernels::DTypeName(backend->weight_dtype())),
       std::string(backend->Kind()), kVersion};
   metrics_options.rpc_names = {"Complete", "CompleteStream", "Score",
-                               "Tokenize", "GetModelInfo"};
+                               "Tokenize", "Detokenize",     "GetModelInfo"};
+  for (const std::string& route : http::OpenAiApi::MetricRoutes()) {
+    metrics_options.rpc_names.push_back(route);
+  }
   auto metrics = std::make_unique<metrics::Metrics>(metrics_options);
   int metrics_port = -1;
   std::unique_ptr<metrics::MetricsEndpoint> metrics_endpoint;
   if (absl::GetFlag(FLAGS_metrics_port) >= 0) {
-    http_server::HttpServerOptions endpoint_options;
-    endpoint_options.name = "metrics";
+    http_server::HttpServerOptions endpoint_options = HttpOptions("metrics");
     endpoint_options.host = absl::GetFlag(FLAGS_metrics_host);
     endpoint_options.port = absl::GetFlag(FLAGS_metrics_port);
-    endpoint_options.max_connections =
-        absl::GetFlag(FLAGS_http_max_connections);
-    endpoint_options.header_timeout = absl::GetFlag(FLAGS_http_header_timeout);
-    endpoint_options.body_timeout = absl::GetFlag(FLAGS_http_body_timeout);
-    endpoint_options.idle_timeout = absl::GetFlag(FLAGS_http_idle_timeout);
-    endpoint_options.write_timeout = absl::GetFlag(FLAGS_http_write_timeout);
     endpoint_options.max_body_bytes = 0;
     auto endpoint =
         metrics::MetricsEndpoint::Start(metrics.get(), endpoint_options);
@@ -395,9 +418,52 @@ absl::Status Run() {
   server_options.service.server_version = kVersion;
   ASSIGN_OR_RETURN(std::unique_ptr<rpc::RpcServer> server,
                    rpc::RpcServer::Start(server_options, metrics.get()));
+
+  // The OpenAI-compatible API, with /metrics beside it (the Gateway API
+  // Inference Extension's endpoint picker scrapes the serving port).
+  std::unique_ptr<http::OpenAiApi> http_api;
+  std::unique_ptr<http_server::HttpServer> http_server;
+  int http_port = -1;
+  if (absl::GetFlag(FLAGS_http_port) >= 0) {
+    http::OpenAiApiOptions api_options;
+    api_options.served_model_name = served_name;
+    api_options.api_key = api_key;
+    api_options.server_version = kVersion;
+    api_options.stall_timeout =
+        absl::Seconds(absl::GetFlag(FLAGS_health_stall_seconds));
+    http_api = std::make_unique<http::OpenAiApi>(api_options, metrics.get());
+    http_server::HttpServerOptions options = HttpOptions("http");
+    options.host = absl::GetFlag(FLAGS_http_host);
+    options.port = absl::GetFlag(FLAGS_http_port);
+    options.max_body_bytes = static_cast<size_t>(
+        std::max<int64_t>(0, absl::GetFlag(FLAGS_http_max_body_bytes)));
+    options.worker_threads = 4;
+    options.tls = {absl::GetFlag(FLAGS_tls_cert), absl::GetFlag(FLAGS_tls_key),
+                   absl::GetFlag(FLAGS_tls_client_ca)};
+    options.error_body = [api = http_api.get()](int status,
+                                                absl::string_view message) {
+      return api->CoreErrorBody(status, message);
+    };
+    auto started = http_server::HttpServer::Start(
+        std::move(options),
+        [api = http_api.get(), m = metrics.get()](
+            http_server::HttpRequest request,
+            std::shared_ptr<http_server::Responder> responder) {
+          if (metrics::ServeMetricsRequest(*m, request, *responder)) return;
+          api->Handle(std::move(request), std::move(responder));
+        });
+    if (!started.ok()) return Annotate(started.status(), "--http_port: ");
+    http_server = *std::move(started);
+    http_port = http_server->port();
+    ALIBI_LOG(INFO) << "OpenAI-compatible API on "
+                    << (absl::GetFlag(FLAGS_tls_cert).empty() ? "http"
+                                                              : "https")
+                    << "://" << absl::GetFlag(FLAGS_http_host) << ":"
+                    << http_port << "/v1";
+  }
   if (!absl::GetFlag(FLAGS_port_file).empty()) {
     RETURN_IF_ERROR(WritePortFile(absl::GetFlag(FLAGS_port_file),
-                                  server->port(), metrics_port));
+                                  server->port(), metrics_port, http_port));
   }
 
   const TimePoint load_start = Now();
@@ -406,6 +472,10 @@ absl::Status Run() {
   ASSIGN_OR_RETURN(
       std::unique_ptr<tokenizer::Tokenizer> tokenizer,
       tokenizer::Tokenizer::FromFile(model_dir + "/tokenizer.json"));
+  frontend::FrontendOptions frontend_options;
+  ASSIGN_OR_RETURN(frontend_options.chat_template,
+                   frontend::LoadChatTemplate(
+                       model_dir, absl::GetFlag(FLAGS_chat_template)));
   engine::EngineConfig engine_config;
   SchedulerConfig& sc = engine_config.scheduler;
   sc.max_num_seqs = absl::GetFlag(FLAGS_max_num_seqs);
@@ -442,12 +512,20 @@ absl::Status Run() {
   const kernels::MemoryInfo memory = backend_ref.GetMemoryInfo();
   metrics->SetDeviceMemory(static_cast<int64_t>(memory.used_bytes),
                            static_cast<int64_t>(memory.total_bytes));
+  const bool chat = frontend_options.chat_template != nullptr;
   frontend::Frontend frontend(
       engine.get(),
-      std::shared_ptr<const tokenizer::Tokenizer>(std::move(tokenizer)));
+      std::shared_ptr<const tokenizer::Tokenizer>(std::move(tokenizer)),
+      std::move(frontend_options));
   server->SetFrontend(&frontend);
+  if (http_api != nullptr) http_api->SetFrontend(&frontend);
   g_ready.store(true);
-  ALIBI_LOG(INFO) << "ready: SERVING on port " << server->port();
+  ALIBI_LOG(INFO) << "ready: SERVING on port " << server->port()
+                  << (http_port >= 0 ? absl::StrCat(" (HTTP ", http_port, ")")
+                                     : std::string())
+                  << (chat ? "; chat template loaded"
+                           : "; no chat template (/v1/chat/completions "
+                             "answers 400)");
 
   int signal = 0;
   {
@@ -457,7 +535,25 @@ absl::Status Run() {
   }
   ALIBI_LOG(INFO) << "signal " << signal << ": draining for up to "
                   << absl::GetFlag(FLAGS_drain_seconds) << " s";
-  server->Drain(absl::Seconds(absl::GetFlag(FLAGS_drain_seconds)));
+  // Both transports stop admitting at once; their calls in flight share one
+  // grace period, then the engine ends what is left.
+  const absl::Duration grace =
+      absl::Seconds(absl::GetFlag(FLAGS_drain_seconds));
+  const absl::Time drain_end = absl::Now() + grace;
+  server->StartDraining();
+  if (http_api != nullptr) {
+    http_api->StartDraining();
+    if (!http_api->WaitForIdle(grace)) {
+      ALIBI_LOG(WARNING) << "drain time over with " << http_api->in_flight()
+                         << " HTTP requests in flight";
+    }
+  }
+  server->Drain(std::max(absl::ZeroDuration(), drain_end - absl::Now()));
+  if (http_api != nullptr) {
+    // The engine has ended what was left: let those answers go out.
+    http_api->WaitForIdle(absl::Milliseconds(500));
+    http_server->Shutdown(/*flush_timeout=*/absl::Seconds(2));
+  }
   ALIBI_LOG(INFO) << "stopped";
   // Skip the remaining destructors: the metrics endpoint's takes up to 2 s
   // to notice its stop, and the drain budget is already spent.
@@ -470,8 +566,10 @@ absl::Status Run() {
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
-      "alibi-server: gRPC inference server for ALiBi language models.\n"
-      "  alibi-server --model models/alibi-tiny-en --port 50051");
+      "alibi-server: gRPC and OpenAI-compatible HTTP inference server for "
+      "ALiBi language models.\n"
+      "  alibi-server --model models/alibi-tiny-en --port 50051 "
+      "--http_port 8000");
   absl::ParseCommandLine(argc, argv);
   alibi::InstallSignalHandlers();
   const absl::Status status = alibi::Run();

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <sstream>
 #include <utility>
 #include <vector>
@@ -17,16 +18,19 @@
 #include "absl/time/time.h"
 #include "alibi/v1/inference.grpc.pb.h"
 #include "client/bench/arrivals.h"
+#include "client/bench/http_client.h"
 #include "client/bench/report.h"
 #include "client/bench/runner.h"
 #include "client/flags.h"
 #include "client/status_format.h"
+#include "nlohmann/json.hpp"
 
 namespace alibi::client::bench {
 namespace {
 
 // Parsed flag values before validation.
 struct RawBenchFlags {
+  std::string backend = "grpc";
   std::string request_rate = "inf";
   std::string workload = "random";
   std::optional<bool> ignore_eos;
@@ -34,6 +38,13 @@ struct RawBenchFlags {
 };
 
 void RegisterBenchFlags(FlagSet& flags, BenchConfig* c, RawBenchFlags* raw) {
+  flags.Add("backend", &raw->backend,
+            "grpc (default): the gRPC API; openai: the OpenAI-compatible "
+            "HTTP API, POST /v1/completions streamed (--address then "
+            "defaults to localhost:8000; no TLS)");
+  flags.Add("model", &c->model,
+            "backend openai: the requests' model (default: the one "
+            "/v1/models lists)");
   AddConnectionFlags(flags, &c->connection);
   flags.Add("num_channels", &c->num_channels,
             "gRPC channels (TCP connections) to spread requests over "
@@ -112,6 +123,56 @@ absl::StatusOr<double> MeasureCharsPerToken(const Connection& connection,
   return static_cast<double>(request.text().size()) / response.token_ids_size();
 }
 
+// What GetModelInfo would say, from the OpenAI-compatible API: /v1/models
+// (its model, max_model_len and alibi-serve's vocab_size) and /version.
+absl::StatusOr<v1::GetModelInfoResponse> OpenAiModelInfo(HttpClient& client) {
+  absl::StatusOr<HttpClient::Response> models =
+      client.Call("GET", "/v1/models", "");
+  if (!models.ok()) return models.status();
+  const nlohmann::json j =
+      nlohmann::json::parse(models->body, nullptr, /*allow_exceptions=*/false);
+  if (models->status != 200 || !j.is_object() || !j.contains("data") ||
+      !j["data"].is_array() || j["data"].empty()) {
+    return absl::UnavailableError(absl::StrCat("GET /v1/models answered ",
+                                               models->status, ": ",
+                                               models->body.substr(0, 200)));
+  }
+  const nlohmann::json& m = j["data"][0];
+  v1::GetModelInfoResponse info;
+  info.set_model(m.value("id", ""));
+  info.set_max_context_length(m.value("max_model_len", 0));
+  info.set_vocab_size(m.value("vocab_size", 0));
+  absl::StatusOr<HttpClient::Response> version =
+      client.Call("GET", "/version", "");
+  if (version.ok() && version->status == 200) {
+    const nlohmann::json v =
+        nlohmann::json::parse(version->body, nullptr, false);
+    if (v.is_object()) info.set_server_version(v.value("version", ""));
+  }
+  return info;
+}
+
+// MeasureCharsPerToken through POST /tokenize.
+absl::StatusOr<double> MeasureCharsPerTokenOpenAi(HttpClient& client,
+                                                  const std::string& corpus) {
+  const std::string text = CutCorpus(corpus, 0, 16384);
+  absl::StatusOr<HttpClient::Response> r = client.Call(
+      "POST", "/tokenize", nlohmann::json({{"prompt", text}}).dump());
+  if (!r.ok()) return r.status();
+  const nlohmann::json j = nlohmann::json::parse(r->body, nullptr, false);
+  if (r->status != 200 || !j.is_object() || !j.contains("count")) {
+    return absl::UnavailableError(
+        absl::StrCat("POST /tokenize (to measure the corpus' bytes per token) "
+                     "answered ",
+                     r->status, ": ", r->body.substr(0, 200)));
+  }
+  const int64_t count = j["count"].get<int64_t>();
+  if (count == 0) {
+    return absl::InvalidArgumentError("--corpus: its start has no tokens");
+  }
+  return static_cast<double>(text.size()) / static_cast<double>(count);
+}
+
 }  // namespace
 
 absl::StatusOr<BenchConfig> ParseBenchArgs(absl::Span<const std::string> args,
@@ -131,6 +192,31 @@ absl::StatusOr<BenchConfig> ParseBenchArgs(absl::Span<const std::string> args,
   auto kind = ParseWorkloadKind(raw.workload);
   if (!kind.ok()) return kind.status();
   c.workload = *kind;
+  if (raw.backend == "openai") {
+    c.backend = Backend::kOpenAi;
+    if (c.workload == WorkloadKind::kScore) {
+      return absl::InvalidArgumentError(
+          "--workload score needs --backend grpc (OpenAI's API has no "
+          "scoring endpoint)");
+    }
+    if (c.connection.tls || !c.connection.tls_ca.empty() ||
+        !c.connection.tls_cert.empty() ||
+        !c.connection.tls_server_name.empty()) {
+      return absl::InvalidArgumentError(
+          "--backend openai speaks plaintext HTTP; the TLS flags apply to "
+          "--backend grpc");
+    }
+    if (flags.IsSet("num_channels")) {
+      return absl::InvalidArgumentError(
+          "--num_channels applies to --backend grpc");
+    }
+    if (!flags.IsSet("address")) c.connection.address = "localhost:8000";
+  } else if (raw.backend != "grpc") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--backend: expected grpc or openai, got \"", raw.backend, "\""));
+  } else if (!c.model.empty()) {
+    return absl::InvalidArgumentError("--model applies to --backend openai");
+  }
 
   const std::string rate = absl::AsciiStrToLower(raw.request_rate);
   if (rate == "inf" || rate == "infinity") {
@@ -219,6 +305,8 @@ std::string BenchUsage() {
       "  alibi-bench --workload corpus --corpus kjv.txt --concurrency 16 "
       "--json out.json\n"
       "  alibi-bench --workload score --input_len 2048 --num_requests 20\n"
+      "  alibi-bench --backend openai --address localhost:8000 "
+      "--concurrency 1 --input_len 128\n"
       "\n"
       "flags:\n",
       flags.Help(),
@@ -256,9 +344,30 @@ int RunBench(absl::Span<const std::string> args, std::ostream& out,
     return 2;
   }
 
+  const bool openai = c.backend == Backend::kOpenAi;
+  std::unique_ptr<HttpClient> http;
+  if (openai) {
+    http = std::make_unique<HttpClient>(c.connection.address,
+                                        connection->authorization(),
+                                        c.connection.deadline_ms);
+  }
+
   // The model: vocabulary for random ids, and context length for a warning.
   v1::GetModelInfoResponse info;
-  {
+  if (openai) {
+    absl::StatusOr<v1::GetModelInfoResponse> got = OpenAiModelInfo(*http);
+    if (!got.ok()) {
+      err << "alibi-bench: " << got.status().message() << "\n"
+          << "alibi-bench: the model could not be listed; nothing was sent\n";
+      return 1;
+    }
+    info = *std::move(got);
+    if (c.workload == WorkloadKind::kRandom && info.vocab_size() <= 0) {
+      err << "alibi-bench: /v1/models gives no vocab_size (alibi-serve "
+             "does): use --workload corpus with this server\n";
+      return 1;
+    }
+  } else {
     auto stub = v1::InferenceService::NewStub(connection->channel());
     grpc::ClientContext context;
     connection->Configure(&context, 30000);
@@ -286,7 +395,8 @@ int RunBench(absl::Span<const std::string> args, std::ostream& out,
       chars_per_token = c.chars_per_token;
     } else {
       absl::StatusOr<double> measured =
-          MeasureCharsPerToken(*connection, corpus);
+          openai ? MeasureCharsPerTokenOpenAi(*http, corpus)
+                 : MeasureCharsPerToken(*connection, corpus);
       if (!measured.ok()) {
         err << "alibi-bench: " << measured.status().message() << "\n";
         return 1;
@@ -330,15 +440,19 @@ int RunBench(absl::Span<const std::string> args, std::ostream& out,
   Report report;
   report.started_at = NowRfc3339();
   err << absl::StrFormat(
-      "alibi-bench: %d %s requests to %s (%s), rate %s, concurrency %s\n",
+      "alibi-bench: %d %s requests to %s (%s, %s), rate %s, concurrency %s\n",
       c.num_requests, WorkloadKindName(c.workload), connection->address(),
-      info.model(),
+      info.model(), openai ? "OpenAI HTTP API" : "gRPC",
       std::isinf(c.request_rate) ? std::string("inf")
                                  : absl::StrFormat("%g/s", c.request_rate),
       c.concurrency > 0 ? absl::StrCat(c.concurrency) : std::string("none"));
-  RunResult run = RunLoad(*connection, *workload, arrivals, run_options);
+  RunResult run =
+      openai ? RunLoadOpenAi(*http, c.model.empty() ? info.model() : c.model,
+                             *workload, arrivals, run_options)
+             : RunLoad(*connection, *workload, arrivals, run_options);
 
   ReportConfig& rc = report.config;
+  rc.backend = openai ? "openai" : "grpc";
   rc.address = c.connection.address;
   rc.workload = WorkloadKindName(c.workload);
   rc.num_requests = c.num_requests;

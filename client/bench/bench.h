@@ -4,6 +4,7 @@
 //
 //   alibi-bench --num_requests 200 --request_rate 8 --input_len 256
 //       --output_len 64 --json out.json     (one command line)
+//   alibi-bench --backend openai --address localhost:8000 ...   (the HTTP API)
 //
 // Exit codes: 0 the run completed with at least one successful request;
 // 1 the server could not be reached, or every request failed; 2 usage error.
@@ -26,7 +27,17 @@
 
 namespace alibi::client::bench {
 
+// The API alibi-bench drives.
+enum class Backend {
+  kGrpc,    // CompleteStream / Score
+  kOpenAi,  // POST /v1/completions, streamed (server-sent events)
+};
+
 struct BenchConfig {
+  Backend backend = Backend::kGrpc;
+  // Backend openai: each request's `model` (empty: the one /v1/models
+  // lists).
+  std::string model;
   ConnectionOptions connection;
   int num_channels = 1;
   int64_t num_requests = 100;

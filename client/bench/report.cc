@@ -52,7 +52,8 @@ std::string Ms(double v) {
 json ReportToJson(const Report& report) {
   const ReportConfig& c = report.config;
   const BenchMetrics& m = report.metrics;
-  json config{{"address", c.address},
+  json config{{"backend", c.backend},
+              {"address", c.address},
               {"workload", c.workload},
               {"num_requests", c.num_requests},
               {"request_rate",
@@ -132,8 +133,11 @@ std::string FormatReportTable(const Report& report) {
   absl::StrAppend(&out, std::string(20, '='),
                   " alibi-bench: serving benchmark ", std::string(20, '='),
                   "\n");
-  line("Server:", absl::StrCat(c.address, " (", report.server.model, ", ",
-                               report.server.device, ")"));
+  line("Server:",
+       absl::StrCat(c.address, " (", report.server.model, ", ",
+                    report.server.device.empty() ? std::string("device unknown")
+                                                 : report.server.device,
+                    ") via ", c.backend));
   std::string workload =
       absl::StrFormat("%s, input %d", c.workload, c.input_len);
   if (c.workload != "score") {

@@ -21,6 +21,7 @@ inline constexpr int kReportSchemaVersion = 1;
 
 // What was run.
 struct ReportConfig {
+  std::string backend = "grpc";  // grpc, openai
   std::string address;
   std::string workload;  // random, corpus, score
   int64_t num_requests = 0;

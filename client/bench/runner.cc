@@ -16,70 +16,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "alibi/v1/inference.grpc.pb.h"
+#include "client/bench/load.h"
 #include "client/status_format.h"
 
 namespace alibi::client::bench {
 namespace {
-
-using Clock = std::chrono::steady_clock;
-
-// What every call shares: the clock origin and the completion count.
-class LoadState {
- public:
-  explicit LoadState(size_t n) : results_(n) {}
-
-  void Start() { t0_ = Clock::now(); }
-  Clock::time_point t0() const { return t0_; }
-  double Now() const {
-    return std::chrono::duration<double>(Clock::now() - t0_).count();
-  }
-
-  // Blocks until fewer than `cap` requests are in flight (cap 0: no cap),
-  // then counts one more.
-  void Acquire(int64_t cap) {
-    std::unique_lock<std::mutex> lock(mu_);
-    if (cap > 0) cv_.wait(lock, [&] { return in_flight_ < cap; });
-    ++in_flight_;
-  }
-
-  void Finish(size_t index, RequestResult result) {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (!result.ok) ++failed_;
-    results_[index] = std::move(result);
-    --in_flight_;
-    ++done_;
-    cv_.notify_all();
-  }
-
-  // Waits until `n` requests finished or `timeout` passed; true when done.
-  bool WaitDone(size_t n, std::chrono::milliseconds timeout) {
-    std::unique_lock<std::mutex> lock(mu_);
-    return cv_.wait_for(lock, timeout, [&] { return done_ >= n; });
-  }
-
-  struct Counts {
-    size_t done, failed;
-    int64_t in_flight;
-  };
-  Counts counts() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return {done_, failed_, in_flight_};
-  }
-
-  std::vector<RequestResult> TakeResults() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return std::move(results_);
-  }
-
- private:
-  Clock::time_point t0_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::vector<RequestResult> results_;
-  int64_t in_flight_ = 0;
-  size_t done_ = 0;
-  size_t failed_ = 0;
-};
 
 // One CompleteStream call; deletes itself when done.
 class StreamCall final
@@ -168,96 +109,54 @@ void StartScore(LoadState* state, size_t index,
                        });
 }
 
-void DrawProgress(size_t n, const LoadState::Counts& c, double elapsed_s,
-                  bool final_line) {
-  constexpr int kWidth = 30;
-  const int filled = n == 0 ? kWidth : static_cast<int>(kWidth * c.done / n);
-  std::string bar(static_cast<size_t>(filled), '#');
-  bar.append(static_cast<size_t>(kWidth - filled), '.');
-  std::fprintf(
-      stderr, "\r[%s] %zu/%zu done, %zu failed, %lld in flight, %.1f s%s",
-      bar.c_str(), c.done, n, c.failed, static_cast<long long>(c.in_flight),
-      elapsed_s, final_line ? "\n" : "  ");
-  std::fflush(stderr);
-}
-
 }  // namespace
 
 RunResult RunLoad(const Connection& connection,
                   absl::Span<const WorkloadRequest> workload,
                   absl::Span<const double> arrival_s,
                   const RunOptions& options) {
-  const size_t n = workload.size();
   std::vector<std::unique_ptr<v1::InferenceService::Stub>> stubs;
   for (size_t i = 0; i < connection.num_channels(); ++i) {
     stubs.push_back(v1::InferenceService::NewStub(connection.channel(i)));
   }
-  LoadState state(n);
-  state.Start();
-
-  std::thread progress;
-  if (options.progress) {
-    progress = std::thread([&state, n] {
-      while (!state.WaitDone(n, std::chrono::milliseconds(200))) {
-        DrawProgress(n, state.counts(), state.Now(), false);
-      }
-      DrawProgress(n, state.counts(), state.Now(), true);
-    });
-  }
-
-  for (size_t i = 0; i < n; ++i) {
-    const double at = i < arrival_s.size() ? arrival_s[i] : 0.0;
-    if (at > 0) {
-      std::this_thread::sleep_until(state.t0() +
-                                    std::chrono::duration_cast<Clock::duration>(
-                                        std::chrono::duration<double>(at)));
-    }
-    state.Acquire(options.concurrency);
-    const WorkloadRequest& w = workload[i];
-    v1::InferenceService::Stub* stub = stubs[i % stubs.size()].get();
-    const std::string id = absl::StrCat(options.request_id_prefix, i);
-    if (options.score) {
-      v1::ScoreRequest request;
-      if (w.token_ids.empty()) {
-        request.set_text(w.text);
-      } else {
-        request.mutable_token_ids()->Add(w.token_ids.begin(),
-                                         w.token_ids.end());
-      }
-      request.set_top_logprobs(options.score_top_logprobs);
-      request.set_request_id(id);
-      StartScore(&state, i, stub, connection, options.deadline_ms,
-                 std::move(request));
-    } else {
-      v1::CompleteStreamRequest request;
-      v1::CompletionParams* p = request.mutable_params();
-      if (w.token_ids.empty()) {
-        p->set_text(w.text);
-      } else {
-        p->mutable_token_ids()->Add(w.token_ids.begin(), w.token_ids.end());
-      }
-      p->set_max_tokens(w.max_tokens);
-      *p->mutable_sampling() = options.sampling;
-      // One seed per request: equal prompts still sample independently.
-      if (options.sampling.has_seed()) {
-        p->mutable_sampling()->set_seed(options.sampling.seed() + i);
-      }
-      p->set_request_id(id);
-      // Deletes itself in OnDone.
-      new StreamCall(&state, i, static_cast<int64_t>(w.token_ids.size()), stub,
-                     connection, options.deadline_ms, std::move(request));
-    }
-  }
-  while (!state.WaitDone(n, std::chrono::seconds(1))) {
-  }
-  if (progress.joinable()) progress.join();
-
-  RunResult run;
-  run.results = state.TakeResults();
-  for (const RequestResult& r : run.results) {
-    run.duration_s = std::max(run.duration_s, r.end_s);
-  }
-  return run;
+  return DriveLoad(
+      workload.size(), arrival_s, options, [&](LoadState& state, size_t i) {
+        const WorkloadRequest& w = workload[i];
+        v1::InferenceService::Stub* stub = stubs[i % stubs.size()].get();
+        const std::string id = absl::StrCat(options.request_id_prefix, i);
+        if (options.score) {
+          v1::ScoreRequest request;
+          if (w.token_ids.empty()) {
+            request.set_text(w.text);
+          } else {
+            request.mutable_token_ids()->Add(w.token_ids.begin(),
+                                             w.token_ids.end());
+          }
+          request.set_top_logprobs(options.score_top_logprobs);
+          request.set_request_id(id);
+          StartScore(&state, i, stub, connection, options.deadline_ms,
+                     std::move(request));
+          return;
+        }
+        v1::CompleteStreamRequest request;
+        v1::CompletionParams* p = request.mutable_params();
+        if (w.token_ids.empty()) {
+          p->set_text(w.text);
+        } else {
+          p->mutable_token_ids()->Add(w.token_ids.begin(), w.token_ids.end());
+        }
+        p->set_max_tokens(w.max_tokens);
+        *p->mutable_sampling() = options.sampling;
+        // One seed per request: equal prompts still sample independently.
+        if (options.sampling.has_seed()) {
+          p->mutable_sampling()->set_seed(options.sampling.seed() + i);
+        }
+        p->set_request_id(id);
+        // Deletes itself in OnDone.
+        new StreamCall(&state, i, static_cast<int64_t>(w.token_ids.size()),
+                       stub, connection, options.deadline_ms,
+                       std::move(request));
+      });
 }
 
 }  // namespace alibi::client::bench

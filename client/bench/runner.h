@@ -1,6 +1,6 @@
-// Drives a workload against a server with gRPC's callback API: one reactor
+// Drives a workload against a server: with gRPC's callback API (one reactor
 // per in-flight request on gRPC's own threads, so thousands of concurrent
-// streams need no thread each.
+// streams need no thread each), or through the OpenAI-compatible HTTP API.
 //
 // Requests start at their arrival times (open loop); with a concurrency cap a
 // request whose time has come also waits for a free slot (closed loop when
@@ -18,6 +18,7 @@
 
 #include "absl/types/span.h"
 #include "alibi/v1/inference.pb.h"
+#include "client/bench/http_client.h"
 #include "client/bench/stats.h"
 #include "client/bench/workload.h"
 #include "client/connection.h"
@@ -47,6 +48,17 @@ RunResult RunLoad(const Connection& connection,
                   absl::Span<const WorkloadRequest> workload,
                   absl::Span<const double> arrival_s,
                   const RunOptions& options);
+
+// The same through the OpenAI-compatible HTTP API (alibi-bench --backend
+// openai): POST /v1/completions with "stream": true and the same prompts,
+// lengths and sampling, one thread per request in flight on keep-alive
+// connections. Tokens are timed per server-sent event with a choice (one
+// token each, as vLLM's benchmark counts them); the output token count is
+// the final usage's. `model` is sent when not empty. Completions only.
+RunResult RunLoadOpenAi(HttpClient& client, const std::string& model,
+                        absl::Span<const WorkloadRequest> workload,
+                        absl::Span<const double> arrival_s,
+                        const RunOptions& options);
 
 }  // namespace alibi::client::bench
 

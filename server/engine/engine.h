@@ -27,6 +27,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -49,6 +50,14 @@ struct SamplingParams {
   float presence_penalty = 0.0f;
   float frequency_penalty = 0.0f;
   std::optional<uint64_t> seed;  // none: a random seed
+  // Added to the logits of these tokens (OpenAI's logit_bias).
+  std::vector<std::pair<int32_t, float>> logit_bias;
+  // Only these tokens may be sampled; empty: any.
+  std::vector<int32_t> allowed_token_ids;
+  // Token sequences never to generate (vLLM's bad_words, tokenized): the
+  // last token of a sequence is banned whenever the output so far ends with
+  // the tokens before it (a one-token sequence is always banned).
+  std::vector<std::vector<int32_t>> bad_words;
 };
 
 // A request in engine terms. The frontend validates every field against

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <condition_variable>
 #include <mutex>
 #include <thread>
@@ -26,6 +27,31 @@ constexpr auto kMemoryUpdatePeriod = std::chrono::seconds(1);
 constexpr auto kIdleWait = std::chrono::milliseconds(100);
 // The attention budget never drops below this (query-key pairs per step).
 constexpr int64_t kMinAttentionBudget = int64_t{1} << 16;
+
+// The token ids and biases of `s` (logit_bias, allowed_token_ids,
+// bad_words) are usable by the sampler.
+absl::Status CheckSamplingTokens(const SamplingParams& s, int vocab_size) {
+  auto outside = [vocab_size](int32_t t) { return t < 0 || t >= vocab_size; };
+  for (const auto& [token, bias] : s.logit_bias) {
+    if (outside(token) || !std::isfinite(bias)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "logit_bias: token ", token, " or its bias ", bias, " is invalid"));
+    }
+  }
+  for (int32_t t : s.allowed_token_ids) {
+    if (outside(t)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("allowed_token_ids: ", t, " is outside the vocabulary"));
+    }
+  }
+  for (const std::vector<int32_t>& word : s.bad_words) {
+    if (word.empty() || std::any_of(word.begin(), word.end(), outside)) {
+      return absl::InvalidArgumentError(
+          "bad_words: an empty word or a token outside the vocabulary");
+    }
+  }
+  return absl::OkStatus();
+}
 
 class EngineCore final : public Engine {
  public:
@@ -207,6 +233,7 @@ absl::Status EngineCore::CheckRequest(const EngineRequest& r) const {
                      r.generate ? r.max_tokens : 0, ") must be in [", n + 1,
                      ", ", limit, "]"));
   }
+  RETURN_IF_ERROR(CheckSamplingTokens(r.sampling, info_.vocab_size));
   const int top = std::max(r.logprobs.value_or(0), r.prompt_top_logprobs);
   if (r.logprobs.value_or(0) < 0 || r.prompt_top_logprobs < 0 ||
       top > config_.max_logprobs) {

@@ -37,11 +37,15 @@ SamplerState::SamplerState(const SamplingParams& options,
                                           std::random_device{}()) {
   if (options.repetition_penalty != 1.0f)
     seen_.insert(prompt.begin(), prompt.end());
+  for (const std::vector<int32_t>& word : options.bad_words) {
+    keep_output_ = keep_output_ || word.size() > 1;
+  }
 }
 
 void SamplerState::AddOutputToken(int32_t token) {
   ++output_counts_[token];
   if (options_.repetition_penalty != 1.0f) seen_.insert(token);
+  if (keep_output_) output_.push_back(token);
 }
 
 double SamplerState::NextUniform() {
@@ -53,8 +57,41 @@ int32_t SampleToken(absl::Span<const float> logits, SamplerState& state,
                     std::vector<float>& scratch) {
   const SamplingParams& o = state.options();
   const int32_t vocab = static_cast<int32_t>(logits.size());
+  const float kNegInf = -std::numeric_limits<float>::infinity();
   scratch.assign(logits.begin(), logits.end());
   float* l = scratch.data();
+
+  if (!o.allowed_token_ids.empty()) {
+    std::fill(scratch.begin(), scratch.end(), kNegInf);
+    for (int32_t t : o.allowed_token_ids) {
+      if (t >= 0 && t < vocab) l[t] = logits[t];
+    }
+  }
+  std::vector<std::pair<int32_t, float>>& saved = state.banned_scratch();
+  saved.clear();
+  auto ban = [&](int32_t t) {
+    if (t >= 0 && t < vocab && l[t] != kNegInf) {
+      saved.emplace_back(t, l[t]);
+      l[t] = kNegInf;
+    }
+  };
+  const std::vector<int32_t>& output = state.output_tokens();
+  for (const std::vector<int32_t>& word : o.bad_words) {
+    if (word.empty() || word.size() - 1 > output.size()) continue;
+    if (std::equal(word.begin(), word.end() - 1,
+                   output.end() - static_cast<ptrdiff_t>(word.size() - 1))) {
+      ban(word.back());
+    }
+  }
+  for (int32_t t : banned) ban(t);
+  if (!saved.empty() && std::all_of(scratch.begin(), scratch.end(),
+                                    [&](float x) { return x == kNegInf; })) {
+    // Nothing left: lift the bans.
+    for (const auto& [t, value] : saved) l[t] = value;
+  }
+  for (const auto& [t, bias] : o.logit_bias) {
+    if (t >= 0 && t < vocab) l[t] += bias;
+  }
 
   if (o.repetition_penalty != 1.0f) {
     for (int32_t t : state.seen_tokens()) {
@@ -69,18 +106,6 @@ int32_t SampleToken(absl::Span<const float> logits, SamplerState& state,
       l[t] -= o.frequency_penalty * count + o.presence_penalty;
     }
   }
-  const float kNegInf = -std::numeric_limits<float>::infinity();
-  int banned_count = 0;
-  for (int32_t t : banned) {
-    if (t >= 0 && t < vocab && l[t] != kNegInf) {
-      l[t] = kNegInf;
-      ++banned_count;
-    }
-  }
-  if (banned_count == vocab) {  // nothing left: ignore the ban
-    scratch.assign(logits.begin(), logits.end());
-  }
-
   if (o.temperature < kGreedyTemperature) {
     return Argmax(absl::MakeConstSpan(scratch));
   }

@@ -1,11 +1,15 @@
 // Token sampling and log-probabilities on one row of logits (host, fp32).
 //
-// Processing order (vLLM semantics):
-//   1. penalties on the raw logits: repetition (prompt + output tokens:
-//      positive logits divided by it, negative ones multiplied), frequency
-//      (minus count in output), presence (minus once if in output);
-//   2. tokens that may not end the sequence yet (min_tokens) get -inf;
-//   3. temperature 0: greedy argmax (lowest id wins ties); otherwise
+// Processing order (vLLM V1's sampler):
+//   1. allowed_token_ids: every other token gets -inf;
+//   2. bans get -inf: the last token of each bad word whose other tokens end
+//      the output so far, and the tokens that may not end the sequence yet
+//      (min_tokens). Bans that would leave no token possible are lifted;
+//   3. logit_bias is added;
+//   4. penalties: repetition (prompt + output tokens: positive logits
+//      divided by it, negative ones multiplied), frequency (minus count in
+//      output), presence (minus once if in output);
+//   5. temperature 0: greedy argmax (lowest id wins ties); otherwise
 //      softmax(logits / temperature), then min_p (drop p < min_p * p_max),
 //      top_k, top_p (smallest prefix of the sorted distribution reaching
 //      top_p), renormalise, draw one uniform from the request's own RNG.
@@ -22,6 +26,7 @@
 
 #include <cstdint>
 #include <random>
+#include <utility>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
@@ -47,17 +52,24 @@ class SamplerState {
   }
   // Tokens of the prompt and output (kept only with a repetition penalty).
   const absl::flat_hash_set<int32_t>& seen_tokens() const { return seen_; }
+  // The output so far (kept only when a bad word has several tokens).
+  const std::vector<int32_t>& output_tokens() const { return output_; }
+  // Scratch for SampleToken: logits it banned this step, with their values.
+  std::vector<std::pair<int32_t, float>>& banned_scratch() { return banned_; }
 
  private:
   SamplingParams options_;
   std::mt19937_64 rng_;
   absl::flat_hash_set<int32_t> seen_;
   absl::flat_hash_map<int32_t, int> output_counts_;  // token -> count
+  bool keep_output_ = false;
+  std::vector<int32_t> output_;
+  std::vector<std::pair<int32_t, float>> banned_;
 };
 
 // Chooses the next token from `logits` ([vocab]). `banned` tokens (e.g. EOS
-// before min_tokens) are never chosen unless every token is banned.
-// `scratch` avoids per-call allocations.
+// before min_tokens) are never chosen unless every token is banned (step 2
+// above). `scratch` avoids per-call allocations.
 int32_t SampleToken(absl::Span<const float> logits, SamplerState& state,
                     absl::Span<const int32_t> banned,
                     std::vector<float>& scratch);

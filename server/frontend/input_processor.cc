@@ -5,6 +5,7 @@
 #include <limits>
 #include <utility>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "common/utf8.h"
@@ -64,12 +65,8 @@ absl::StatusOr<std::vector<int32_t>> InputProcessor::PromptTokens(
   }
   if (!prompt.token_ids.empty()) {
     for (size_t i = 0; i < prompt.token_ids.size(); ++i) {
-      const int32_t id = prompt.token_ids[i];
-      if (id < 0 || id >= vocab_size_) {
-        return Invalid(name, absl::StrCat("token_ids[", i, "]"),
-                       absl::StrCat(id, " is outside the vocabulary [0, ",
-                                    vocab_size_, ")"));
-      }
+      RETURN_IF_ERROR(CheckTokenId(prompt.token_ids[i], name,
+                                   absl::StrCat("token_ids[", i, "]")));
     }
     return prompt.token_ids;
   }
@@ -145,12 +142,9 @@ absl::Status InputProcessor::ConvertSampling(const SamplingOptions& s,
                                 " ids, got ", s.stop_token_ids.size()));
   }
   for (size_t i = 0; i < s.stop_token_ids.size(); ++i) {
-    const int32_t id = s.stop_token_ids[i];
-    if (id < 0 || id >= vocab_size_) {
-      return Invalid(name, absl::StrCat("sampling.stop_token_ids[", i, "]"),
-                     absl::StrCat(id, " is outside the vocabulary [0, ",
-                                  vocab_size_, ")"));
-    }
+    RETURN_IF_ERROR(
+        CheckTokenId(s.stop_token_ids[i], name,
+                     absl::StrCat("sampling.stop_token_ids[", i, "]")));
   }
   out.request.stop_token_ids = s.stop_token_ids;
   if (s.min_tokens < 0) {
@@ -161,6 +155,67 @@ absl::Status InputProcessor::ConvertSampling(const SamplingOptions& s,
   out.output.min_tokens = s.min_tokens;
   out.output.include_stop_str_in_output = s.include_stop_str_in_output;
   out.output.skip_special_tokens = s.skip_special_tokens.value_or(true);
+  return ConvertTokenConstraints(s, name, o);
+}
+
+absl::Status InputProcessor::CheckTokenId(int32_t id, const FieldNamer& name,
+                                          absl::string_view field) const {
+  if (id < 0 || id >= vocab_size_) {
+    return Invalid(
+        name, field,
+        absl::StrCat(id, " is outside the vocabulary [0, ", vocab_size_, ")"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status InputProcessor::ConvertTokenConstraints(
+    const SamplingOptions& s, const FieldNamer& name,
+    engine::SamplingParams& out) const {
+  if (static_cast<int>(s.logit_bias.size()) > limits_.max_logit_bias) {
+    return Invalid(name, "sampling.logit_bias",
+                   absl::StrCat("at most ", limits_.max_logit_bias,
+                                " entries, got ", s.logit_bias.size()));
+  }
+  for (const auto& [token, bias] : s.logit_bias) {
+    const std::string field = absl::StrCat("sampling.logit_bias[", token, "]");
+    RETURN_IF_ERROR(CheckTokenId(token, name, field));
+    RETURN_IF_ERROR(CheckRange(name, field, bias, -100.0f, 100.0f, false));
+  }
+  out.logit_bias = s.logit_bias;
+  for (size_t i = 0; i < s.allowed_token_ids.size(); ++i) {
+    RETURN_IF_ERROR(
+        CheckTokenId(s.allowed_token_ids[i], name,
+                     absl::StrCat("sampling.allowed_token_ids[", i, "]")));
+  }
+  out.allowed_token_ids = s.allowed_token_ids;
+  if (static_cast<int>(s.bad_words.size()) > limits_.max_bad_words) {
+    return Invalid(name, "sampling.bad_words",
+                   absl::StrCat("at most ", limits_.max_bad_words,
+                                " words, got ", s.bad_words.size()));
+  }
+  for (size_t i = 0; i < s.bad_words.size(); ++i) {
+    const std::string field = absl::StrCat("sampling.bad_words[", i, "]");
+    const std::string& word = s.bad_words[i];
+    if (static_cast<int>(word.size()) > limits_.max_bad_word_bytes) {
+      return Invalid(
+          name, field,
+          absl::StrCat("longer than ", limits_.max_bad_word_bytes, " bytes"));
+    }
+    if (!IsValidUtf8(word)) return Invalid(name, field, "is not valid UTF-8");
+    const absl::string_view stripped = absl::StripLeadingAsciiWhitespace(word);
+    if (stripped.empty()) return Invalid(name, field, "must not be blank");
+    // At the start of the text and after a space (vLLM): both encodings.
+    for (const std::string& variant :
+         {std::string(stripped), absl::StrCat(" ", stripped)}) {
+      absl::StatusOr<std::vector<int32_t>> ids = tokenizer_->Encode(variant);
+      if (!ids.ok()) return Invalid(name, field, ids.status().message());
+      if (ids->empty()) return Invalid(name, field, "encodes to no tokens");
+      if (std::find(out.bad_words.begin(), out.bad_words.end(), *ids) ==
+          out.bad_words.end()) {
+        out.bad_words.push_back(*std::move(ids));
+      }
+    }
+  }
   return absl::OkStatus();
 }
 
@@ -220,7 +275,9 @@ absl::StatusOr<PreparedRequest> InputProcessor::PrepareCompletion(
     }
     r.max_tokens = *params.max_tokens;
   } else {
-    r.max_tokens = std::min(limits_.default_max_tokens, room);
+    r.max_tokens = params.max_tokens_fills_context
+                       ? room
+                       : std::min(limits_.default_max_tokens, room);
   }
   RETURN_IF_ERROR(ConvertSampling(params.sampling, name, out));
   if (r.min_tokens > r.max_tokens) {
@@ -243,6 +300,12 @@ absl::StatusOr<PreparedRequest> InputProcessor::PrepareCompletion(
     }
   }
   r.priority = params.priority;
+  if (params.n < 1 || params.n > limits_.max_n) {
+    return Invalid(
+        name, "n",
+        absl::StrCat("must be in [1, ", limits_.max_n, "], got ", params.n));
+  }
+  out.n = params.n;
   if (params.echo) {
     out.output.echo = true;
     out.output.prompt = r.prompt;
@@ -296,6 +359,16 @@ absl::StatusOr<PreparedRequest> InputProcessor::PrepareScore(
   out.output.prompt_logprobs = true;
   out.output.prompt = r.prompt;
   return out;
+}
+
+absl::StatusOr<std::string> InputProcessor::Detokenize(
+    absl::Span<const int32_t> token_ids, bool skip_special_tokens,
+    const FieldNamer& name) const {
+  for (size_t i = 0; i < token_ids.size(); ++i) {
+    RETURN_IF_ERROR(
+        CheckTokenId(token_ids[i], name, absl::StrCat("token_ids[", i, "]")));
+  }
+  return tokenizer_->Decode(token_ids, skip_special_tokens);
 }
 
 absl::StatusOr<TokenizeResult> InputProcessor::Tokenize(

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/types/span.h"
 #include "server/engine/engine.h"
 #include "server/frontend/types.h"
 #include "server/tokenizer/tokenizer.h"
@@ -28,6 +29,10 @@ struct InputLimits {
   int max_stop_token_ids = 256;
   int max_request_id_bytes = 256;
   int default_max_tokens = 16;
+  int max_n = 128;            // completions per request
+  int max_logit_bias = 1024;  // entries
+  int max_bad_words = 64;
+  int max_bad_word_bytes = 256;
 };
 
 // What the output processor needs to turn engine outputs into responses.
@@ -46,6 +51,7 @@ struct OutputOptions {
 struct PreparedRequest {
   engine::EngineRequest request;
   OutputOptions output;
+  int n = 1;  // completions of the request (SubmitGroup when > 1)
 };
 
 class InputProcessor {
@@ -59,6 +65,11 @@ class InputProcessor {
                                                const FieldNamer& name) const;
   absl::StatusOr<TokenizeResult> Tokenize(const std::string& text,
                                           const FieldNamer& name) const;
+  // The text of `token_ids` (each in the vocabulary; canonical field name
+  // "token_ids").
+  absl::StatusOr<std::string> Detokenize(absl::Span<const int32_t> token_ids,
+                                         bool skip_special_tokens,
+                                         const FieldNamer& name) const;
 
   const tokenizer::Tokenizer& tokenizer() const { return *tokenizer_; }
   const std::shared_ptr<const tokenizer::Tokenizer>& shared_tokenizer() const {
@@ -73,6 +84,12 @@ class InputProcessor {
   // The request's sliding window (its own, else the server's default).
   absl::StatusOr<int> Window(const std::optional<int>& kv_window,
                              const FieldNamer& name) const;
+  // logit_bias, allowed_token_ids and bad_words.
+  absl::Status ConvertTokenConstraints(const SamplingOptions& s,
+                                       const FieldNamer& name,
+                                       engine::SamplingParams& out) const;
+  absl::Status CheckTokenId(int32_t id, const FieldNamer& name,
+                            absl::string_view field) const;
 
   const std::shared_ptr<const tokenizer::Tokenizer> tokenizer_;
   const int vocab_size_;

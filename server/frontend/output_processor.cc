@@ -19,6 +19,7 @@ bool IsUtf8Continuation(char c) {
 
 void CompletionChunk::Merge(CompletionChunk&& next) {
   if (id.empty()) id = std::move(next.id);
+  index = next.index;
   text += next.text;
   token_ids.insert(token_ids.end(), next.token_ids.begin(),
                    next.token_ids.end());

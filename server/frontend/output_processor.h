@@ -32,6 +32,8 @@ class OutputProcessor {
   CompletionChunk Process(engine::EngineOutput output, bool* stop_string_hit);
 
   bool finished() const { return finished_; }
+  // Whether Process has been called.
+  bool started() const { return !first_; }
 
  private:
   // Appends one generated token's text; true when a stop string matched.

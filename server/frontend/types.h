@@ -12,6 +12,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -44,17 +45,29 @@ struct SamplingOptions {
   int min_tokens = 0;
   bool include_stop_str_in_output = false;
   std::optional<bool> skip_special_tokens;  // unset: true
+  // Token id -> bias added to its logit, each in [-100, 100].
+  std::vector<std::pair<int32_t, float>> logit_bias;
+  // Only these tokens may be generated; empty: any.
+  std::vector<int32_t> allowed_token_ids;
+  // Words (text) never to generate; tokenized with and without a leading
+  // space, as vLLM does.
+  std::vector<std::string> bad_words;
 };
 
 struct CompletionParams {
   Prompt prompt;
   std::optional<int> max_tokens;  // unset: 16 (or what fits)
+  // Unset max_tokens means all the room the context leaves (chat), not 16.
+  bool max_tokens_fills_context = false;
   SamplingOptions sampling;
   std::optional<int> logprobs;  // per generated token, with this many top
   bool echo = false;
   int priority = 0;
   std::string request_id;
   std::optional<int> kv_window;  // unset: the server's default
+  // Completions of the prompt (OpenAI's `n`): they share the prompt's KV
+  // blocks, and completion i of a seeded request has its own seed stream.
+  int n = 1;
 };
 
 struct ScoreParams {
@@ -99,6 +112,7 @@ struct Usage {
 // carries the finish reason, usage and timings.
 struct CompletionChunk {
   std::string id;    // the server's request id
+  int index = 0;     // which completion of the request (0 .. n-1)
   std::string text;  // new text, complete UTF-8
   std::vector<int32_t> token_ids;
   std::vector<LogprobEntry> logprobs;  // per new token, when asked
@@ -115,7 +129,7 @@ struct CompletionChunk {
   Usage usage;
   engine::RequestTimings timings;
 
-  // Appends `next` (a later chunk).
+  // Appends `next` (a later chunk of the same completion).
   void Merge(CompletionChunk&& next);
   bool has_content() const {
     return !text.empty() || !token_ids.empty() || !prompt_token_ids.empty() ||

@@ -203,8 +203,29 @@ struct Responder::State {
   std::function<void()> on_drain;
   std::function<void()> on_close;
   bool close_fired = false;
+  // A plaintext connection's socket (-1 with TLS, whose SSL object only the
+  // loop may use, and once closed): responders write to it themselves.
+  int fd = -1;
 
   size_t pending() const { return out.size() - out_offset; }
+
+  // Writes what is queued straight to a plaintext socket from the
+  // responder's thread, sparing the hop through the loop while the client
+  // keeps up (what is left, the loop writes when the socket allows). True
+  // when nothing is left queued. With `mu` held.
+  bool SendNow() {
+    if (fd < 0 || closed) return false;
+    while (out_offset < out.size()) {
+      const ssize_t n =
+          send(fd, out.data() + out_offset, out.size() - out_offset,
+               MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (n <= 0) return false;  // full, or broken: the loop finds out
+      out_offset += static_cast<size_t>(n);
+    }
+    out.clear();
+    out_offset = 0;
+    return true;
+  }
 };
 
 class HttpServer::Impl {
@@ -215,13 +236,11 @@ class HttpServer::Impl {
         workers_(std::max(1, options_.worker_threads)) {
     if (!options_.error_body) options_.error_body = PlainErrorBody;
   }
-  ~Impl() { Shutdown(); }
+  ~Impl() { Shutdown(absl::ZeroDuration()); }
 
   absl::Status Listen();
-  void StartLoop() {
-    loop_ = std::thread([this] { Loop(); });
-  }
-  void Shutdown();
+  void StartLoop() { loop_ = std::thread([this] { Loop(); }); }
+  void Shutdown(absl::Duration flush_timeout);
   int port() const { return port_; }
   HttpServerStats stats() const {
     std::lock_guard<std::mutex> lock(stats_mu_);
@@ -275,6 +294,8 @@ class HttpServer::Impl {
   };
 
   void Loop();
+  // Whether any connection has output not yet written.
+  bool AnyPendingOutput() const;
   void Accept();
   void OnEvent(Conn& c, uint32_t events);
   // Reads what the socket has; false when the connection was closed.
@@ -306,6 +327,8 @@ class HttpServer::Impl {
   int port_ = 0;
   std::thread loop_;
   std::atomic<bool> stopping_{false};
+  // Set before stopping_: until when a stopping loop keeps writing.
+  TimePoint flush_until_;
   std::once_flag shutdown_once_;
 
   // Loop-thread state.
@@ -355,7 +378,8 @@ void Responder::Respond(int status, HttpHeaders headers, std::string body) {
   s.out += head;
   if (!s.head) s.out += body;
   s.phase = State::Phase::kComplete;
-  s.server->Wake(s);
+  s.SendNow();
+  s.server->Wake(s);  // the loop moves on to the next request
 }
 
 bool Responder::StartStream(int status, HttpHeaders headers) {
@@ -372,7 +396,7 @@ bool Responder::StartStream(int status, HttpHeaders headers) {
   head += "\r\n";
   s.out += head;
   s.phase = State::Phase::kStreaming;
-  s.server->Wake(s);
+  if (!s.SendNow()) s.server->Wake(s);
   return true;
 }
 
@@ -388,7 +412,7 @@ bool Responder::Write(absl::string_view data) {
   } else {
     s.out.append(data.data(), data.size());
   }
-  s.server->Wake(s);
+  if (!s.SendNow()) s.server->Wake(s);
   return true;
 }
 
@@ -400,7 +424,8 @@ void Responder::EndStream() {
   }
   if (s.chunked && !s.head) s.out += "0\r\n\r\n";
   s.phase = State::Phase::kComplete;
-  s.server->Wake(s);
+  s.SendNow();
+  s.server->Wake(s);  // the loop moves on to the next request
 }
 
 size_t Responder::pending_bytes() const {
@@ -526,8 +551,9 @@ absl::Status HttpServer::Impl::Listen() {
   return absl::OkStatus();
 }
 
-void HttpServer::Impl::Shutdown() {
-  std::call_once(shutdown_once_, [this] {
+void HttpServer::Impl::Shutdown(absl::Duration flush_timeout) {
+  std::call_once(shutdown_once_, [this, flush_timeout] {
+    flush_until_ = Now() + absl::ToChronoNanoseconds(flush_timeout);
     stopping_.store(true);
     if (event_fd_ >= 0) {
       const uint64_t one = 1;
@@ -543,16 +569,33 @@ void HttpServer::Impl::Shutdown() {
   });
 }
 
+bool HttpServer::Impl::AnyPendingOutput() const {
+  for (const auto& [id, conn] : conns_) {
+    std::lock_guard<std::mutex> lock(conn->shared->mu);
+    if (conn->shared->pending() > 0) return true;
+  }
+  return false;
+}
+
 void HttpServer::Impl::Loop() {
   std::vector<epoll_event> events(256);
   TimePoint next_sweep = Now() + kSweepPeriod;
-  while (!stopping_.load()) {
-    const int n = epoll_wait(epoll_fd_, events.data(),
-                             static_cast<int>(events.size()), 100);
+  bool accepting = true;
+  while (true) {
+    if (stopping_.load()) {
+      if (accepting) {  // no new connections while the last bytes go out
+        epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, listen_fd_, nullptr);
+        accepting = false;
+      }
+      if (Now() >= flush_until_ || !AnyPendingOutput()) break;
+    }
+    const int n =
+        epoll_wait(epoll_fd_, events.data(), static_cast<int>(events.size()),
+                   accepting ? 100 : 10);
     for (int i = 0; i < n; ++i) {
       const uint64_t key = events[i].data.u64;
       if (key == 0) {
-        Accept();
+        if (accepting) Accept();
       } else if (key == UINT64_MAX) {
         uint64_t count;
         [[maybe_unused]] ssize_t r = read(event_fd_, &count, sizeof(count));
@@ -580,7 +623,8 @@ void HttpServer::Impl::Loop() {
       Sweep(now);
       next_sweep = now + kSweepPeriod;
     }
-    if (accept_paused_until_ != TimePoint() && now >= accept_paused_until_) {
+    if (accepting && accept_paused_until_ != TimePoint() &&
+        now >= accept_paused_until_) {
       accept_paused_until_ = TimePoint();
       epoll_event ev = {};
       ev.events = EPOLLIN;
@@ -641,6 +685,7 @@ void HttpServer::Impl::Accept() {
     c.shared = std::make_shared<Responder::State>();
     c.shared->server = this;
     c.shared->conn_id = c.id;
+    c.shared->fd = ssl_ctx_ == nullptr ? fd : -1;
     if (ssl_ctx_ != nullptr) {
       c.ssl = SSL_new(ssl_ctx_);
       SSL_set_fd(c.ssl, fd);
@@ -944,6 +989,7 @@ void HttpServer::Impl::Close(Conn& c, int64_t HttpServerStats::*counter) {
     Responder::State& s = *c.shared;
     s.closed = true;
     s.server = nullptr;
+    s.fd = -1;
     if (c.state == ConnState::kHandling &&
         s.phase != Responder::State::Phase::kComplete && !s.close_fired &&
         s.on_close) {
@@ -952,7 +998,7 @@ void HttpServer::Impl::Close(Conn& c, int64_t HttpServerStats::*counter) {
     }
     s.on_drain = nullptr;
   }
-    // Counted before anyone hears of the close.
+  // Counted before on_close runs: whoever it notifies sees the stats.
   if (counter != nullptr) Count(counter);
   Count(&HttpServerStats::open_connections, -1);
   if (on_close) workers_.Post(std::move(on_close));
@@ -1056,6 +1102,8 @@ int HttpServer::port() const { return impl_->port(); }
 
 HttpServerStats HttpServer::stats() const { return impl_->stats(); }
 
-void HttpServer::Shutdown() { impl_->Shutdown(); }
+void HttpServer::Shutdown(absl::Duration flush_timeout) {
+  impl_->Shutdown(flush_timeout);
+}
 
 }  // namespace alibi::http_server

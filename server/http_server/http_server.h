@@ -1,7 +1,9 @@
 // A small HTTP/1.1 server core: one epoll event loop thread owns every
 // connection (so idle, slow or half-open connections cost a few KB each and
 // never hold a thread), request handlers run on a fixed pool of worker
-// threads, and responses are written back by the loop. Used for the
+// threads, and responses are written back by the loop (on plaintext
+// connections, by the responding thread itself as far as the socket takes
+// them at once, sparing a thread hop per streamed event). Used for the
 // Prometheus endpoint and the OpenAI-compatible API.
 //
 // Limits (HttpServerOptions), enforced per connection by the loop:
@@ -118,9 +120,11 @@ class Responder {
 
   // Bytes queued for the client and not yet written to the socket.
   size_t pending_bytes() const;
-  // Runs `callback` (on a worker thread) whenever everything queued so far
-  // has been written, so a producer can send more. Set it once, before the
-  // first Write.
+  // Runs `callback` (on a worker thread) whenever output that had to wait
+  // for the socket has all been written, so a producer that saw
+  // pending_bytes() above its limit can send more. (Output the socket takes
+  // at once leaves nothing pending and calls nothing.) Set it once, before
+  // the first Write.
   void SetOnDrain(std::function<void()> callback);
   // Runs `callback` (on a worker thread) once if the connection ends before
   // the response is complete: the client went away, a limit closed it, or
@@ -154,9 +158,11 @@ class HttpServer {
   int port() const;
   HttpServerStats stats() const;
 
-  // Stops accepting, closes every connection (responses in progress see
-  // on_close) and joins the threads. Idempotent.
-  void Shutdown();
+  // Stops accepting, writes what responses have queued for up to
+  // `flush_timeout` (a drained server's last answers reach their clients),
+  // then closes every connection (responses in progress see on_close) and
+  // joins the threads. Idempotent.
+  void Shutdown(absl::Duration flush_timeout = absl::ZeroDuration());
 
   class Impl;
 

@@ -152,7 +152,9 @@ std::vector<FamilyInfo> BuildFamilies() {
   set(kGenerationTokens, "alibi_generation_tokens_total", T::kCounter,
       "Tokens generated.", {});
   set(kRequests, "alibi_requests_total", T::kCounter,
-      "RPCs finished, by method and gRPC status code.", {"rpc", "code"});
+      "Requests finished, by gRPC method or HTTP route (rpc) and canonical "
+      "status code (code).",
+      {"rpc", "code"});
   set(kRequestFinished, "alibi_request_finished_total", T::kCounter,
       "Generation requests finished, by finish reason.", {"finish_reason"});
   set(kPreemptions, "alibi_preemptions_total", T::kCounter,

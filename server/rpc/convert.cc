@@ -1,5 +1,6 @@
 #include "server/rpc/convert.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 
@@ -72,6 +73,16 @@ void FillChunk(const frontend::CompletionChunk& c, Response* out) {
   }
 }
 
+void FillCompletion(const frontend::CompletionChunk& c, v1::Completion* out) {
+  out->set_index(c.index);
+  out->set_text(c.text);
+  out->mutable_token_ids()->Add(c.token_ids.begin(), c.token_ids.end());
+  out->set_finish_reason(ToProto(c.finish_reason));
+  for (const auto& lp : c.logprobs) FillTokenLogprob(lp, out->add_logprobs());
+  out->set_stop_reason(c.stop_reason);
+  FillUsage(c.usage, out->mutable_usage());
+}
+
 }  // namespace
 
 frontend::CompletionParams FromProto(const v1::CompletionParams& p) {
@@ -96,11 +107,17 @@ frontend::CompletionParams FromProto(const v1::CompletionParams& p) {
   if (s.has_skip_special_tokens()) {
     o.skip_special_tokens = s.skip_special_tokens();
   }
+  o.logit_bias.assign(s.logit_bias().begin(), s.logit_bias().end());
+  std::sort(o.logit_bias.begin(), o.logit_bias.end());  // map order varies
+  o.allowed_token_ids.assign(s.allowed_token_ids().begin(),
+                             s.allowed_token_ids().end());
+  o.bad_words.assign(s.bad_words().begin(), s.bad_words().end());
   if (p.has_logprobs()) out.logprobs = p.logprobs();
   out.echo = p.echo();
   out.priority = p.priority();
   out.request_id = p.request_id();
   if (p.has_kv_window()) out.kv_window = p.kv_window();
+  out.n = p.n() == 0 ? 1 : p.n();
   return out;
 }
 
@@ -171,13 +188,25 @@ v1::FinishReason ToProto(FinishReason reason) {
   return v1::FINISH_REASON_UNSPECIFIED;
 }
 
-void ToProto(const frontend::CompletionChunk& all, v1::CompleteResponse* out) {
-  FillChunk(all, out);
+void ToProto(absl::Span<const frontend::CompletionChunk> all,
+             v1::CompleteResponse* out) {
+  if (all.empty()) return;
+  FillChunk(all[0], out);
+  if (all.size() == 1) return;
+  frontend::Usage total = all[0].usage;
+  for (size_t i = 1; i < all.size(); ++i) {
+    total.completion_tokens += all[i].usage.completion_tokens;
+  }
+  FillUsage(total, out->mutable_usage());
+  for (const frontend::CompletionChunk& c : all) {
+    FillCompletion(c, out->add_completions());
+  }
 }
 
 void ToProto(const frontend::CompletionChunk& chunk,
              v1::CompleteStreamResponse* out) {
   FillChunk(chunk, out);
+  out->set_index(chunk.index);
 }
 
 void ToProto(const frontend::ScoreResult& r, bool with_top_logprobs,

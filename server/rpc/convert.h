@@ -8,6 +8,7 @@
 
 #include <string>
 
+#include "absl/types/span.h"
 #include "alibi/v1/inference.pb.h"
 #include "server/engine/engine.h"
 #include "server/frontend/types.h"
@@ -23,8 +24,9 @@ std::string CompletionFieldName(absl::string_view canonical);
 std::string ScoreFieldName(absl::string_view canonical);
 
 v1::FinishReason ToProto(FinishReason reason);
-// A whole completion (every chunk merged).
-void ToProto(const frontend::CompletionChunk& all, v1::CompleteResponse* out);
+// A whole response: `all[i]` is completion i with every chunk merged.
+void ToProto(absl::Span<const frontend::CompletionChunk> all,
+             v1::CompleteResponse* out);
 // One streamed chunk.
 void ToProto(const frontend::CompletionChunk& chunk,
              v1::CompleteStreamResponse* out);

@@ -196,13 +196,17 @@ void RpcServer::Watchdog() {
   }
 }
 
-void RpcServer::Drain(absl::Duration grace) {
+void RpcServer::StartDraining() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     serving_ = false;
     SetServing(false);
   }
   service_.StartDraining();
+}
+
+void RpcServer::Drain(absl::Duration grace) {
+  StartDraining();
   const int in_flight = service_.in_flight();
   ALIBI_LOG(INFO) << "draining: " << in_flight << " calls in flight, up to "
                   << absl::FormatDuration(grace);

@@ -72,9 +72,11 @@ class RpcServer {
   // server) and report SERVING.
   void SetFrontend(frontend::Frontend* frontend);
 
-  // Graceful shutdown: NOT_SERVING, new calls get UNAVAILABLE, calls in
-  // flight get up to `grace` to finish, then the engine ends what is left
-  // (UNAVAILABLE) and the server stops.
+  // The first half of Drain: NOT_SERVING, new calls get UNAVAILABLE.
+  void StartDraining();
+  // Graceful shutdown: StartDraining, calls in flight get up to `grace` to
+  // finish, then the engine ends what is left (UNAVAILABLE) and the server
+  // stops.
   void Drain(absl::Duration grace);
 
  private:

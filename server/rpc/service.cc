@@ -4,11 +4,11 @@
 #include <optional>
 #include <string>
 #include <utility>
+#include <vector>
 
-#include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/bearer_token.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "server/rpc/convert.h"
@@ -17,17 +17,6 @@
 
 namespace alibi::rpc {
 namespace {
-
-// Compares a presented credential with the expected one in time that does not
-// depend on where they differ.
-bool SecureEquals(absl::string_view presented, absl::string_view expected) {
-  if (presented.size() != expected.size()) return false;
-  unsigned char diff = 0;
-  for (size_t i = 0; i < presented.size(); ++i) {
-    diff |= static_cast<unsigned char>(presented[i] ^ expected[i]);
-  }
-  return diff == 0;
-}
 
 // The status a call that the client abandoned ends with.
 //
@@ -56,12 +45,7 @@ absl::Status CheckBearer(const grpc::CallbackServerContext& context,
                    : "more than one `authorization` header");
   }
   const absl::string_view value(begin->second.data(), begin->second.size());
-  constexpr absl::string_view kScheme = "bearer ";
-  if (value.size() < kScheme.size() ||
-      !absl::EqualsIgnoreCase(value.substr(0, kScheme.size()), kScheme) ||
-      !SecureEquals(
-          absl::StripLeadingAsciiWhitespace(value.substr(kScheme.size())),
-          key)) {
+  if (!BearerTokenMatches(value, key)) {
     return absl::UnauthenticatedError(
         "wrong bearer token in the `authorization` header");
   }
@@ -97,9 +81,11 @@ struct ReactorLink {
 class InferenceService::UnaryReactor : public grpc::ServerUnaryReactor {
  public:
   using Link = ReactorLink<UnaryReactor>;
-  // Fills the response from every chunk of the call merged.
-  using Builder = std::function<void(frontend::InferenceCall& call,
-                                     frontend::CompletionChunk all)>;
+  // Fills the response from the call's completions, each with every chunk
+  // merged (all[i] is completion i).
+  using Builder =
+      std::function<void(frontend::InferenceCall& call,
+                         std::vector<frontend::CompletionChunk> all)>;
 
   UnaryReactor(InferenceService* service, grpc::CallbackServerContext* context,
                absl::string_view rpc)
@@ -116,6 +102,7 @@ class InferenceService::UnaryReactor : public grpc::ServerUnaryReactor {
   void Start(std::shared_ptr<frontend::InferenceCall> call, Builder build) {
     call_ = std::move(call);
     build_ = std::move(build);
+    all_.resize(call_->n());
     // Once started, an output thread may finish the call and gRPC delete
     // this reactor: nothing below the lock touches a member.
     const std::shared_ptr<Link> link = link_;
@@ -146,12 +133,17 @@ class InferenceService::UnaryReactor : public grpc::ServerUnaryReactor {
       }
       if (finishing_) return;
       while (std::optional<frontend::CompletionChunk> c = call_->Poll()) {
-        all_.Merge(*std::move(c));
+        if (!c->status.ok() && status_.ok()) {
+          // One completion failed: the others are of no use.
+          status_ = ToGrpcStatus(c->status);
+          call_->Cancel(c->status);
+        }
+        all_[c->index].Merge(*std::move(c));
       }
-      if (!all_.finished) return;
+      if (!call_->done()) return;
       finishing_ = true;
     }
-    grpc::Status status = ToGrpcStatus(all_.status);
+    const grpc::Status status = status_;
     if (status.ok()) build_(*call_, std::move(all_));
     FinishCall(status);
   }
@@ -192,7 +184,7 @@ class InferenceService::UnaryReactor : public grpc::ServerUnaryReactor {
   bool ready_pending_ = false;
   bool cancel_requested_ = false;
   bool finishing_ = false;
-  frontend::CompletionChunk all_;
+  std::vector<frontend::CompletionChunk> all_;
 };
 
 // A server-streaming call (CompleteStream, ScoreStream): one message per
@@ -322,23 +314,27 @@ class InferenceService::StreamReactor
     if (!started_ || writing_ || finished_ || call_ == nullptr) return {};
     std::optional<frontend::CompletionChunk> chunk = call_->Poll();
     if (!chunk.has_value()) return {};
-    if (broken_) {  // nobody reads: wait for the final chunk
-      return chunk->finished ? FinishLocked(ToGrpcStatus(chunk->status))
-                             : Terminal{};
+    if (broken_) {  // nobody reads: wait for the final chunks
+      while (!call_->done()) {
+        chunk = call_->Poll();
+        if (!chunk.has_value()) return {};
+      }
+      return FinishLocked(ToGrpcStatus(chunk->status));
     }
     response_.Clear();
     format_(*chunk, &response_);
     SerializeResponse(response_, &buffer_);
-    if (!chunk->finished) {
+    const grpc::Status status = ToGrpcStatus(chunk->status);
+    if (!status.ok()) {
+      call_->Cancel(chunk->status);  // the other completions, if any
+      // Deliver what was generated, then the error.
+      if (!chunk->has_content()) return FinishLocked(status);
+      pending_finish_ = status;
       writing_ = true;
       this->StartWrite(&buffer_);
       return {};
     }
-    const grpc::Status status = ToGrpcStatus(chunk->status);
-    if (!status.ok()) {
-      // Deliver what was generated, then the error.
-      if (!chunk->has_content()) return FinishLocked(status);
-      pending_finish_ = status;
+    if (!chunk->finished || !call_->done()) {
       writing_ = true;
       this->StartWrite(&buffer_);
       return {};
@@ -477,12 +473,13 @@ grpc::ServerUnaryReactor* InferenceService::Complete(
     delete reactor;
     return FinishNow(context, "Complete", ToGrpcStatus(call.status()), true);
   }
-  reactor->Start(*std::move(call), [response](frontend::InferenceCall&,
-                                              frontend::CompletionChunk all) {
-    v1::CompleteResponse r;
-    ToProto(all, &r);
-    SerializeResponse(r, response);
-  });
+  reactor->Start(*std::move(call),
+                 [response](frontend::InferenceCall&,
+                            std::vector<frontend::CompletionChunk> all) {
+                   v1::CompleteResponse r;
+                   ToProto(all, &r);
+                   SerializeResponse(r, response);
+                 });
   return reactor;
 }
 
@@ -535,9 +532,9 @@ grpc::ServerUnaryReactor* InferenceService::Score(
   const bool top = request.top_logprobs() > 0;
   reactor->Start(*std::move(call),
                  [response, top](frontend::InferenceCall& call,
-                                 frontend::CompletionChunk all) {
+                                 std::vector<frontend::CompletionChunk> all) {
                    v1::ScoreResponse r;
-                   ToProto(call.ToScoreResult(std::move(all)), top, &r);
+                   ToProto(call.ToScoreResult(std::move(all[0])), top, &r);
                    SerializeResponse(r, response);
                  });
   return reactor;
@@ -594,6 +591,31 @@ grpc::ServerUnaryReactor* InferenceService::Tokenize(
   ToProto(*result, &r);
   SerializeResponse(r, response);
   return FinishNow(context, "Tokenize", grpc::Status::OK, true);
+}
+
+grpc::ServerUnaryReactor* InferenceService::Detokenize(
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* bytes,
+    grpc::ByteBuffer* response) {
+  frontend::Frontend* frontend = nullptr;
+  if (absl::Status s = Admit(*context, &frontend); !s.ok()) {
+    return FinishNow(context, "Detokenize", ToGrpcStatus(s), false);
+  }
+  v1::DetokenizeRequest request;
+  if (absl::Status s = ParseRequest(*bytes, &request); !s.ok()) {
+    return FinishNow(context, "Detokenize", ToGrpcStatus(s), true);
+  }
+  const std::vector<int32_t> ids(request.token_ids().begin(),
+                                 request.token_ids().end());
+  auto text = frontend->Detokenize(
+      ids, !request.has_skip_special_tokens() || request.skip_special_tokens(),
+      frontend::SameName);
+  if (!text.ok()) {
+    return FinishNow(context, "Detokenize", ToGrpcStatus(text.status()), true);
+  }
+  v1::DetokenizeResponse r;
+  r.set_text(*std::move(text));
+  SerializeResponse(r, response);
+  return FinishNow(context, "Detokenize", grpc::Status::OK, true);
 }
 
 grpc::ServerUnaryReactor* InferenceService::GetModelInfo(

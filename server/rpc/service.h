@@ -50,9 +50,11 @@ using RawInferenceService =
             v1::InferenceService::WithRawCallbackMethod_Score<
                 v1::InferenceService::WithRawCallbackMethod_ScoreStream<
                     v1::InferenceService::WithRawCallbackMethod_Tokenize<
-                        v1::InferenceService::
-                            WithRawCallbackMethod_GetModelInfo<
-                                v1::InferenceService::CallbackService>>>>>>;
+                        v1::InferenceService::WithRawCallbackMethod_Detokenize<
+                            v1::InferenceService::
+                                WithRawCallbackMethod_GetModelInfo<
+                                    v1::InferenceService::
+                                        CallbackService>>>>>>>;
 
 class InferenceService final : public RawInferenceService {
  public:
@@ -83,6 +85,9 @@ class InferenceService final : public RawInferenceService {
   grpc::ServerUnaryReactor* Tokenize(grpc::CallbackServerContext* context,
                                      const grpc::ByteBuffer* request,
                                      grpc::ByteBuffer* response) override;
+  grpc::ServerUnaryReactor* Detokenize(grpc::CallbackServerContext* context,
+                                       const grpc::ByteBuffer* request,
+                                       grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* GetModelInfo(grpc::CallbackServerContext* context,
                                          const grpc::ByteBuffer* request,
                                          grpc::ByteBuffer* response) override;

@@ -384,6 +384,19 @@ TEST(BenchArgsTest, DefaultsAndValues) {
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_TRUE(std::isinf(c->request_rate));
   EXPECT_FALSE(c->ignore_eos);
+  EXPECT_EQ(c->backend, bench::Backend::kGrpc);
+
+  // The OpenAI backend defaults to the HTTP API's port.
+  c = bench::ParseBenchArgs(
+      std::vector<std::string>{"--backend", "openai", "--model", "m"}, &help);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->backend, bench::Backend::kOpenAi);
+  EXPECT_EQ(c->connection.address, "localhost:8000");
+  EXPECT_EQ(c->model, "m");
+  c = bench::ParseBenchArgs(
+      std::vector<std::string>{"--backend=openai", "--address", "h:9"}, &help);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->connection.address, "h:9");
 }
 
 TEST(BenchArgsTest, UsageErrors) {
@@ -413,6 +426,13 @@ TEST(BenchArgsTest, UsageErrors) {
   EXPECT_THAT(error({"--num_channels", "0"}), HasSubstr("--num_channels"));
   EXPECT_THAT(error({"extra"}), HasSubstr("unexpected argument"));
   EXPECT_THAT(error({"--bogus"}), HasSubstr("unknown flag --bogus"));
+  EXPECT_THAT(error({"--backend", "rest"}), HasSubstr("--backend"));
+  EXPECT_THAT(error({"--backend", "openai", "--workload", "score"}),
+              HasSubstr("needs --backend grpc"));
+  EXPECT_THAT(error({"--backend", "openai", "--tls"}), HasSubstr("plaintext"));
+  EXPECT_THAT(error({"--backend", "openai", "--num_channels", "2"}),
+              HasSubstr("--num_channels"));
+  EXPECT_THAT(error({"--model", "m"}), HasSubstr("--backend openai"));
 }
 
 TEST(RunBenchTest, UsageErrorsExitWithTwoAndHelpWithZero) {

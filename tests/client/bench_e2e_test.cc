@@ -229,6 +229,56 @@ TEST_F(BenchE2eTest, RandomWorkloadCountsMatchServerMetrics) {
   EXPECT_THAT(run.err, ::testing::Not(HasSubstr("in flight")));
 }
 
+TEST_F(BenchE2eTest, OpenAiBackendDrivesTheHttpApiLikeGrpc) {
+  // The same workload through both APIs: the same prompts and outputs (the
+  // same seeds), each counted by the server under its own route.
+  const std::vector<std::string> workload = {
+      "--num_requests", "10", "--concurrency", "3",  "--input_len",   "20",
+      "--output_len",   "6",  "--seed",        "21", "--temperature", "1"};
+  auto http_ok = [] {
+    auto text = server_->ScrapeMetrics();
+    return text.ok()
+               ? SumSeries(*text, {"alibi_requests_total{",
+                                   "rpc=\"/v1/completions\"", "code=\"OK\""})
+               : -1;
+  };
+  const double http_before = http_ok();
+  const ServerCounts before = Scrape();
+  ToolResult run;
+  std::vector<std::string> args = workload;
+  args.insert(args.end(), {"--backend", "openai", "--address",
+                           absl::StrCat("127.0.0.1:", server_->http_port())});
+  args.insert(args.begin(), BenchBinary());
+  const std::string path = ::testing::TempDir() + "/alibi-bench-openai.json";
+  args.insert(args.end(), {"--json", path, "--json_requests"});
+  auto r = RunTool(args, absl::Seconds(120));
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->exit_code, 0) << r->out << r->err;
+  std::ifstream in(path);
+  const json report = json::parse(in);
+  EXPECT_THAT(ValidateJson(LoadSchema(), report), IsEmpty());
+  EXPECT_EQ(report["config"]["backend"], "openai");
+  EXPECT_EQ(report["completed"], 10);
+  EXPECT_EQ(http_ok() - http_before, 10);
+  const ServerCounts d = Scrape() - before;
+  EXPECT_EQ(report["total_input_tokens"].get<double>(), d.prompt_tokens);
+  EXPECT_EQ(report["total_output_tokens"].get<double>(), d.generation_tokens);
+  EXPECT_EQ(report["ttft_ms"]["count"], 10);
+  EXPECT_THAT(r->out, HasSubstr("via openai"));
+
+  ToolResult grpc_run;
+  const json grpc_report = Bench(workload, &grpc_run);
+  ASSERT_FALSE(grpc_report.is_null());
+  EXPECT_EQ(grpc_report["config"]["backend"], "grpc");
+  for (int i = 0; i < 10; ++i) {
+    EXPECT_EQ(report["requests"][i]["prompt_tokens"],
+              grpc_report["requests"][i]["prompt_tokens"]);
+    EXPECT_EQ(report["requests"][i]["output_tokens"],
+              grpc_report["requests"][i]["output_tokens"]);
+  }
+  CheckTimings(report, r->seconds);
+}
+
 TEST_F(BenchE2eTest, ConcurrencyCapHolds) {
   ToolResult run;
   const json report = Bench({"--num_requests", "8", "--concurrency", "2",

@@ -15,10 +15,12 @@ const MARGIN_S = 10; // seconds a drain budget must leave before SIGKILL
 const ANY_ADDRESS = ["0.0.0.0", "::", "[::]"];
 
 check(`server flag defaults from ${source}`, () => {
-  for (const f of ["port", "metrics_port", "host", "metrics_host", "drain_seconds", "model", "device"]) {
+  for (const f of ["port", "metrics_port", "http_port", "host", "metrics_host", "http_host", "drain_seconds", "model",
+    "device"]) {
     assert(f in defaults, `no --${f} flag`);
   }
-  return `port ${defaults.port}, metrics_port ${defaults.metrics_port}, drain_seconds ${defaults.drain_seconds}`;
+  return `port ${defaults.port}, metrics_port ${defaults.metrics_port}, http_port ${defaults.http_port}, ` +
+    `drain_seconds ${defaults.drain_seconds}`;
 });
 check("health services from proto/alibi/v1/inference.proto", () => SERVICES.map((s) => JSON.stringify(s)).join(", "));
 
@@ -28,7 +30,7 @@ function effective(argList, where) {
   const given = flagArgs(argList);
   for (const name of Object.keys(given)) assert(name in defaults, `${where}: --${name} is not a server flag`);
   const e = { ...defaults, ...given };
-  for (const k of ["port", "metrics_port", "drain_seconds"]) e[k] = Number(e[k]);
+  for (const k of ["port", "metrics_port", "http_port", "drain_seconds"]) e[k] = Number(e[k]);
   return e;
 }
 const seconds = (d) => {
@@ -51,13 +53,14 @@ for (const t of ["cpu", "cuda"]) {
     images[t] = e;
     assert(ANY_ADDRESS.includes(e.host), `--host ${e.host}`);
     assert(ANY_ADDRESS.includes(e.metrics_host), `--metrics_host ${e.metrics_host}`);
+    assert(ANY_ADDRESS.includes(e.http_host), `--http_host ${e.http_host}`);
     assertEqual(e.device, t === "cpu" ? "cpu" : "cuda", "--device");
     return [...entry, ...cmd].join(" ");
   });
   if (!e) continue;
-  check(`Dockerfile ${t}: EXPOSE is the gRPC and metrics ports`, () => {
+  check(`Dockerfile ${t}: EXPOSE is the gRPC, metrics and HTTP API ports`, () => {
     const exposed = get("EXPOSE").flatMap((i) => i.argv).map((p) => Number(p.replace(/\/tcp$/, ""))).sort();
-    assertEqual(exposed, [e.port, e.metrics_port].sort(), "EXPOSE");
+    assertEqual(exposed, [e.port, e.metrics_port, e.http_port].sort(), "EXPOSE");
   });
   check(`Dockerfile ${t}: HEALTHCHECK is alibi-cli health on the gRPC port, a known service`, () => {
     const { command } = parseHealthcheck(get("HEALTHCHECK")[0]);
@@ -88,12 +91,12 @@ const grafana = {
 };
 const server = compose.services["alibi-server"];
 const target = images[server.build.target];
-check("compose alibi-server: publishes the image's gRPC and metrics ports", () => {
+check("compose alibi-server: publishes the image's gRPC, metrics and HTTP API ports", () => {
   assert(target, `no image settings for target ${server.build.target}`);
   const e = server.command ? effective(server.command, "compose command") : target;
   const containerPorts = (server.ports ?? []).map((p) => Number(String(typeof p === "object" ? p.target : p)
     .split(":").at(-1).replace(/\/tcp$/, ""))).sort();
-  assertEqual(containerPorts, [e.port, e.metrics_port].sort(), "container ports");
+  assertEqual(containerPorts, [e.port, e.metrics_port, e.http_port].sort(), "container ports");
 });
 check("compose alibi-server: SIGTERM, and a stop grace period that outlasts the drain", () => {
   const e = server.command ? effective(server.command, "compose command") : target;
@@ -142,7 +145,7 @@ let ke;
 check("k8s Deployment: args are server flags; container ports are the server's", () => {
   ke = effective(container.args ?? [], "deployment args");
   const ports = Object.fromEntries(container.ports.map((p) => [p.name, p.containerPort]));
-  assertEqual(ports, { grpc: ke.port, metrics: ke.metrics_port }, "container ports");
+  assertEqual(ports, { grpc: ke.port, metrics: ke.metrics_port, http: ke.http_port }, "container ports");
   return (container.args ?? []).join(" ");
 });
 if (ke) {
@@ -185,7 +188,7 @@ if (ke) {
     return `${m.name} at ${m.mountPath}`;
   });
 }
-check("k8s Service: headless, selects the pods, ports reach the container's gRPC and metrics ports", () => {
+check("k8s Service: headless, selects the pods, ports reach the container's gRPC, metrics and HTTP ports", () => {
   const svc = k8s.service;
   assertEqual(svc.spec.clusterIP, "None", "clusterIP");
   assert(selects(svc.spec.selector), "selector does not match the pod labels");
@@ -196,7 +199,7 @@ check("k8s Service: headless, selects the pods, ports reach the container's gRPC
     assertEqual(p.port, tp, `Service port ${p.name} (same number as the container's)`);
   }
   assertEqual(svc.spec.ports.map((p) => byName[p.targetPort] ?? p.targetPort).sort(),
-    [ke.port, ke.metrics_port].sort(), "Service ports");
+    [ke.port, ke.metrics_port, ke.http_port].sort(), "Service ports");
 });
 check("k8s ServiceMonitor: selects the Service, scrapes its metrics port at /metrics", () => {
   const sm = k8s.servicemonitor;
@@ -233,6 +236,66 @@ check("Prometheus Adapter example: its rule serves the HPA's metric per pod", ()
   for (const t of ["<<.Series>>", "<<.LabelMatchers>>", "<<.GroupBy>>"]) {
     assert(rule.metricsQuery.includes(t), `metricsQuery lacks ${t}`);
   }
+});
+
+// --- Inference gateway (Gateway API Inference Extension) ------------------
+const gateway = {};
+for (const f of ["inferencepool", "endpoint-picker", "httproute"]) {
+  gateway[f] = await loadYaml(`deploy/k8s/inference-gateway/${f}.yaml`);
+}
+const pool = gateway.inferencepool[0];
+const epp = gateway["endpoint-picker"].find((o) => o.kind === "Deployment");
+const eppService = gateway["endpoint-picker"].find((o) => o.kind === "Service");
+const eppArgs = epp.spec.template.spec.containers[0].args;
+const eppFlag = (name) => {
+  const hit = eppArgs.map((a) => /^--([\w-]+)=(.*)$/s.exec(a)).find((m) => m?.[1] === name);
+  assert(hit, `the endpoint picker has no --${name}=... argument`);
+  return hit[2];
+};
+check("InferencePool: selects the server pods on the HTTP API port (which serves /metrics)", () => {
+  assert(ke, "no Deployment settings");
+  assert(selects(pool.spec.selector.matchLabels), "selector does not match the server's pod labels");
+  assertEqual(pool.spec.targetPorts.map((p) => p.number), [ke.http_port], "targetPorts");
+  const metricsPath = eppFlag("model-server-metrics-path");
+  assertEqual(metricsPath, "/metrics", "--model-server-metrics-path");
+  return `port ${ke.http_port}`;
+});
+check("InferencePool: its endpoint picker is the picker's Service and ext-proc port, for this pool", () => {
+  const ref = pool.spec.endpointPickerRef;
+  assertEqual(ref.name, eppService.metadata.name, "endpointPickerRef.name");
+  const grpcPort = eppService.spec.ports.find((p) => p.name === "grpc");
+  assertEqual(ref.port.number, grpcPort.port, "endpointPickerRef.port");
+  assertEqual(Number(eppFlag("grpc-port")), grpcPort.port, "--grpc-port");
+  assertEqual(eppFlag("pool-name"), pool.metadata.name, "--pool-name");
+  const podLabels = epp.spec.template.metadata.labels;
+  assert(Object.entries(eppService.spec.selector).every(([k, v]) => podLabels[k] === v), "picker Service selector");
+  assert(!selects(eppService.spec.selector), "the picker's Service also selects the model servers");
+});
+check("endpoint picker: its metric flags name alibi-serve gauges with vLLM's semantics", () => {
+  const metrics = read("server/metrics/metrics.cc");
+  const gauge = (name) => new RegExp(`"${name}",\\s*T::kGauge`).test(metrics);
+  const want = {
+    "total-queued-requests-metric": "alibi_num_requests_waiting",
+    "total-running-requests-metric": "alibi_num_requests_running",
+    "kv-cache-usage-percentage-metric": "alibi_kv_cache_usage_ratio",
+  };
+  for (const [flag, family] of Object.entries(want)) {
+    assertEqual(eppFlag(flag), family, `--${flag}`);
+    assert(gauge(family), `${family} is not a gauge in server/metrics/metrics.cc`);
+  }
+  // No LoRA adapters and no cache-config family: those scrapes are off.
+  assertEqual(eppFlag("lora-info-metric"), "", "--lora-info-metric");
+  assertEqual(eppFlag("cache-info-metric"), "", "--cache-info-metric");
+  return Object.values(want).join(", ");
+});
+check("HTTPRoute: sends the OpenAI API paths to the InferencePool", () => {
+  const route = gateway.httproute[0];
+  const refs = route.spec.rules.flatMap((r) => r.backendRefs);
+  assert(refs.some((b) => b.kind === "InferencePool" && b.group === "inference.networking.k8s.io" &&
+    b.name === pool.metadata.name), "no backendRef to the pool");
+  const prefixes = route.spec.rules.flatMap((r) => r.matches ?? []).map((m) => m.path?.value);
+  assert(prefixes.some((p) => "/v1/completions".startsWith(p) && "/v1/chat/completions".startsWith(p)),
+    `paths ${prefixes}`);
 });
 
 finish();

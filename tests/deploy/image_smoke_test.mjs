@@ -2,11 +2,13 @@
 // alibi-server runs with the Dockerfile's ENTRYPOINT + CMD from a working
 // directory laid out like the image's WORKDIR (models/alibi-tiny-en beside
 // it), the Dockerfile's HEALTHCHECK command (the built alibi-cli) reports
-// healthy within the start period, /metrics serves the queue gauge, and the
-// STOPSIGNAL makes the server exit 0 within its drain budget.
+// healthy within the start period, /metrics serves the queue gauge, the
+// OpenAI-compatible API answers on its port (/health, /v1/models, /metrics),
+// and the STOPSIGNAL makes the server exit 0 within its drain budget.
 //
-// Ports: the image uses the defaults (50051, 9464); on a shared test machine
-// the server binds free ports instead (--port=0 --metrics_port=0) and the
+// Ports: the image uses the defaults (50051, 9464, 8000); on a shared test
+// machine the server binds free ports instead (--port=0 --metrics_port=0
+// --http_port=0) and the
 // health check's address is rewritten to the port it got. When the repository's
 // models/alibi-tiny-en is not a complete checkpoint yet, the fixture
 // tests/data/models/tiny-bloom stands in (and the test says so).
@@ -44,7 +46,8 @@ if (!complete) console.log("# models/alibi-tiny-en is not complete yet: using te
 
 const portFile = path.join(work, "ports.json");
 const logFile = path.join(work, "server.log");
-const argv = [...entry.slice(1), ...cmd, "--port=0", "--metrics_port=0", `--port_file=${portFile}`];
+const argv = [...entry.slice(1), ...cmd, "--port=0", "--metrics_port=0", "--http_port=0",
+  `--port_file=${portFile}`];
 const log = fs.openSync(logFile, "w");
 const proc = spawn(server, argv, { cwd: work, stdio: ["ignore", log, log] });
 let exited = null;
@@ -91,15 +94,28 @@ async function main() {
     return `alibi-cli ${probe.join(" ")}`;
   });
 
-  const body = await new Promise((resolve) => {
-    http.get({ host: "127.0.0.1", port: ports.metrics_port, path: "/metrics" }, (res) => {
+  const get = (port, urlPath) => new Promise((resolve) => {
+    http.get({ host: "127.0.0.1", port, path: urlPath }, (res) => {
       let s = "";
       res.on("data", (d) => (s += d));
-      res.on("end", () => resolve(s));
-    }).on("error", (e) => resolve(`error: ${e.message}`));
+      res.on("end", () => resolve({ status: res.statusCode, body: s }));
+    }).on("error", (e) => resolve({ status: 0, body: `error: ${e.message}` }));
   });
+  const { body } = await get(ports.metrics_port, "/metrics");
   check("/metrics on the metrics port serves the queue-depth gauge the HPA uses", () => {
     assert(/^alibi_num_requests_waiting\{/m.test(body), `no alibi_num_requests_waiting in:\n${body.slice(0, 300)}`);
+  });
+  const api = {
+    health: await get(ports.http_port, "/health"),
+    models: await get(ports.http_port, "/v1/models"),
+    metrics: await get(ports.http_port, "/metrics"),
+  };
+  check("the OpenAI-compatible API answers on its port: /health, /v1/models, and /metrics for the gateway", () => {
+    assert(api.health.status === 200, `/health: ${api.health.status} ${api.health.body}`);
+    const models = JSON.parse(api.models.body);
+    assert(models.data?.[0]?.id === "alibi-tiny-en", `/v1/models: ${api.models.body.slice(0, 200)}`);
+    assert(/^alibi_kv_cache_usage_ratio\{/m.test(api.metrics.body), "no alibi_kv_cache_usage_ratio on the API port");
+    return `port ${ports.http_port}`;
   });
 
   const drain = Number(flagArgs([...entry.slice(1), ...cmd]).drain_seconds ?? 10);

@@ -1,12 +1,16 @@
 // deploy/k8s: the kustomizations reference exactly the files that are there,
-// and every object of base/ validates against the Kubernetes OpenAPI schemas
-// (kubernetes-models; the ServiceMonitor against the Prometheus Operator's CRD
-// schema) and type-checks against the same models, which rejects unknown
-// fields. The rendered variants are checked by kustomize_build_test.mjs.
+// and every object of base/ and inference-gateway/ validates against the
+// Kubernetes OpenAPI schemas (kubernetes-models; the ServiceMonitor against the
+// Prometheus Operator's CRD schema; InferencePool and HTTPRoute against closed
+// schemas after their CRDs, lib.mjs) and type-checks against the same models,
+// which rejects unknown fields. The rendered variants are checked by
+// kustomize_build_test.mjs.
 import path from "node:path";
 import { assert, check, exists, finish, isYaml, listFiles, loadYaml, typecheckObjects, validateObject } from "./lib.mjs";
 
-const KUSTOMIZATIONS = ["deploy/k8s", "deploy/k8s/base", "deploy/k8s/model-init"];
+const KUSTOMIZATIONS = ["deploy/k8s", "deploy/k8s/base", "deploy/k8s/model-init", "deploy/k8s/inference-gateway"];
+// Whose own resource files are validated here (the others only patch base/).
+const VALIDATED = ["deploy/k8s/base", "deploy/k8s/inference-gateway"];
 
 const objects = []; // {label, obj}
 for (const dir of KUSTOMIZATIONS) {
@@ -30,8 +34,8 @@ for (const dir of KUSTOMIZATIONS) {
     assert(!unused.length, `not referenced: ${unused.join(", ")}`);
     return `${refs.length} references`;
   });
-  if (dir === "deploy/k8s/base" && !(k instanceof Error)) {
-    for (const r of k.resources ?? []) {
+  if (VALIDATED.includes(dir) && !(k instanceof Error)) {
+    for (const r of (k.resources ?? []).filter((r) => isYaml(r))) {
       const docs = await loadYaml(path.join(dir, r));
       docs.forEach((obj, i) => objects.push({ label: `${dir}/${r}${docs.length > 1 ? `#${i}` : ""}`, obj }));
     }
@@ -39,9 +43,16 @@ for (const dir of KUSTOMIZATIONS) {
 }
 
 check("base/ has a Deployment, Service, PodDisruptionBudget, HPA, ServiceMonitor and PVC", () => {
-  const kinds = objects.map(({ obj }) => obj.kind).sort();
+  const kinds = objects.filter(({ label }) => label.startsWith("deploy/k8s/base/")).map(({ obj }) => obj.kind);
   for (const k of ["Deployment", "HorizontalPodAutoscaler", "PersistentVolumeClaim", "PodDisruptionBudget",
     "Service", "ServiceMonitor"]) {
+    assert(kinds.includes(k), `no ${k} (have ${kinds.join(", ")})`);
+  }
+});
+check("inference-gateway/ has an InferencePool, its endpoint picker (Deployment, Service, RBAC) and an HTTPRoute", () => {
+  const kinds = objects.filter(({ label }) => label.startsWith("deploy/k8s/inference-gateway/")).map(({ obj }) => obj.kind);
+  for (const k of ["InferencePool", "Deployment", "Service", "ServiceAccount", "Role", "RoleBinding", "ConfigMap",
+    "HTTPRoute"]) {
     assert(kinds.includes(k), `no ${k} (have ${kinds.join(", ")})`);
   }
 });
@@ -61,7 +72,7 @@ for (const { label, obj } of objects) {
 }
 
 const typeErrors = await typecheckObjects(objects).catch((e) => [e.message]);
-check(`base/ objects have no fields unknown to the API (${objects.length} objects type-checked)`, () => {
+check(`base/ and inference-gateway/ objects have no fields unknown to the API (${objects.length} objects checked)`, () => {
   assert(!typeErrors.length, typeErrors.join("\n"));
 });
 

@@ -1,7 +1,8 @@
-// Renders both Kubernetes variants with `kubectl kustomize` (offline) and
-// validates every rendered object as k8s_schema_test.mjs does the base files:
-//   deploy/k8s             weights from the PersistentVolumeClaim
-//   deploy/k8s/model-init  weights fetched by an init container into an emptyDir
+// Renders the Kubernetes variants with `kubectl kustomize` (offline) and
+// validates every rendered object as k8s_schema_test.mjs does the files:
+//   deploy/k8s                    weights from the PersistentVolumeClaim
+//   deploy/k8s/model-init         weights fetched by an init container into an emptyDir
+//   deploy/k8s/inference-gateway  base/ behind an inference gateway (InferencePool, endpoint picker)
 // Skips (ctest SKIP_RETURN_CODE) when kubectl is not installed.
 import { execFileSync } from "node:child_process";
 import { args, assert, check, finish, need, ROOT, skip, typecheckObjects, validateObject } from "./lib.mjs";
@@ -16,10 +17,11 @@ function render(dir) {
   return YAML.parseAllDocuments(out).map((d) => d.toJS()).filter(Boolean);
 }
 const deploymentOf = (objs) => objs.find((o) => o.kind === "Deployment");
+const serverOf = (objs) => objs.find((o) => o.kind === "Deployment" && o.metadata.name === "alibi-server");
 const modelsVolume = (d) => d.spec.template.spec.volumes.find((v) => v.name === "models");
 
 const rendered = {};
-for (const dir of ["deploy/k8s", "deploy/k8s/model-init"]) {
+for (const dir of ["deploy/k8s", "deploy/k8s/model-init", "deploy/k8s/inference-gateway"]) {
   let objs = null;
   check(`kubectl kustomize ${dir}`, () => {
     objs = render(dir);
@@ -41,7 +43,7 @@ for (const dir of ["deploy/k8s", "deploy/k8s/model-init"]) {
     return `${objs.length} objects`;
   });
   check(`${dir}: the image is the registry's (kustomize images)`, () => {
-    const image = deploymentOf(objs).spec.template.spec.containers[0].image;
+    const image = serverOf(objs).spec.template.spec.containers[0].image;
     assert(/^[^:]+\/alibi-serve:\S+$/.test(image), `image ${image}`);
     return image;
   });

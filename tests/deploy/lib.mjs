@@ -239,6 +239,9 @@ export function healthServices() {
 // API server with strict field validation does not).
 const MODELS = {
   "v1/Service": ["kubernetes-models/v1", "Service"],
+  "v1/ServiceAccount": ["kubernetes-models/v1", "ServiceAccount"],
+  "rbac.authorization.k8s.io/v1/Role": ["kubernetes-models/rbac.authorization.k8s.io/v1", "Role"],
+  "rbac.authorization.k8s.io/v1/RoleBinding": ["kubernetes-models/rbac.authorization.k8s.io/v1", "RoleBinding"],
   "v1/PersistentVolumeClaim": ["kubernetes-models/v1", "PersistentVolumeClaim"],
   "v1/ConfigMap": ["kubernetes-models/v1", "ConfigMap"],
   "apps/v1/Deployment": ["kubernetes-models/apps/v1", "Deployment"],
@@ -250,8 +253,102 @@ const MODELS = {
   ],
 };
 
+// Custom resources of the Gateway API and its Inference Extension, which
+// kubernetes-models does not know: JSON schemas of the fields our manifests
+// may use, after the projects' CRDs (inference.networking.k8s.io v1,
+// gateway.networking.k8s.io v1), closed to other fields.
+const DNS_LABEL = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
+const LABELS = { type: "object", additionalProperties: { type: "string", maxLength: 63 } };
+const METADATA = {
+  type: "object", required: ["name"], additionalProperties: false,
+  properties: { name: { type: "string", pattern: DNS_LABEL, maxLength: 253 }, namespace: { type: "string" },
+    labels: LABELS, annotations: LABELS },
+};
+const PORT = { type: "integer", minimum: 1, maximum: 65535 };
+const CRDS = {
+  "inference.networking.k8s.io/v1/InferencePool": {
+    type: "object", required: ["apiVersion", "kind", "metadata", "spec"], additionalProperties: false,
+    properties: {
+      apiVersion: { const: "inference.networking.k8s.io/v1" }, kind: { const: "InferencePool" }, metadata: METADATA,
+      spec: {
+        type: "object", required: ["selector", "targetPorts"], additionalProperties: false,
+        properties: {
+          selector: {
+            type: "object", required: ["matchLabels"], additionalProperties: false,
+            properties: { matchLabels: { ...LABELS, minProperties: 1, maxProperties: 64 } },
+          },
+          targetPorts: {
+            type: "array", minItems: 1, maxItems: 8,
+            items: { type: "object", required: ["number"], additionalProperties: false,
+              properties: { number: PORT } },
+          },
+          appProtocol: { enum: ["http", "kubernetes.io/h2c"] },
+          endpointPickerRef: {
+            type: "object", required: ["name"], additionalProperties: false,
+            properties: {
+              group: { type: "string" }, kind: { type: "string" }, name: { type: "string", minLength: 1 },
+              port: { type: "object", required: ["number"], additionalProperties: false, properties: { number: PORT } },
+              failureMode: { enum: ["FailOpen", "FailClose"] },
+            },
+          },
+        },
+      },
+    },
+  },
+  "gateway.networking.k8s.io/v1/HTTPRoute": {
+    type: "object", required: ["apiVersion", "kind", "metadata", "spec"], additionalProperties: false,
+    properties: {
+      apiVersion: { const: "gateway.networking.k8s.io/v1" }, kind: { const: "HTTPRoute" }, metadata: METADATA,
+      spec: {
+        type: "object", additionalProperties: false,
+        properties: {
+          parentRefs: {
+            type: "array", maxItems: 32,
+            items: { type: "object", required: ["name"], additionalProperties: false,
+              properties: { group: { type: "string" }, kind: { type: "string" }, name: { type: "string" },
+                namespace: { type: "string" }, sectionName: { type: "string" }, port: PORT } },
+          },
+          hostnames: { type: "array", items: { type: "string" } },
+          rules: {
+            type: "array", maxItems: 16,
+            items: {
+              type: "object", additionalProperties: false,
+              properties: {
+                matches: {
+                  type: "array",
+                  items: { type: "object", additionalProperties: false, properties: {
+                    path: { type: "object", additionalProperties: false, properties: {
+                      type: { enum: ["Exact", "PathPrefix", "RegularExpression"] }, value: { type: "string" } } },
+                    method: { type: "string" } } },
+                },
+                backendRefs: {
+                  type: "array",
+                  items: { type: "object", required: ["name"], additionalProperties: false,
+                    properties: { group: { type: "string" }, kind: { type: "string" }, name: { type: "string" },
+                      namespace: { type: "string" }, port: PORT, weight: { type: "integer", minimum: 0 } } },
+                },
+                timeouts: { type: "object", additionalProperties: false,
+                  properties: { request: { type: "string" }, backendRequest: { type: "string" } } },
+              },
+            },
+          },
+        },
+      },
+    },
+  },
+};
+export const isCustomResource = (obj) => `${obj?.apiVersion}/${obj?.kind}` in CRDS;
+
 export async function validateObject(obj) {
   const key = `${obj?.apiVersion}/${obj?.kind}`;
+  if (key in CRDS) {
+    const { default: Ajv } = await need("ajv");
+    const validate = new Ajv({ allErrors: true, strict: true }).compile(CRDS[key]);
+    if (!validate(obj)) {
+      throw new Error(validate.errors.map((e) => `${e.instancePath || "/"} ${e.message}`).join("; "));
+    }
+    return `${key} (CRD fields)`;
+  }
   const model = MODELS[key];
   if (!model) throw new Error(`no schema known for ${key}`);
   const mod = await need(model[0]);
@@ -268,7 +365,9 @@ export async function typecheckObjects(items) {
   try {
     let src = "";
     const imports = new Set();
-    items.forEach(({ label, obj }, i) => {
+    // Custom resources have no TypeScript models: their closed JSON schemas
+    // (validateObject) reject unknown fields instead.
+    items.filter(({ obj }) => !isCustomResource(obj)).forEach(({ label, obj }, i) => {
       const key = `${obj.apiVersion}/${obj.kind}`;
       const model = MODELS[key];
       if (!model) throw new Error(`${label}: no schema known for ${key}`);

@@ -240,6 +240,101 @@ TEST(SamplerTest, BannedTokensAreNeverSampled) {
   }
 }
 
+TEST(SamplerTest, LogitBiasShiftsTheDistribution) {
+  SamplingParams o;
+  o.seed = 31;
+  o.logit_bias = {{7, 4.0f}, {0, -1.5f}};
+  std::vector<float> biased = kLogits;
+  biased[7] += 4.0f;
+  biased[0] -= 1.5f;
+  ExpectDistribution(kLogits, o, Softmax(biased, 1.0f));
+  // -100 removes a token in practice; +100 forces it (greedy too).
+  SamplingParams g;
+  g.temperature = 0.0f;
+  g.logit_bias = {{6, 100.0f}};
+  SamplerState state(g, {});
+  std::vector<float> scratch;
+  EXPECT_EQ(SampleToken(kLogits, state, {}, scratch), 6);
+}
+
+TEST(SamplerTest, LogitBiasComesBeforeThePenalties) {
+  // vLLM V1 adds the bias before the penalties. Token 6 (-1.0, in the
+  // prompt) with bias 3.2 and repetition penalty 1.6: biased first,
+  // (-1 + 3.2) / 1.6 = 1.375 < 1.5, so token 1 wins; penalised first it
+  // would be -1 * 1.6 + 3.2 = 1.6 > 1.5 (token 6).
+  SamplingParams o;
+  o.temperature = 0.0f;
+  o.repetition_penalty = 1.6f;
+  o.logit_bias = {{6, 3.2f}};
+  std::vector<float> logits = {0.0f, 1.5f, 0.0f, 0.0f, 0.0f, 0.0f, -1.0f};
+  SamplerState state(o, std::vector<int32_t>{6});
+  std::vector<float> scratch;
+  EXPECT_EQ(SampleToken(logits, state, {}, scratch), 1);
+  o.repetition_penalty = 1.0f;  // no penalty: 2.2 wins
+  SamplerState plain(o, std::vector<int32_t>{6});
+  EXPECT_EQ(SampleToken(logits, plain, {}, scratch), 6);
+}
+
+TEST(SamplerTest, AllowedTokenIdsRenormaliseOverTheAllowedSet) {
+  SamplingParams o;
+  o.seed = 32;
+  o.allowed_token_ids = {1, 3, 6};
+  std::vector<double> p = Softmax(kLogits, 1.0f);
+  const double z = p[1] + p[3] + p[6];
+  std::vector<double> expected(p.size(), 0.0);
+  for (int i : {1, 3, 6}) expected[i] = p[i] / z;
+  ExpectDistribution(kLogits, o, expected);
+  // With top_k 2: the two most likely allowed tokens.
+  o.top_k = 2;
+  std::vector<double> top2(p.size(), 0.0);
+  for (int i : {1, 3}) top2[i] = p[i] / (p[1] + p[3]);
+  ExpectDistribution(kLogits, o, top2);
+}
+
+TEST(SamplerTest, OneTokenBadWordsAreNeverSampled) {
+  SamplingParams o;
+  o.seed = 33;
+  o.bad_words = {{0}, {2}};
+  std::vector<double> p = Softmax(kLogits, 1.0f);
+  const double z = 1.0 - p[0] - p[2];
+  std::vector<double> expected(p.size(), 0.0);
+  for (size_t i = 0; i < p.size(); ++i) {
+    if (i != 0 && i != 2) expected[i] = p[i] / z;
+  }
+  ExpectDistribution(kLogits, o, expected);
+}
+
+TEST(SamplerTest, ManyTokenBadWordsBanTheirLastTokenAfterTheirPrefix) {
+  SamplingParams o;
+  o.temperature = 0.0f;
+  o.bad_words = {{0, 0}, {3, 1, 0}};
+  SamplerState state(o, std::vector<int32_t>{0});  // the prompt does not count
+  std::vector<float> scratch;
+  EXPECT_EQ(SampleToken(kLogits, state, {}, scratch), 0);  // no prefix yet
+  state.AddOutputToken(0);
+  EXPECT_EQ(SampleToken(kLogits, state, {}, scratch), 1);  // 0 0 banned
+  state.AddOutputToken(1);
+  EXPECT_EQ(SampleToken(kLogits, state, {}, scratch), 0);  // 1 0 is fine
+  state.AddOutputToken(3);
+  state.AddOutputToken(1);
+  EXPECT_EQ(SampleToken(kLogits, state, {}, scratch), 1);  // 3 1 0 banned
+}
+
+TEST(SamplerTest, BansThatLeaveNothingAreLifted) {
+  SamplingParams o;
+  o.temperature = 0.0f;
+  o.allowed_token_ids = {4, 5};
+  o.bad_words = {{4}, {5}};
+  SamplerState state(o, {});
+  std::vector<float> scratch;
+  // Every allowed token is a bad word: the bans are lifted, the allowed set
+  // still holds (4 is the more likely of the two).
+  EXPECT_EQ(SampleToken(kLogits, state, {}, scratch), 4);
+  o.bad_words = {{4}};
+  SamplerState one(o, {});
+  EXPECT_EQ(SampleToken(kLogits, one, {}, scratch), 5);
+}
+
 TEST(SamplerTest, LogprobsAreRawLogSoftmax) {
   std::vector<double> p = Softmax(kLogits, 1.0f);
   LogprobResult r = ComputeLogprobs(kLogits, 2, 3);

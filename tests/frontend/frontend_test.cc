@@ -5,6 +5,7 @@
 // thread.
 #include "server/frontend/frontend.h"
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <memory>
@@ -12,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -78,6 +80,30 @@ std::vector<CompletionChunk> RunToEnd(InferenceCall& call) {
     }
   }
   return chunks;
+}
+
+// Polls a call of n completions until done(); returns each one's chunks
+// merged, by index.
+std::vector<CompletionChunk> RunGroup(InferenceCall& call) {
+  std::vector<CompletionChunk> merged(call.n());
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::minutes(1);
+  while (!call.done()) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      ADD_FAILURE() << "the call never finished";
+      break;
+    }
+    if (auto c = call.Poll()) {
+      EXPECT_GE(c->index, 0);
+      EXPECT_LT(c->index, call.n());
+      EXPECT_FALSE(merged[c->index].finished) << "a chunk after the last";
+      merged[c->index].Merge(*std::move(c));
+    } else {
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+  }
+  EXPECT_FALSE(call.Poll().has_value());
+  return merged;
 }
 
 CompletionChunk Merged(std::vector<CompletionChunk> chunks) {
@@ -284,6 +310,163 @@ TEST(FrontendTest, AConsumerThatNeverReadsDoesNotHoldUpTheEngine) {
   EXPECT_EQ(chunks.size(), 1u);
   EXPECT_EQ(chunks[0].token_ids.size(), 200u);
   EXPECT_TRUE(chunks[0].finished);
+}
+
+TEST(FrontendTest, NCompletionsAreSeededStreamsOfOnePrompt) {
+  TestFrontend t = Make("tiny-mpt");
+  CompletionParams p;
+  p.prompt.text = "The quick brown fox jumps over the lazy dog and then";
+  p.max_tokens = 12;
+  p.sampling.temperature = 1.0f;
+  p.sampling.ignore_eos = true;
+  p.sampling.seed = 1234;
+  p.n = 3;
+  auto call = t.frontend->NewCompletion(p, SameName, nullptr);
+  ASSERT_TRUE(call.ok()) << call.status();
+  EXPECT_EQ((*call)->n(), 3);
+  ASSERT_TRUE((*call)->Submit().ok());
+  const std::vector<CompletionChunk> group = RunGroup(**call);
+  ASSERT_EQ(group.size(), 3u);
+  // Completion i is what a lone request with GroupSeed(seed, i) generates.
+  for (int i = 0; i < 3; ++i) {
+    SCOPED_TRACE(i);
+    EXPECT_TRUE(group[i].status.ok()) << group[i].status;
+    EXPECT_EQ(group[i].id, (*call)->id());
+    EXPECT_EQ(group[i].token_ids.size(), 12u);
+    CompletionParams alone = p;
+    alone.n = 1;
+    alone.sampling.seed = engine::GroupSeed(1234, i);
+    auto single = t.frontend->NewCompletion(alone, SameName, nullptr);
+    ASSERT_TRUE(single.ok());
+    ASSERT_TRUE((*single)->Submit().ok());
+    const CompletionChunk a = Merged(RunToEnd(**single));
+    EXPECT_EQ(a.token_ids, group[i].token_ids);
+    EXPECT_EQ(a.text, group[i].text);
+  }
+  EXPECT_NE(group[0].token_ids, group[1].token_ids);
+  // The others started from the first one's full prompt blocks.
+  const int prompt_len = group[0].usage.prompt_tokens;
+  EXPECT_EQ(group[1].usage.cached_prompt_tokens, (prompt_len - 1) / 16 * 16);
+  ExpectEngineIdle(*t.engine);
+}
+
+TEST(FrontendTest, EveryCompletionOfAGroupEchoesThePromptLogprobs) {
+  TestFrontend t = Make("tiny-bloom");
+  CompletionParams p = Greedy(
+      "Call me Ishmael. Some years ago, never mind how long precisely, having "
+      "little or no money in my purse",
+      4);
+  p.echo = true;
+  p.logprobs = 2;
+  p.n = 3;
+  auto call = t.frontend->NewCompletion(p, SameName, nullptr);
+  ASSERT_TRUE(call.ok());
+  ASSERT_TRUE((*call)->Submit().ok());
+  const std::vector<CompletionChunk> group = RunGroup(**call);
+  const size_t prompt_len = (*call)->prompt().size();
+  ASSERT_GT(prompt_len, 16u);
+  for (const CompletionChunk& c : group) {
+    ASSERT_EQ(c.prompt_logprobs.size(), prompt_len - 1);
+    for (size_t i = 0; i < prompt_len - 1; ++i) {
+      EXPECT_EQ(c.prompt_logprobs[i].chosen.token,
+                group[0].prompt_logprobs[i].chosen.token);
+      EXPECT_EQ(c.prompt_logprobs[i].chosen.logprob,
+                group[0].prompt_logprobs[i].chosen.logprob);
+      EXPECT_EQ(c.prompt_logprobs[i].top.size(), 2u);
+    }
+    EXPECT_EQ(c.token_ids, group[0].token_ids);  // greedy
+  }
+}
+
+TEST(FrontendTest, TokenConstraintsAreValidated) {
+  TestFrontend t = Make("tiny-bloom");
+  const int vocab = t.frontend->info().vocab_size;
+  auto error = [&](const CompletionParams& p) {
+    return std::string(
+        t.frontend->NewCompletion(p, Params, nullptr).status().message());
+  };
+  CompletionParams p = Greedy("hello", 4);
+  p.sampling.logit_bias = {{5, 150.0f}};
+  EXPECT_EQ(error(p),
+            "params.sampling.logit_bias[5]: must be in [-100, 100], got 150");
+  p.sampling.logit_bias = {{vocab, 1.0f}};
+  EXPECT_THAT(error(p), HasSubstr(absl::StrCat("params.sampling.logit_bias[",
+                                               vocab, "]: ", vocab,
+                                               " is outside the vocabulary")));
+  p = Greedy("hello", 4);
+  p.sampling.allowed_token_ids = {3, -1};
+  EXPECT_THAT(error(p), HasSubstr("params.sampling.allowed_token_ids[1]: -1 "
+                                  "is outside the vocabulary"));
+  p = Greedy("hello", 4);
+  p.sampling.bad_words = {"fine", "   "};
+  EXPECT_EQ(error(p), "params.sampling.bad_words[1]: must not be blank");
+  p.sampling.bad_words = {"\xc3"};
+  EXPECT_EQ(error(p), "params.sampling.bad_words[0]: is not valid UTF-8");
+  p = Greedy("hello", 4);
+  p.n = 0;
+  EXPECT_EQ(error(p), "params.n: must be in [1, 128], got 0");
+  EXPECT_THAT(
+      t.frontend->Detokenize({1, vocab}, true, SameName).status().message(),
+      HasSubstr("token_ids[1]"));
+}
+
+TEST(FrontendTest, LogitBiasAllowedTokensAndBadWordsShapeTheOutput) {
+  TestFrontend t = Make("tiny-mpt");
+  const tokenizer::Tokenizer& tok = t.frontend->tokenizer();
+  auto run = [&](const CompletionParams& p) {
+    auto call = t.frontend->NewCompletion(p, SameName, nullptr);
+    EXPECT_TRUE(call.ok()) << call.status();
+    EXPECT_TRUE((*call)->Submit().ok());
+    return Merged(RunToEnd(**call));
+  };
+  const CompletionParams base = Greedy("It was the best of times, it was", 16);
+  const CompletionChunk free_run = run(base);
+  ASSERT_EQ(free_run.token_ids.size(), 16u);
+
+  // A +100 bias on one token makes greedy decoding pick it every time.
+  CompletionParams biased = base;
+  const int32_t forced = 1000;
+  biased.sampling.logit_bias = {{forced, 100.0f}};
+  EXPECT_EQ(run(biased).token_ids, std::vector<int32_t>(16, forced));
+
+  // allowed_token_ids: only those appear.
+  CompletionParams allowed = base;
+  allowed.sampling.temperature = 1.0f;
+  allowed.sampling.seed = 3;
+  allowed.sampling.allowed_token_ids = {free_run.token_ids[0], 11, 12, 13};
+  for (int32_t id : run(allowed).token_ids) {
+    EXPECT_THAT(allowed.sampling.allowed_token_ids, ::testing::Contains(id));
+  }
+
+  // A bad word taken from the free run never appears as its tokens.
+  const std::string word = tok.Decode({free_run.token_ids[1]}, true);
+  ASSERT_FALSE(absl::StripAsciiWhitespace(word).empty()) << word;
+  CompletionParams banned = base;
+  banned.sampling.bad_words = {word};
+  const CompletionChunk b = run(banned);
+  std::vector<std::vector<int32_t>> forms;
+  for (const std::string& v :
+       {std::string(absl::StripLeadingAsciiWhitespace(word)),
+        absl::StrCat(" ", absl::StripLeadingAsciiWhitespace(word))}) {
+    forms.push_back(*tok.Encode(v));
+  }
+  for (const auto& form : forms) {
+    EXPECT_EQ(std::search(b.token_ids.begin(), b.token_ids.end(), form.begin(),
+                          form.end()),
+              b.token_ids.end())
+        << "bad word \"" << word << "\" was generated: " << b.text;
+  }
+  EXPECT_NE(b.token_ids, free_run.token_ids);
+}
+
+TEST(FrontendTest, DetokenizeInvertsTokenize) {
+  TestFrontend t = Make("tiny-mpt");
+  const std::string text = "Tokens, and back again: 42 \u00e9t\u00e9.";
+  auto ids = t.frontend->Tokenize(text, SameName);
+  ASSERT_TRUE(ids.ok());
+  auto back = t.frontend->Detokenize(ids->token_ids, true, SameName);
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(*back, text);
 }
 
 }  // namespace

@@ -2,8 +2,6 @@
 // back-pressure, disconnect notification, every limit and timeout, TLS.
 #include "server/http_server/http_server.h"
 
-#include <openssl/err.h>
-#include <openssl/ssl.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -136,15 +134,25 @@ TEST(HttpServerTest, ExpectContinueGetsAnInterimResponse) {
 
 TEST(HttpServerTest, StreamsChunksAndSignalsDrain) {
   std::atomic<int> drains{0};
+  auto drained = std::make_shared<std::promise<void>>();
   auto server = HttpServer::Start(
       Options(), [&](HttpRequest, std::shared_ptr<Responder> r) {
-        r->SetOnDrain([&drains] { ++drains; });
+        r->SetOnDrain([&drains, drained] {
+          if (drains++ == 0) drained->set_value();
+        });
         ASSERT_TRUE(r->StartStream(200, {{"Content-Type", "text/event-stream"}}));
-        std::thread([r] {
+        std::thread([r, drained] {
           for (int i = 0; i < 3; ++i) {
             EXPECT_TRUE(r->Write(absl::StrCat("data: ", i, "\n\n")));
             std::this_thread::sleep_for(std::chrono::milliseconds(20));
           }
+          // More than the socket takes at once: the rest waits for the
+          // client, and the producer for its drain.
+          EXPECT_TRUE(r->Write(std::string(16 << 20, 'x')));
+          EXPECT_GT(r->pending_bytes(), 0u);
+          EXPECT_EQ(drained->get_future().wait_for(std::chrono::seconds(10)),
+                    std::future_status::ready);
+          EXPECT_EQ(r->pending_bytes(), 0u);
           r->EndStream();
         }).detach();
       });
@@ -156,7 +164,9 @@ TEST(HttpServerTest, StreamsChunksAndSignalsDrain) {
   EXPECT_THAT(*got, HasSubstr("Transfer-Encoding: chunked\r\n"));
   EXPECT_THAT(HttpBodyOf(*got),
               HasSubstr("9\r\ndata: 0\n\n\r\n9\r\ndata: 1\n\n\r\n9\r\ndata: "
-                        "2\n\n\r\n0\r\n\r\n"));
+                        "2\n\n\r\n1000000\r\nxxx"));
+  EXPECT_TRUE(absl::EndsWith(*got, "xxx\r\n0\r\n\r\n"));
+  EXPECT_EQ(got->size() - got->find("1000000\r\n"), 9 + (16 << 20) + 7u);
   EXPECT_GE(drains.load(), 1);
 }
 
@@ -311,7 +321,9 @@ TEST(HttpServerTest, IdleConnectionsDoNotDelayOthers) {
   for (int i = 0; i < 200; ++i) {
     auto c = RawConnection::Connect(server->port());
     ASSERT_TRUE(c.ok());
-    if (i % 2 == 0) ASSERT_TRUE(c->Send("GET / HTTP/1.1\r\nHo").ok());
+    if (i % 2 == 0) {
+      ASSERT_TRUE(c->Send("GET / HTTP/1.1\r\nHo").ok());
+    }
     idle.push_back(*std::move(c));
   }
   const auto start = std::chrono::steady_clock::now();
@@ -367,6 +379,30 @@ TEST(HttpServerTest, ShutdownEndsStreamsInProgress) {
   EXPECT_TRUE(c->ClosedByPeer(kWait));
 }
 
+TEST(HttpServerTest, ShutdownWithAFlushTimeoutDeliversQueuedResponses) {
+  // A response larger than the socket buffers, queued before Shutdown and
+  // read by the client only afterwards, arrives whole.
+  const std::string big(16 << 20, 'b');
+  std::promise<void> answered;
+  auto server = HttpServer::Start(
+      Options(), [&](HttpRequest, std::shared_ptr<Responder> r) {
+        r->Respond(200, {}, big);
+        answered.set_value();
+      });
+  ASSERT_TRUE(server.ok());
+  auto c = RawConnection::Connect((*server)->port());
+  ASSERT_TRUE(c.ok());
+  ASSERT_TRUE(c->Send("GET / HTTP/1.1\r\nHost: x\r\n\r\n").ok());
+  ASSERT_EQ(answered.get_future().wait_for(std::chrono::seconds(5)),
+            std::future_status::ready);
+  std::thread stopper([&] { (*server)->Shutdown(absl::Seconds(20)); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  const std::string got = c->ReadUntilClose(absl::Seconds(20));
+  stopper.join();
+  EXPECT_EQ(HttpStatusOf(got), 200);
+  EXPECT_EQ(HttpBodyOf(got).size(), big.size());
+}
+
 TEST(HttpServerTest, PortInUseAndBadAddressAreErrors) {
   auto first = EchoServer();
   HttpServerOptions options = Options();
@@ -390,38 +426,11 @@ class HttpServerTlsTest : public ::testing::Test {
   }
   void TearDown() override { std::filesystem::remove_all(dir_); }
 
-  // One HTTPS exchange with OpenSSL; returns the response or "" on failure.
+  // One HTTPS exchange; returns the response or "" on failure.
   std::string HttpsGet(int port, bool client_cert) {
-    SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
-    SSL_CTX_load_verify_locations(ctx, (dir_ + "/ca.pem").c_str(), nullptr);
-    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
-    if (client_cert) {
-      SSL_CTX_use_certificate_file(ctx, (dir_ + "/client.pem").c_str(),
-                                   SSL_FILETYPE_PEM);
-      SSL_CTX_use_PrivateKey_file(ctx, (dir_ + "/client.key").c_str(),
-                                  SSL_FILETYPE_PEM);
-    }
-    auto c = RawConnection::Connect(port);
-    std::string out;
-    if (c.ok()) {
-      SSL* ssl = SSL_new(ctx);
-      SSL_set_fd(ssl, c->fd());
-      SSL_set_tlsext_host_name(ssl, "localhost");
-      if (SSL_connect(ssl) == 1) {
-        const std::string request =
-            "GET /tls HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
-        SSL_write(ssl, request.data(), static_cast<int>(request.size()));
-        char buffer[4096];
-        int n;
-        while ((n = SSL_read(ssl, buffer, sizeof(buffer))) > 0) {
-          out.append(buffer, n);
-        }
-      }
-      SSL_free(ssl);
-    }
-    ERR_clear_error();
-    SSL_CTX_free(ctx);
-    return out;
+    return alibi::testing::HttpsExchange(
+        port, "GET /tls HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", dir_,
+        client_cert);
   }
 
   std::string dir_;

@@ -224,7 +224,9 @@ TEST(HardeningE2eTest, HalfOpenConnectionsAreClosedWhileClientsAreServed) {
   for (int i = 0; i < 1000; ++i) {
     auto c = RawConnection::Connect(port);
     ASSERT_TRUE(c.ok()) << i << ": " << c.status();
-    if (i % 2 == 1) ASSERT_TRUE(c->Send(preface).ok());
+        if (i % 2 == 1) {
+      ASSERT_TRUE(c->Send(preface).ok());
+    }
     held.push_back(*std::move(c));
   }
   const auto start = std::chrono::steady_clock::now();

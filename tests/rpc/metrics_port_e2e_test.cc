@@ -91,7 +91,9 @@ TEST(MetricsPortE2eTest, IdleConnectionsNeitherDelayAScrapeNorStayOpen) {
   for (int i = 0; i < 300; ++i) {
     auto c = RawConnection::Connect(port);
     ASSERT_TRUE(c.ok()) << c.status();
-    if (i % 3 == 1) ASSERT_TRUE(c->Send("GET /metrics HTTP/1.1\r\n").ok());
+    if (i % 3 == 1) {
+      ASSERT_TRUE(c->Send("GET /metrics HTTP/1.1\r\n").ok());
+    }
     held.push_back(*std::move(c));
   }
   const auto start = std::chrono::steady_clock::now();

@@ -316,6 +316,88 @@ TEST_F(RpcTest, StopStringIsExcludedFromTheStream) {
   EXPECT_EQ(stopped.back().stop_reason(), stop);
 }
 
+TEST_F(RpcTest, NCompletionsShareOnePromptUnaryAndStreamed) {
+  auto stub = Stub(*mpt_);
+  v1::CompletionParams params;
+  params.set_text("It was the best of times, it was the worst of times");
+  params.set_max_tokens(10);
+  params.set_n(3);
+  params.set_logprobs(1);
+  params.mutable_sampling()->set_temperature(1.0f);
+  params.mutable_sampling()->set_seed(42);
+  params.mutable_sampling()->set_ignore_eos(true);
+  grpc::ClientContext context;
+  SetDeadline(context);
+  v1::CompleteRequest request;
+  *request.mutable_params() = params;
+  v1::CompleteResponse unary;
+  ASSERT_TRUE(stub->Complete(&context, request, &unary).ok());
+  ASSERT_EQ(unary.completions_size(), 3);
+  // The top-level fields are completion 0; usage counts the prompt once.
+  EXPECT_EQ(unary.text(), unary.completions(0).text());
+  EXPECT_EQ(unary.usage().completion_tokens(), 30);
+  EXPECT_EQ(unary.usage().prompt_tokens(),
+            unary.completions(1).usage().prompt_tokens());
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(unary.completions(i).index(), i);
+    EXPECT_EQ(unary.completions(i).token_ids_size(), 10);
+    EXPECT_EQ(unary.completions(i).logprobs_size(), 10);
+    EXPECT_EQ(unary.completions(i).finish_reason(), v1::FINISH_REASON_LENGTH);
+  }
+  EXPECT_NE(unary.completions(0).text(), unary.completions(1).text());
+
+  std::vector<v1::CompleteStreamResponse> messages;
+  ASSERT_TRUE(ReadStream(*stub, params, &messages).ok());
+  std::vector<std::string> texts(3);
+  std::vector<int> finishes(3, 0);
+  for (const auto& m : messages) {
+    ASSERT_GE(m.index(), 0);
+    ASSERT_LT(m.index(), 3);
+    EXPECT_EQ(finishes[m.index()], 0) << "a message after the last one";
+    texts[m.index()] += m.text();
+    if (m.finish_reason() != v1::FINISH_REASON_UNSPECIFIED) {
+      ++finishes[m.index()];
+      EXPECT_EQ(m.usage().completion_tokens(), 10);
+    }
+  }
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(finishes[i], 1);
+    EXPECT_EQ(texts[i], unary.completions(i).text()) << "completion " << i;
+  }
+}
+
+TEST_F(RpcTest, LogitBiasAndDetokenize) {
+  auto stub = Stub(*bloom_);
+  v1::CompleteRequest request;
+  v1::CompletionParams& p = *request.mutable_params();
+  p.set_text("In the beginning");
+  p.set_max_tokens(5);
+  p.mutable_sampling()->set_temperature(0.0f);
+  (*p.mutable_sampling()->mutable_logit_bias())[321] = 100.0f;
+  grpc::ClientContext context;
+  SetDeadline(context);
+  v1::CompleteResponse response;
+  ASSERT_TRUE(stub->Complete(&context, request, &response).ok());
+  EXPECT_EQ(std::vector<int32_t>(response.token_ids().begin(),
+                                 response.token_ids().end()),
+            std::vector<int32_t>(5, 321));
+
+  v1::DetokenizeRequest detokenize;
+  detokenize.mutable_token_ids()->CopyFrom(response.token_ids());
+  grpc::ClientContext d_context;
+  SetDeadline(d_context);
+  v1::DetokenizeResponse text;
+  ASSERT_TRUE(stub->Detokenize(&d_context, detokenize, &text).ok());
+  EXPECT_EQ(text.text(), response.text());
+  detokenize.add_token_ids(50432);
+  grpc::ClientContext bad_context;
+  SetDeadline(bad_context);
+  const grpc::Status bad = stub->Detokenize(&bad_context, detokenize, &text);
+  EXPECT_EQ(bad.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(bad.error_message().find("token_ids[5]"), std::string::npos)
+      << bad.error_message();
+}
+
 // One bad request: how to build it and what must come back.
 struct BadCase {
   std::string name;
@@ -478,6 +560,30 @@ std::vector<BadCase> BadCases() {
           "request id too long",
           [](auto& p) { p.set_request_id(std::string(300, 'r')); },
           "params.request_id"),
+      c(
+          "n negative", [](auto& p) { p.set_n(-2); }, "params.n"),
+      c(
+          "n above cap", [](auto& p) { p.set_n(129); }, "params.n"),
+      c(
+          "logit_bias out of range",
+          [](auto& p) {
+            (*p.mutable_sampling()->mutable_logit_bias())[7] = 101;
+          },
+          "params.sampling.logit_bias[7]"),
+      c(
+          "logit_bias token outside vocab",
+          [](auto& p) {
+            (*p.mutable_sampling()->mutable_logit_bias())[50432] = 1;
+          },
+          "params.sampling.logit_bias[50432]"),
+      c(
+          "allowed token outside vocab",
+          [](auto& p) { p.mutable_sampling()->add_allowed_token_ids(-4); },
+          "params.sampling.allowed_token_ids[0]"),
+      c(
+          "blank bad word",
+          [](auto& p) { p.mutable_sampling()->add_bad_words(" "); },
+          "params.sampling.bad_words[0]"),
   };
   BadCase stream = c(
       "stream with bad top_p",

@@ -74,7 +74,9 @@ TEST_F(WindowE2eTest, ScoreAndScoreStreamAgreePastThePool) {
   while (reader->Read(&m)) {
     ++messages;
     EXPECT_EQ(m.offset(), static_cast<int64_t>(logprobs.size()));
-    if (m.offset() == 0) EXPECT_EQ(m.first_token_id(), request.token_ids(0));
+        if (m.offset() == 0) {
+      EXPECT_EQ(m.first_token_id(), request.token_ids(0));
+    }
     for (int k = 0; k < m.token_logprobs_size(); ++k) {
       logprobs.push_back(m.token_logprobs(k));
       EXPECT_EQ(m.token_ids(k), request.token_ids(m.offset() + k + 1));

@@ -659,9 +659,13 @@ TEST(SchedulerTest, AttentionAndLogitBudgetsBoundEveryStep) {
     }
     EXPECT_EQ(plan.attention_pairs, pairs);
     // The first request always gets a token; beyond it, the caps hold.
-    if (plan.requests.size() > 1) EXPECT_LE(pairs, 100000 + 4100);
+        if (plan.requests.size() > 1) {
+      EXPECT_LE(pairs, 100000 + 4100);
+    }
     EXPECT_LE(rows, 50);
-    if (steps == 2) EXPECT_TRUE(short_started) << "the short request waited";
+        if (steps == 2) {
+      EXPECT_TRUE(short_started) << "the short request waited";
+    }
     s->Update(plan, std::vector<int32_t>(plan.requests.size(), 7));
     ++steps;
   }

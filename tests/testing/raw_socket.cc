@@ -6,11 +6,16 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 
 namespace alibi::testing {
 
@@ -108,6 +113,79 @@ absl::StatusOr<std::string> HttpExchange(int port, absl::string_view bytes,
   if (!c.ok()) return c.status();
   if (absl::Status s = c->Send(bytes); !s.ok()) return s;
   return c->ReadUntilClose(timeout);
+}
+
+std::string HttpResult::Header(absl::string_view name) const {
+  for (absl::string_view line : absl::StrSplit(head, "\r\n")) {
+    const size_t colon = line.find(':');
+    if (colon == absl::string_view::npos) continue;
+    if (absl::EqualsIgnoreCase(line.substr(0, colon), name)) {
+      return std::string(absl::StripAsciiWhitespace(line.substr(colon + 1)));
+    }
+  }
+  return "";
+}
+
+HttpResult ParseHttpResponse(absl::string_view response) {
+  HttpResult r;
+  r.status = HttpStatusOf(response);
+  const size_t end = response.find("\r\n\r\n");
+  if (end == absl::string_view::npos) return r;
+  r.head = std::string(response.substr(0, end));
+  absl::string_view body = response.substr(end + 4);
+  if (!absl::StrContains(absl::AsciiStrToLower(r.head),
+                         "transfer-encoding: chunked")) {
+    r.body = std::string(body);
+    return r;
+  }
+  while (true) {
+    const size_t line_end = body.find("\r\n");
+    if (line_end == absl::string_view::npos) break;
+    size_t size = 0;
+    if (!absl::SimpleHexAtoi(body.substr(0, line_end), &size) || size == 0 ||
+        body.size() < line_end + 2 + size) {
+      break;
+    }
+    absl::StrAppend(&r.body, body.substr(line_end + 2, size));
+    body.remove_prefix(std::min(body.size(), line_end + 2 + size + 2));
+  }
+  return r;
+}
+
+absl::StatusOr<HttpResult> HttpCall(
+    int port, absl::string_view method, absl::string_view path,
+    absl::string_view body,
+    const std::vector<std::pair<std::string, std::string>>& headers,
+    absl::Duration timeout) {
+  std::string request = absl::StrCat(method, " ", path,
+                                     " HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                                     "Connection: close\r\n");
+  for (const auto& [name, value] : headers) {
+    absl::StrAppend(&request, name, ": ", value, "\r\n");
+  }
+  if (!body.empty() || method == "POST") {
+    absl::StrAppend(&request,
+                    "Content-Type: application/json\r\n"
+                    "Content-Length: ",
+                    body.size(), "\r\n");
+  }
+  absl::StrAppend(&request, "\r\n", body);
+  absl::StatusOr<std::string> response = HttpExchange(port, request, timeout);
+  if (!response.ok()) return response.status();
+  HttpResult r = ParseHttpResponse(*response);
+  if (r.status == 0) {
+    return absl::UnavailableError(
+        absl::StrCat("no HTTP response: \"", response->substr(0, 200), "\""));
+  }
+  return r;
+}
+
+std::vector<std::string> SseData(absl::string_view body) {
+  std::vector<std::string> out;
+  for (absl::string_view event : absl::StrSplit(body, "\n\n")) {
+    if (absl::ConsumePrefix(&event, "data: ")) out.emplace_back(event);
+  }
+  return out;
 }
 
 int HttpStatusOf(absl::string_view response) {

@@ -7,6 +7,8 @@
 #define ALIBI_TESTS_TESTING_RAW_SOCKET_H_
 
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -44,6 +46,25 @@ class RawConnection {
 // back until it closes the connection (or `timeout`).
 absl::StatusOr<std::string> HttpExchange(int port, absl::string_view bytes,
                                          absl::Duration timeout);
+
+// One whole HTTP/1.1 exchange on a fresh connection (Connection: close).
+struct HttpResult {
+  int status = 0;
+  std::string head;  // status line and header fields
+  std::string body;  // chunked coding decoded
+  // The value of header `name` (case-insensitive), or "".
+  std::string Header(absl::string_view name) const;
+};
+absl::StatusOr<HttpResult> HttpCall(
+    int port, absl::string_view method, absl::string_view path,
+    absl::string_view body = "",
+    const std::vector<std::pair<std::string, std::string>>& headers = {},
+    absl::Duration timeout = absl::Seconds(120));
+// Splits a parsed response: HttpCall's fields from everything the server
+// sent on a connection that carried one response.
+HttpResult ParseHttpResponse(absl::string_view response);
+// The `data:` payloads of server-sent events, in order.
+std::vector<std::string> SseData(absl::string_view body);
 
 // The status code of the first HTTP response in `response` (0 if none).
 int HttpStatusOf(absl::string_view response);

@@ -86,6 +86,8 @@ absl::StatusOr<std::unique_ptr<ServerProcess>> ServerProcess::Start(
                                    "--host=127.0.0.1",
                                    "--metrics_host=127.0.0.1",
                                    "--metrics_port=0",
+                                   "--http_host=127.0.0.1",
+                                   "--http_port=0",
                                    "--num_threads=2",
                                    "--kv_blocks=512",
                                    "--port_file=" + port_file};
@@ -114,6 +116,7 @@ absl::StatusOr<std::unique_ptr<ServerProcess>> ServerProcess::Start(
   const nlohmann::json ports = nlohmann::json::parse(ReadFile(port_file));
   server->port_ = ports["port"];
   server->metrics_port_ = ports["metrics_port"];
+  server->http_port_ = ports["http_port"];
   auto channel = server->Channel();
   while (true) {
     absl::StatusOr<bool> serving = CheckHealth(*channel);

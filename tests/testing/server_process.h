@@ -1,7 +1,8 @@
 // Runs the real alibi-server binary for end-to-end tests: free ports (the
-// server binds port 0 and reports its ports through --port_file), waits until
-// the gRPC health check says SERVING, and stops it with a signal. The
-// server's log goes to a file, printed when a start fails.
+// server binds port 0 for gRPC, metrics and the HTTP API, and reports them
+// through --port_file), waits until the gRPC health check says SERVING, and
+// stops it with a signal. The server's log goes to a file, printed when a
+// start fails.
 //
 // Thread-safety: a ServerProcess is used from one test thread.
 #ifndef ALIBI_TESTS_TESTING_SERVER_PROCESS_H_
@@ -44,6 +45,8 @@ class ServerProcess {
   std::string address() const;
   int port() const { return port_; }
   int metrics_port() const { return metrics_port_; }
+  // The OpenAI-compatible HTTP API's port.
+  int http_port() const { return http_port_; }
   pid_t pid() const { return pid_; }
   const std::string& log_path() const { return log_path_; }
   std::string ReadLog() const;
@@ -54,18 +57,21 @@ class ServerProcess {
   // Sends `signal` (SIGTERM by default) and waits up to `timeout` for the
   // process to exit. Returns its exit code (128 + signal if killed by one);
   // DEADLINE_EXCEEDED if it is still running (then it is killed).
-  absl::StatusOr<int> Stop(int signal, absl::Duration timeout);
+    absl::StatusOr<int> Stop(int signal, absl::Duration timeout);
+  // Waits up to `timeout` for the process to exit by itself (after a signal
+  // sent with kill()); the same results as Stop().
+  absl::StatusOr<int> WaitExit(absl::Duration timeout);
 
   // The body of GET /metrics.
   absl::StatusOr<std::string> ScrapeMetrics() const;
 
  private:
-  ServerProcess() = default;
-  absl::StatusOr<int> WaitExit(absl::Duration timeout);
+    ServerProcess() = default;
 
   pid_t pid_ = -1;
   int port_ = 0;
   int metrics_port_ = 0;
+  int http_port_ = 0;
   std::string log_path_;
   std::string dir_;
   std::shared_ptr<grpc::ChannelCredentials> credentials_;

@@ -1,11 +1,15 @@
 #include "tests/testing/tls_certificates.h"
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
 
 #include "absl/strings/str_cat.h"
+#include "tests/testing/raw_socket.h"
 
 namespace alibi::testing {
 namespace {
@@ -57,6 +61,38 @@ absl::Status WriteTestCertificates(const std::string& dir) {
 std::string ReadFileToString(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+std::string HttpsExchange(int port, const std::string& request,
+                          const std::string& dir, bool client_cert) {
+  SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
+  SSL_CTX_load_verify_locations(ctx, (dir + "/ca.pem").c_str(), nullptr);
+  SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
+  if (client_cert) {
+    SSL_CTX_use_certificate_file(ctx, (dir + "/client.pem").c_str(),
+                                 SSL_FILETYPE_PEM);
+    SSL_CTX_use_PrivateKey_file(ctx, (dir + "/client.key").c_str(),
+                                SSL_FILETYPE_PEM);
+  }
+  auto c = RawConnection::Connect(port);
+  std::string out;
+  if (c.ok()) {
+    SSL* ssl = SSL_new(ctx);
+    SSL_set_fd(ssl, c->fd());
+    SSL_set_tlsext_host_name(ssl, "localhost");
+    if (SSL_connect(ssl) == 1) {
+      SSL_write(ssl, request.data(), static_cast<int>(request.size()));
+      char buffer[4096];
+      int n;
+      while ((n = SSL_read(ssl, buffer, sizeof(buffer))) > 0) {
+        out.append(buffer, n);
+      }
+    }
+    SSL_free(ssl);
+  }
+  ERR_clear_error();
+  SSL_CTX_free(ctx);
+  return out;
 }
 
 }  // namespace alibi::testing

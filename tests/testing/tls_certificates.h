@@ -21,6 +21,13 @@ absl::Status WriteTestCertificates(const std::string& dir);
 // The contents of a file ("" when it cannot be read).
 std::string ReadFileToString(const std::string& path);
 
+// Sends `request` over TLS to 127.0.0.1:`port` (verifying the server against
+// `dir`/ca.pem, and presenting `dir`/client.pem when `client_cert`), and
+// returns what the server sends until it closes; "" when the handshake
+// fails.
+std::string HttpsExchange(int port, const std::string& request,
+                          const std::string& dir, bool client_cert);
+
 }  // namespace alibi::testing
 
 #endif  // ALIBI_TESTS_TESTING_TLS_CERTIFICATES_H_
