@@ -130,6 +130,15 @@ struct AttentionMeta {
   // Host-side maxima for launch configuration.
   int max_query_len = 0;
   int max_context_len = 0;
+  // Host: the most keys any query row sees (with windows, at most the
+  // largest window); 0: unknown (max_context_len). Bounds split-KV work.
+  int max_keys = 0;
+  // Host: nonzero names this batch's metadata. Calls with the same id (and
+  // the same pointers and maxima) promise the metadata did not change in
+  // between, so a backend may reuse what it derived from it (the CUDA
+  // backend's attention work lists): the layers of one step share an id, a
+  // new step takes a new one. 0: derive it again.
+  uint64_t batch_id = 0;
 };
 
 enum class Activation : uint8_t {

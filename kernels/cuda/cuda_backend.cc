@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <array>
+#include <climits>
 #include <cstdint>
 #include <cstring>
 #include <map>
@@ -18,6 +19,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/status_macros.h"
 #include "kernels/cuda/attention.cuh"
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/convert.cuh"
@@ -26,7 +28,6 @@
 #include "kernels/cuda/gather.cuh"
 #include "kernels/cuda/kv_write.cuh"
 #include "kernels/cuda/layernorm.cuh"
-#include "common/status_macros.h"
 
 namespace alibi::kernels::cuda {
 namespace {
@@ -515,16 +516,17 @@ class CudaBackend final : public Backend {
           absl::StrCat("attention: queries, output and KV pool must be ",
                        DTypeName(dtype_)));
     }
-    if (meta.windows != nullptr || meta.first_blocks != nullptr) {
-      return absl::UnimplementedError(
-          "cuda backend: sliding-window attention is not implemented yet");
-    }
     if (meta.num_tokens <= 0 || meta.num_seqs <= 0) return absl::OkStatus();
     const int64_t width = static_cast<int64_t>(num_heads) * kv.head_dim;
     if (q.cols != width || out.cols != width || q.rows < meta.num_tokens ||
         out.rows < meta.num_tokens || meta.max_blocks_per_seq <= 0 ||
         kv.num_blocks <= 0) {
       return Invalid("attention shape mismatch");
+    }
+    // The row kernel addresses pool rows (one head of one token) in int32.
+    if (static_cast<int64_t>(kv.num_blocks) * kv.num_kv_heads * kv.block_size >
+        INT32_MAX) {
+      return Invalid("attention: KV pool has more than 2^31 head rows");
     }
     AttentionShape shape;
     shape.num_heads = num_heads;
@@ -535,6 +537,7 @@ class CudaBackend final : public Backend {
     shape.num_seqs = meta.num_seqs;
     shape.max_query_len = meta.max_query_len;
     shape.max_context_len = meta.max_context_len;
+    shape.max_keys = meta.max_keys;
     shape.q_out_aligned = IsAligned(q.data, 16) && q.row_stride % 8 == 0 &&
                           IsAligned(out.data, 4) && out.row_stride % 2 == 0;
     shape.kv_aligned = IsAligned(kv.k, 16) && IsAligned(kv.v, 16);
@@ -542,10 +545,8 @@ class CudaBackend final : public Backend {
     if (plan.error != nullptr) {
       return Invalid(absl::StrCat("attention: ", plan.error));
     }
-    if (plan.workspace_bytes > 0) {
-      RETURN_IF_ERROR(EnsureScratch(attention_workspace_, plan.workspace_bytes,
-                                    "attention workspace"));
-    }
+    RETURN_IF_ERROR(EnsureScratch(attention_workspace_, plan.workspace_bytes,
+                                  "attention workspace"));
     AttentionArgs args;
     args.q = q.data;
     args.q_stride = q.row_stride;
@@ -562,6 +563,8 @@ class CudaBackend final : public Backend {
     args.context_lens = meta.context_lens;
     args.block_tables = meta.block_tables;
     args.max_blocks_per_seq = meta.max_blocks_per_seq;
+    args.windows = meta.windows;
+    args.first_blocks = meta.first_blocks;
     args.num_seqs = meta.num_seqs;
     args.num_tokens = meta.num_tokens;
     args.slopes = slopes;
@@ -569,9 +572,22 @@ class CudaBackend final : public Backend {
     args.dtype = *ToElem(dtype_);
     args.workspace = attention_workspace_.ptr;
     args.error_word = error_word_;
+    // The work lists depend on the metadata alone: one planning launch per
+    // batch (the layers of a step share its batch_id).
+    const PlannedBatch batch{
+        meta.batch_id,     meta.query_start, meta.context_lens,
+        meta.block_tables, meta.windows,     meta.first_blocks,
+        meta.num_seqs,     meta.num_tokens,  meta.max_blocks_per_seq,
+        kv.block_size,     plan.kernel,      plan.max_tiles,
+        plan.max_rows,     plan.max_items,   plan.plan_bytes,
+        args.workspace};
+    if (meta.batch_id == 0 || !(batch == planned_)) {
+      planned_ = PlannedBatch{};
+      RETURN_IF_ERROR(CudaError(LaunchAttentionPlan(args, plan, stream_),
+                                "attention planning"));
+      planned_ = batch;
+    }
     if (plan.kernel == AttentionKernel::kPrefillMma) {
-      // Long query runs on tensor cores; it also lists the short runs' rows
-      // (decodes) that the row kernel then takes with split-KV.
       RETURN_IF_ERROR(CudaError(LaunchPrefillAttention(args, plan, stream_),
                                 "prefill attention"));
     }
@@ -579,6 +595,28 @@ class CudaBackend final : public Backend {
   }
 
  private:
+  // What a planning launch was for; an equal batch (nonzero id) reuses it.
+  struct PlannedBatch {
+    uint64_t id = 0;
+    const int32_t* query_start = nullptr;
+    const int32_t* context_lens = nullptr;
+    const int32_t* block_tables = nullptr;
+    const int32_t* windows = nullptr;
+    const int32_t* first_blocks = nullptr;
+    int num_seqs = 0;
+    int num_tokens = 0;
+    int max_blocks_per_seq = 0;
+    int block_size = 0;
+    AttentionKernel kernel = AttentionKernel::kNone;
+    int64_t max_tiles = 0;
+    int64_t max_rows = 0;
+    int64_t max_items = 0;
+    size_t plan_bytes = 0;
+    const void* workspace = nullptr;
+
+    bool operator==(const PlannedBatch&) const = default;
+  };
+
   static bool GemmHasBias(GemmEpilogue e) {
     return e == GemmEpilogue::kBias || e == GemmEpilogue::kGeluBias;
   }
@@ -753,6 +791,7 @@ class CudaBackend final : public Backend {
   uint32_t* error_word_ = nullptr;  // device
   uint32_t* error_host_ = nullptr;  // pinned host
   std::map<std::array<int64_t, 16>, GemmPlan> gemms_;
+  PlannedBatch planned_;
 };
 
 }  // namespace

@@ -13,6 +13,7 @@
 //   number of rows, and a sequence's attention runs in the prefill kernel in
 //   a mixed batch but in the row kernel in a decode-only one.
 // - Attention: kernels/cuda/attention.cuh (ALiBi bias in-kernel, paged KV,
+//   sliding windows, a planning kernel per batch (AttentionMeta::batch_id),
 //   prefill kernel on tensor cores, split-KV row kernel for decode).
 // - Device-resident indices (token ids, gather rows, KV slots, block tables,
 //   attention metadata) are checked by the kernels; a bad one sets a device

@@ -485,10 +485,15 @@ TEST_P(CudaAttentionTest, MatchesCpu) {
   const int num_blocks = batch.num_blocks, t = batch.num_tokens();
   ASSERT_GT(t, 0);
 
-  // Random pools, queries with a strided layout (a fused QKV matrix).
+  // Random pools (NaN where no query may read), queries with a strided
+  // layout (a fused QKV matrix).
   const size_t pool_elems = size_t{1} * num_blocks * kvh * bs * d;
-  const std::vector<float> kpool = Rounded(dt, RandomVector(rng, pool_elems));
-  const std::vector<float> vpool = Rounded(dt, RandomVector(rng, pool_elems));
+  std::vector<float> kpool = Rounded(dt, RandomVector(rng, pool_elems));
+  std::vector<float> vpool = Rounded(dt, RandomVector(rng, pool_elems));
+  const std::vector<bool> unseen = gpu_test::UnseenPoolRows(spec, batch);
+  for (size_t i = 0; i < pool_elems; ++i) {
+    if (unseen[i / d]) kpool[i] = vpool[i] = NAN;
+  }
   const int qw = h * d, qkv_width = qw + 2 * kvh * d;
   const std::vector<float> qkv = Rounded(dt, RandomVector(rng, t * qkv_width));
   const std::vector<float> slopes = gpu_test::CaseSlopes(spec);
@@ -503,11 +508,17 @@ TEST_P(CudaAttentionTest, MatchesCpu) {
   Buffer starts_d = b.UploadInts(batch.starts);
   Buffer ctx_d = b.UploadInts(batch.ctx);
   Buffer tables_d = b.UploadInts(batch.tables);
+  Buffer windows_d = b.UploadInts(batch.windows);
+  Buffer first_blocks_d = b.UploadInts(batch.first_blocks);
   Buffer out_d = b.Poisoned(t * qw, dt);
   AttentionMeta meta = batch.Meta();
   meta.query_start = starts_d.as<int32_t>();
   meta.context_lens = ctx_d.as<int32_t>();
   meta.block_tables = tables_d.as<int32_t>();
+  if (!batch.windows.empty()) {
+    meta.windows = windows_d.as<int32_t>();
+    meta.first_blocks = first_blocks_d.as<int32_t>();
+  }
   PagedKvView kv{k_d.data(), v_d.data(), dt, num_blocks, bs, kvh, d};
 
   ASSERT_EQ(cuda::PlanAttention(batch.Shape(spec)).kernel, spec.expected)
@@ -670,6 +681,46 @@ std::vector<AttentionCase> AttentionSpecs() {
                    {{1333, 1}, {5, 1}},
                    K::kRowSplitKv,
                    false});
+  // Decode batches of 64 and 256 sequences with contexts to 32k (the
+  // heaviest shapes of the emulator tests' kind).
+  gpu_test::AttentionCase b256 =
+      gpu_test::BatchCase("decode_batch256_gqa_d128_bs32_to_32k", 256, 8, 128,
+                          32, 4096, 5, K::kRowSplitKv);
+  b256.num_kv_heads = 2;
+  b256.seqs[0] = {32768, 1};
+  b256.seqs[1] = {20000, 1};
+  specs.push_back(b256);
+  specs.push_back(gpu_test::BatchCase("decode_batch64_d64_bs8_to_32k", 64, 4,
+                                      64, 8, 32768, 6, K::kRowSplitKv));
+  // Sliding windows (released blocks before each table's start, NaN in
+  // every position no query may see).
+  specs.push_back({"window_decode_h8_d128",
+                   8,
+                   8,
+                   128,
+                   16,
+                   {{500, 1, 37},
+                    {30000, 1, 4096},
+                    {40, 1, 64},
+                    {1000, 1, 1},
+                    {5000, 1, 300},
+                    {20, 1, 0}},
+                   K::kRowSplitKv});
+  specs.push_back(
+      {"window_mixed_prefill_gqa_d80_bs8",
+       12,
+       4,
+       80,
+       8,
+       {{3000, 700, 512}, {900, 130, 37}, {2049, 1, 100}, {64, 64, 0}},
+       K::kPrefillMma});
+  specs.push_back({"window_generic_d112",
+                   7,
+                   7,
+                   112,
+                   32,
+                   {{700, 260, 100}, {90, 1, 10}},
+                   K::kRowSplitKv});
   return specs;
 }
 

@@ -2,9 +2,11 @@
 // KV memory planning (kernels/memory_plan.h) and the CUDA backend's dispatch
 // decisions (kernels/cuda/dispatch.h: attention kernel choice, split-KV
 // partitioning, workspace sizes, Linear epilogue fusion).
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <random>
 
 #include "gtest/gtest.h"
 #include "kernels/cuda/dispatch.h"
@@ -224,46 +226,115 @@ TEST(AttentionDispatchTest, UnsupportedShapesSayWhy) {
             std::string::npos);
 }
 
-TEST(AttentionDispatchTest, WorkspaceSizes) {
-  // Row kernel, contexts up to 2048: 8 partitions per row, one block column
-  // per query row.
+TEST(AttentionDispatchTest, WorkListsAndWorkspace) {
+  // Row kernel, contexts up to 2048: 8 partitions per row at most; the work
+  // lists (300 rows, 2400 items, counts), then partial results per item and
+  // head; about 4096 blocks looping over the items.
   cu::AttentionPlan p = cu::PlanAttention(Shape(32, 32, 128, 1, 2048));
+  EXPECT_EQ(p.kernel, cu::AttentionKernel::kRowSplitKv);
   EXPECT_EQ(p.max_splits, 8);
-  EXPECT_EQ(p.row_grid_x, 300);
-  const size_t rows = size_t{300} * 32 * 8;
-  EXPECT_EQ(p.partial_o_offset, 0u);
-  EXPECT_EQ(p.partial_ml_offset, rows * 128 * 4);
-  EXPECT_EQ(p.workspace_bytes, rows * 128 * 4 + rows * 2 * 4);
-  // Short contexts need no workspace.
+  EXPECT_EQ(p.max_rows, 300);
+  EXPECT_EQ(p.max_items, 2400);
+  EXPECT_EQ(p.rows_offset, 0u);
+  EXPECT_EQ(p.items_offset, 300u * sizeof(cu::RowWork));
+  EXPECT_EQ(p.counts_offset, p.items_offset + 2400 * sizeof(cu::RowItem));
+  EXPECT_EQ(p.plan_bytes, p.counts_offset + 16);
+  const size_t slots = size_t{2400} * 32;
+  EXPECT_EQ(p.partial_o_offset, p.plan_bytes);
+  EXPECT_EQ(p.partial_ml_offset, p.partial_o_offset + slots * 128 * 4);
+  EXPECT_EQ(p.workspace_bytes, p.partial_ml_offset + slots * 2 * 4);
+  EXPECT_EQ(p.row_grid_x, 4096 / 32);
+  EXPECT_EQ(p.combine_grid_x, 4096 / 32);
+  // Short contexts: one partition per row, no partial results.
   p = cu::PlanAttention(Shape(32, 32, 128, 1, 256));
   EXPECT_EQ(p.max_splits, 1);
-  EXPECT_EQ(p.workspace_bytes, 0u);
-  // Mixed: ceil(300 / 64) + 40 tiles of two int32 and their count; a row
-  // list of at most min(300, 8 * 40) rows and its count; partial buffers for
-  // the listed rows; about 4096 row-kernel blocks.
+  EXPECT_EQ(p.max_items, 300);
+  EXPECT_EQ(p.workspace_bytes, p.plan_bytes);
+  // Few items: no more block columns than items.
+  cu::AttentionShape one = Shape(32, 32, 128, 1, 100);
+  one.num_tokens = 1;
+  one.num_seqs = 1;
+  p = cu::PlanAttention(one);
+  EXPECT_EQ(p.row_grid_x, 1);
+  EXPECT_EQ(p.combine_grid_x, 1);
+  // Mixed: ceil(300 / 64) + 40 tiles of two int32 first; rows are the short
+  // runs' only: at most min(300, 8 * 40).
   p = cu::PlanAttention(Shape(32, 32, 128, 300, 2048));
+  EXPECT_EQ(p.kernel, cu::AttentionKernel::kPrefillMma);
   EXPECT_EQ(p.max_tiles, 5 + 40);
-  EXPECT_EQ(p.max_list_rows, 300);
-  EXPECT_EQ(p.tile_count_offset, cu::AlignUp16(45 * 8));
-  EXPECT_EQ(p.row_list_offset, p.tile_count_offset + 16);
-  EXPECT_EQ(p.row_count_offset, p.row_list_offset + cu::AlignUp16(300 * 4));
-  EXPECT_EQ(p.partial_o_offset, p.row_count_offset + 16);
-  EXPECT_EQ(p.partial_ml_offset, p.partial_o_offset + rows * 128 * 4);
-  EXPECT_EQ(p.workspace_bytes, p.partial_ml_offset + rows * 2 * 4);
-  EXPECT_EQ(p.row_grid_x, 4096 / (8 * 32));
+  EXPECT_EQ(p.tiles_offset, 0u);
+  EXPECT_EQ(p.rows_offset, cu::AlignUp16(45 * 8));
+  EXPECT_EQ(p.max_rows, 300);
+  EXPECT_EQ(p.max_items, 300 * 8);
   // Few sequences: the list is bounded by 8 rows per sequence.
   cu::AttentionShape few = Shape(8, 8, 64, 2048, 2048);
   few.num_tokens = 2049;
   few.num_seqs = 2;
   p = cu::PlanAttention(few);
-  EXPECT_EQ(p.max_list_rows, 16);
-  EXPECT_EQ(p.row_grid_x, 16);
-  // The bound covers both kinds of plan.
-  const size_t bound = cu::AttentionWorkspaceBound(300, 40, 32, 128, 2048);
-  EXPECT_GE(bound,
-            cu::PlanAttention(Shape(32, 32, 128, 1, 2048)).workspace_bytes);
-  EXPECT_GE(bound,
-            cu::PlanAttention(Shape(32, 32, 128, 300, 2048)).workspace_bytes);
+  EXPECT_EQ(p.max_rows, 16);
+  EXPECT_EQ(p.max_items, 16 * 8);
+  EXPECT_EQ(p.row_grid_x, 16 * 8);
+}
+
+TEST(AttentionDispatchTest, WindowsBoundThePartitions) {
+  // Rows that see at most 300 keys (sliding windows) need two partitions
+  // however long their sequences are.
+  cu::AttentionShape s = Shape(32, 32, 128, 1, 1 << 20);
+  EXPECT_EQ(cu::PlanAttention(s).max_splits, cu::kMaxSplits);
+  s.max_keys = 300;
+  const cu::AttentionPlan p = cu::PlanAttention(s);
+  EXPECT_EQ(p.max_splits, 2);
+  EXPECT_EQ(p.max_items, 600);
+  // A bound above the context changes nothing; a negative one is an error.
+  s.max_context_len = 100;
+  EXPECT_EQ(cu::PlanAttention(s).max_splits, 1);
+  s.max_keys = -1;
+  EXPECT_NE(cu::PlanAttention(s).error, nullptr);
+  EXPECT_EQ(cu::FirstVisibleKey(10, 0), 0);
+  EXPECT_EQ(cu::FirstVisibleKey(10, 4), 7);
+  EXPECT_EQ(cu::FirstVisibleKey(10, 11), 0);
+  EXPECT_EQ(cu::FirstVisibleKey(10, 1), 10);
+}
+
+TEST(AttentionDispatchTest, RowLayoutsCoverTheHeadDim) {
+  for (int d = 8; d <= cu::kMaxHeadDim; d += 8) {
+    const cu::RowLayout l = cu::RowLayoutFor(d);
+    EXPECT_GE(l.lanes * l.chunks * 8, d) << d;
+    EXPECT_EQ(32 % l.lanes, 0) << d;
+    // 16-byte loads of K and V in flight per lane and iteration.
+    EXPECT_EQ(l.keys * l.chunks, 4) << d;
+  }
+}
+
+// The workspace reserved at start (AttentionWorkspaceBound) covers every
+// batch within its limits: no step ever grows it.
+TEST(AttentionDispatchTest, WorkspaceBoundCoversEveryBatchWithinItsLimits) {
+  std::mt19937 rng(17);
+  for (int trial = 0; trial < 20000; ++trial) {
+    const int max_tokens = 1 + static_cast<int>(rng() % 4096);
+    const int max_seqs = 1 + static_cast<int>(rng() % 512);
+    const int heads = 1 + static_cast<int>(rng() % 64);
+    const int d = 8 * (1 + static_cast<int>(rng() % 32));
+    const int max_keys = rng() % 2 ? 0 : 1 + static_cast<int>(rng() % 20000);
+    cu::AttentionShape s;
+    s.num_heads = heads;
+    s.num_kv_heads = heads;
+    s.head_dim = d;
+    s.block_size = 1 + static_cast<int>(rng() % 32);
+    s.num_tokens = 1 + static_cast<int>(rng() % max_tokens);
+    s.num_seqs = 1 + static_cast<int>(rng() % max_seqs);
+    s.max_query_len = 1 + static_cast<int>(rng() % s.num_tokens);
+    s.max_context_len =
+        s.max_query_len + static_cast<int>(rng() % (1 << (rng() % 21)));
+    s.max_keys = max_keys > 0 ? std::min(max_keys, s.max_context_len)
+                              : static_cast<int>(rng() % 2);
+    s.q_out_aligned = rng() % 2;
+    const cu::AttentionPlan p = cu::PlanAttention(s);
+    ASSERT_EQ(p.error, nullptr);
+    ASSERT_LE(p.workspace_bytes, cu::AttentionWorkspaceBound(
+                                     max_tokens, max_seqs, heads, d, max_keys))
+        << "trial " << trial;
+  }
 }
 
 // ---------------------------------------------------------------------------
