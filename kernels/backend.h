@@ -161,6 +161,16 @@ struct LinearEpilogue {
   TensorView residual;
 };
 
+// The largest step a server will run, for backends that keep scratch
+// memory of their own (the CUDA backend's attention workspace).
+struct WorkspaceLimits {
+  int max_tokens = 0;  // query rows of one step
+  int max_seqs = 0;    // sequences of one step
+  int num_heads = 0;
+  int head_dim = 0;
+  int max_keys = 0;  // keys one query row sees at most (0: any number)
+};
+
 struct MemoryInfo {
   size_t used_bytes = 0;   // by this process on the device (host RSS on CPU)
   size_t total_bytes = 0;  // device capacity (host RAM on CPU)
@@ -234,6 +244,12 @@ class Backend {
   virtual absl::Status UploadConvert(const void* src, DType src_dtype,
                                      size_t count, void* dst,
                                      DType dst_dtype) = 0;
+  // Allocates the scratch memory steps within `limits` need, so that no op
+  // allocates later. Returns the bytes of scratch the backend now holds.
+  virtual absl::StatusOr<size_t> ReserveWorkspace(
+      const WorkspaceLimits& /*limits*/) {
+    return size_t{0};
+  }
 
   // ---- ops ----
   // out[t, :] = table[ids[t], :].  ids: [T] int32; table: [V, H] weight

@@ -24,10 +24,10 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
-#include "kernels/backend.h"
-#include "kernels/memory_plan.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
+#include "kernels/backend.h"
+#include "kernels/memory_plan.h"
 #include "server/engine/engine.h"
 #include "server/metrics/metrics.h"
 #include "server/metrics/metrics_endpoint.h"
@@ -175,10 +175,11 @@ void InstallSignalHandlers() {
 
 // The KV pool size in blocks: --kv_blocks, or a byte budget
 // (--kv_cache_memory_bytes; CUDA: what --gpu_memory_fraction leaves once the
-// weights and the activation workspace are resident; CPU: min(2 GiB, 20% of
-// RAM)).
+// weights and `workspace_bytes` of workspace are resident; CPU: min(2 GiB,
+// 20% of RAM)).
 absl::StatusOr<int> KvBlocks(const model::Model& model,
-                             kernels::Backend& backend) {
+                             kernels::Backend& backend,
+                             size_t workspace_bytes) {
   const int block_size = absl::GetFlag(FLAGS_block_size);
   if (absl::GetFlag(FLAGS_kv_blocks) > 0) return absl::GetFlag(FLAGS_kv_blocks);
   const size_t per_block = model.KvBytesPerBlock(block_size);
@@ -189,6 +190,7 @@ absl::StatusOr<int> KvBlocks(const model::Model& model,
     in.total_bytes = memory.total_bytes;
     in.free_bytes = memory.total_bytes - memory.used_bytes;
     in.weight_bytes = model.weight_bytes();
+    in.workspace_bytes = workspace_bytes;
     in.memory_fraction = absl::GetFlag(FLAGS_gpu_memory_fraction);
     in.reserve_bytes = size_t{256} << 20;  // cuBLASLt and allocator headroom
     in.kv_bytes_per_block = per_block;
@@ -275,7 +277,8 @@ absl::Status Run() {
     endpoint_options.name = "metrics";
     endpoint_options.host = absl::GetFlag(FLAGS_metrics_host);
     endpoint_options.port = absl::GetFlag(FLAGS_metrics_port);
-    endpoint_options.max_connections = absl::GetFlag(FLAGS_http_max_connections);
+    endpoint_options.max_connections =
+        absl::GetFlag(FLAGS_http_max_connections);
     endpoint_options.header_timeout = absl::GetFlag(FLAGS_http_header_timeout);
     endpoint_options.body_timeout = absl::GetFlag(FLAGS_http_body_timeout);
     endpoint_options.idle_timeout = absl::GetFlag(FLAGS_http_idle_timeout);
@@ -326,9 +329,20 @@ absl::Status Run() {
   engine_config.enable_prefix_caching =
       absl::GetFlag(FLAGS_enable_prefix_caching);
   engine_config.max_logprobs = absl::GetFlag(FLAGS_max_logprobs);
-  // The activation workspace first, so the KV budget sees what is left.
+  // The activation workspace and the backend's scratch (the attention
+  // workspace of the largest step) first, allocated now: the KV budget sees
+  // what is left, and no step allocates.
   RETURN_IF_ERROR(model->Reserve(engine_config.max_num_batched_tokens, 128));
-  ASSIGN_OR_RETURN(engine_config.num_blocks, KvBlocks(*model, *backend));
+  kernels::WorkspaceLimits limits;
+  limits.max_tokens = engine_config.max_num_batched_tokens;
+  limits.max_seqs = engine_config.max_num_seqs;
+  limits.num_heads = config.num_heads;
+  limits.head_dim = config.head_dim;
+  ASSIGN_OR_RETURN(const size_t scratch_bytes,
+                   backend->ReserveWorkspace(limits));
+  ASSIGN_OR_RETURN(
+      engine_config.num_blocks,
+      KvBlocks(*model, *backend, model->workspace_bytes() + scratch_bytes));
   kernels::Backend& backend_ref = *backend;
   ASSIGN_OR_RETURN(std::unique_ptr<engine::Engine> engine,
                    engine::Engine::Create(engine_config, std::move(backend),

@@ -43,10 +43,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "common/status_macros.h"
 #include "kernels/backend.h"
 #include "kernels/cuda/dispatch.h"
 #include "kernels/memory_plan.h"
-#include "common/status_macros.h"
 #include "server/model/config.h"
 #include "server/model/model.h"
 
@@ -339,6 +339,13 @@ absl::Status BenchModel(const std::string& dir, Backend& backend,
               Seconds(load_start, std::chrono::steady_clock::now()));
   const int fill_tokens = kFillChunkSeqs * kPrefillTokens;
   RETURN_IF_ERROR(m->Reserve(fill_tokens, 256));
+  kernels::WorkspaceLimits limits;
+  limits.max_tokens = fill_tokens;
+  limits.max_seqs = 256;
+  limits.num_heads = cfg.num_heads;
+  limits.head_dim = cfg.head_dim;
+  ASSIGN_OR_RETURN(const size_t scratch_bytes,
+                   backend.ReserveWorkspace(limits));
   // KV pool: what the memory plan allows, at most what the cases need.
   size_t free_b = 0, total_b = 0;
   RETURN_IF_ERROR(Cuda(cudaMemGetInfo(&free_b, &total_b), "memory info"));
@@ -346,11 +353,8 @@ absl::Status BenchModel(const std::string& dir, Backend& backend,
   in.total_bytes = total_b;
   in.free_bytes = free_b;
   in.weight_bytes = m->weight_bytes();
+  in.workspace_bytes = m->workspace_bytes() + scratch_bytes;
   in.memory_fraction = fraction;
-  in.activation_bytes =
-      kernels::cuda::AttentionWorkspaceBound(fill_tokens, 256, cfg.num_heads,
-                                             cfg.head_dim, kPrefillTokens) +
-      (size_t{256} << 20);
   in.reserve_bytes = size_t{1} << 30;
   in.kv_bytes_per_block = m->KvBytesPerBlock(kBlockSize);
   in.min_blocks = kPrefillTokens / kBlockSize;

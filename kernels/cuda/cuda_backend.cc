@@ -8,7 +8,7 @@
 
 #include <algorithm>
 #include <array>
-#include <climits>
+#include <atomic>
 #include <cstdint>
 #include <cstring>
 #include <map>
@@ -103,10 +103,32 @@ bool IsAligned(const void* p, uintptr_t bytes) {
   return reinterpret_cast<uintptr_t>(p) % bytes == 0;
 }
 
-void FreeDevice(void* ptr, void* /*ctx*/) {
-  // Work still queued may use the memory; cudaFree must not race it.
-  (void)cudaDeviceSynchronize();
-  (void)cudaFree(ptr);
+// What the backend shares with the Buffers it returned (which may outlive
+// it): the stream their memory is freed on (stream-ordered, so a free waits
+// for queued work on that stream only, never for the whole device), and a
+// count of frees that tells the backend when cached device pointers (16-bit
+// bias copies, graphs) may refer to released memory. Reference counted: the
+// backend holds one reference, every live Buffer one; the last one destroys
+// the stream.
+struct DeviceContext {
+  cudaStream_t stream = nullptr;
+  std::atomic<int64_t> refs{1};
+  std::atomic<uint64_t> frees{0};
+
+  void Unref() {
+    if (refs.fetch_sub(1) == 1) {
+      (void)cudaStreamSynchronize(stream);
+      (void)cudaStreamDestroy(stream);
+      delete this;
+    }
+  }
+};
+
+void FreeDevice(void* ptr, void* ctx) {
+  auto* context = static_cast<DeviceContext*>(ctx);
+  (void)cudaFreeAsync(ptr, context->stream);
+  context->frees.fetch_add(1);
+  context->Unref();
 }
 
 std::string ErrorWordMessage(uint32_t bits) {
@@ -187,16 +209,19 @@ class CudaBackend final : public Backend {
   explicit CudaBackend(DType dtype) : dtype_(dtype) {}
 
   ~CudaBackend() override {
-    if (stream_ != nullptr) (void)cudaStreamSynchronize(stream_);
+    if (context_ == nullptr) return;
+    (void)cudaStreamSynchronize(stream_);
     for (auto& [key, plan] : gemms_) plan.Destroy();
     if (cublas_ != nullptr) cublasLtDestroy(cublas_);
+    DropBiasCopies();
     for (DeviceScratch* s : {&cublas_workspace_, &attention_workspace_,
                              &linear_scratch_, &staging_}) {
-      if (s->ptr != nullptr) (void)cudaFree(s->ptr);
+      ReleaseScratch(*s);
     }
-    if (error_word_ != nullptr) (void)cudaFree(error_word_);
+    if (error_word_ != nullptr) (void)cudaFreeAsync(error_word_, stream_);
+    (void)cudaStreamSynchronize(stream_);
     if (error_host_ != nullptr) (void)cudaFreeHost(error_host_);
-    if (stream_ != nullptr) (void)cudaStreamDestroy(stream_);
+    context_->Unref();  // the stream goes with the last Buffer
   }
 
   absl::Status Init() {
@@ -205,20 +230,25 @@ class CudaBackend final : public Backend {
         CudaError(cudaGetDeviceProperties(&props_, 0), "device properties"));
     RETURN_IF_ERROR(CudaError(
         cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "stream"));
+    context_ = new DeviceContext;
+    context_->stream = stream_;
     RETURN_IF_ERROR(CublasError(cublasLtCreate(&cublas_), "create"));
     RETURN_IF_ERROR(EnsureScratch(cublas_workspace_, kCublasWorkspaceBytes,
                                   "cuBLASLt workspace"));
-    RETURN_IF_ERROR(CudaError(
-        cudaMalloc(reinterpret_cast<void**>(&error_word_), sizeof(uint32_t)),
-        "error word"));
     RETURN_IF_ERROR(
-        CudaError(cudaMemset(error_word_, 0, sizeof(uint32_t)), "error word"));
+        CudaError(cudaMallocAsync(reinterpret_cast<void**>(&error_word_),
+                                  sizeof(uint32_t), stream_),
+                  "error word"));
+    RETURN_IF_ERROR(
+        CudaError(cudaMemsetAsync(error_word_, 0, sizeof(uint32_t), stream_),
+                  "error word"));
     RETURN_IF_ERROR(
         CudaError(cudaMallocHost(reinterpret_cast<void**>(&error_host_),
                                  sizeof(uint32_t)),
                   "pinned error word"));
     *error_host_ = 0;
-    return absl::OkStatus();
+    seen_frees_ = context_->frees.load();
+    return CudaError(cudaStreamSynchronize(stream_), "init");
   }
 
   std::string Name() const override {
@@ -231,9 +261,12 @@ class CudaBackend final : public Backend {
 
   // ---- memory ----
 
+  // Stream-ordered: usable at once by this backend's ops (and by anything
+  // after the next Synchronize()).
   absl::StatusOr<Buffer> Allocate(size_t bytes) override {
     void* ptr = nullptr;
-    const cudaError_t err = cudaMalloc(&ptr, std::max<size_t>(bytes, 1));
+    const cudaError_t err =
+        cudaMallocAsync(&ptr, std::max<size_t>(bytes, 1), stream_);
     if (err != cudaSuccess) {
       (void)cudaGetLastError();
       size_t free_bytes = 0, total_bytes = 0;
@@ -242,7 +275,8 @@ class CudaBackend final : public Backend {
           "cuda backend: cannot allocate ", bytes, " bytes (", free_bytes,
           " of ", total_bytes, " free): ", cudaGetErrorString(err)));
     }
-    return Buffer(ptr, bytes, &FreeDevice, nullptr);
+    context_->refs.fetch_add(1);
+    return Buffer(ptr, bytes, &FreeDevice, context_);
   }
 
   absl::Status CopyToDevice(void* dst, const void* src, size_t bytes) override {
@@ -262,12 +296,8 @@ class CudaBackend final : public Backend {
   }
 
   absl::Status Synchronize() override {
-    RETURN_IF_ERROR(SyncAndCheck());
-    if (staging_.ptr != nullptr) {  // the stream is idle: free at once
-      (void)cudaFree(staging_.ptr);
-      staging_ = DeviceScratch{};
-    }
-    return absl::OkStatus();
+    ReleaseScratch(staging_);  // stream-ordered: after the queued uploads
+    return SyncAndCheck();
   }
 
   MemoryInfo GetMemoryInfo() const override {
@@ -317,6 +347,22 @@ class CudaBackend final : public Backend {
                     "convert"));
     }
     return absl::OkStatus();
+  }
+
+  absl::StatusOr<size_t> ReserveWorkspace(
+      const WorkspaceLimits& limits) override {
+    if (limits.max_tokens < 0 || limits.max_seqs < 0 || limits.num_heads <= 0 ||
+        limits.head_dim <= 0 || limits.max_keys < 0) {
+      return Invalid("ReserveWorkspace: limits must be positive");
+    }
+    RETURN_IF_ERROR(
+        EnsureScratch(attention_workspace_,
+                      AttentionWorkspaceBound(limits.max_tokens,
+                                              limits.max_seqs, limits.num_heads,
+                                              limits.head_dim, limits.max_keys),
+                      "attention workspace"));
+    return cublas_workspace_.bytes + attention_workspace_.bytes +
+           linear_scratch_.bytes;
   }
 
   // ---- ops ----
@@ -398,7 +444,6 @@ class CudaBackend final : public Backend {
 
     LinearShape shape;
     shape.has_bias = epi.bias != nullptr;
-    shape.out_is_f32 = out.dtype == DType::kF32;
     shape.clamp = epi.clamp;
     shape.act = static_cast<EpilogueAct>(epi.activation);
     shape.has_residual = has_residual;
@@ -407,12 +452,18 @@ class CudaBackend final : public Backend {
       shape.residual_aliases_out = epi.residual.data == out.data;
       shape.residual_same_layout = epi.residual.row_stride == out.row_stride;
     }
+    // cuBLASLt's bias epilogue takes the bias in D's dtype: fp32 as given,
+    // or the 16-bit copy kept for this bias.
+    const void* gemm_bias = epi.bias;
+    if (shape.has_bias && out.dtype != DType::kF32) {
+      ASSIGN_OR_RETURN(gemm_bias, BiasCopy(epi.bias, n));
+    }
     LinearPlan plan;
     GemmPlan* gemm = nullptr;
     void* d_ptr = out.data;
     int64_t ldd = out.row_stride;
-    for (const bool f32_bias : {true, false}) {
-      shape.f32_bias_with_16bit_out = f32_bias;
+    for (const bool bias_epilogue : {true, false}) {
+      shape.bias_epilogue_ok = bias_epilogue;
       plan = PlanLinear(shape);
       if (plan.error != nullptr) return Invalid(plan.error);
       d_ptr = out.data;
@@ -442,11 +493,9 @@ class CudaBackend final : public Backend {
       p.align_d = AlignmentOf(d_ptr);
       p.align_c =
           plan.gemm_beta_residual ? AlignmentOf(epi.residual.data) : p.align_d;
-      p.align_bias = GemmHasBias(p.epilogue) ? AlignmentOf(epi.bias) : 0;
-      ASSIGN_OR_RETURN(gemm, GetGemm(p, epi.bias));
-      if (gemm != nullptr) break;
-      // Only an fp32 bias on a 16-bit output has something to retry.
-      if (!shape.has_bias || shape.out_is_f32) break;
+      p.align_bias = GemmHasBias(p.epilogue) ? AlignmentOf(gemm_bias) : 0;
+      ASSIGN_OR_RETURN(gemm, GetGemm(p, gemm_bias));
+      if (gemm != nullptr || !shape.has_bias) break;
     }
     if (gemm == nullptr) {
       return absl::InternalError(absl::StrCat(
@@ -454,11 +503,10 @@ class CudaBackend final : public Backend {
           "] x [", n, ",", k, "]^T -> ", DTypeName(out.dtype)));
     }
     if (GemmHasBias(plan.gemm_epilogue)) {
-      const void* bias = epi.bias;
       RETURN_IF_ERROR(CublasError(
           cublasLtMatmulDescSetAttribute(gemm->desc,
                                          CUBLASLT_MATMUL_DESC_BIAS_POINTER,
-                                         &bias, sizeof(bias)),
+                                         &gemm_bias, sizeof(gemm_bias)),
           "bias pointer"));
     }
     const float alpha = epi.alpha;
@@ -621,20 +669,59 @@ class CudaBackend final : public Backend {
     return e == GemmEpilogue::kBias || e == GemmEpilogue::kGeluBias;
   }
 
-  // Grows `s` to at least `bytes` (never shrinks). Waits for the stream
-  // before freeing the old buffer, which queued work may still read.
+  // Grows `s` to at least `bytes` (never shrinks). Stream-ordered: the old
+  // buffer is released once the work queued before it is done, without a
+  // synchronisation.
   absl::Status EnsureScratch(DeviceScratch& s, size_t bytes,
                              absl::string_view what) {
     if (bytes <= s.bytes) return absl::OkStatus();
-    if (s.ptr != nullptr) {
-      RETURN_IF_ERROR(CudaError(cudaStreamSynchronize(stream_), what));
-      (void)cudaFree(s.ptr);
-      s = DeviceScratch{};
-    }
+    ReleaseScratch(s);
     const size_t rounded = (bytes + (size_t{1} << 20) - 1) >> 20 << 20;
-    RETURN_IF_ERROR(CudaError(cudaMalloc(&s.ptr, rounded), what));
+    RETURN_IF_ERROR(CudaError(cudaMallocAsync(&s.ptr, rounded, stream_), what));
     s.bytes = rounded;
     return absl::OkStatus();
+  }
+
+  void ReleaseScratch(DeviceScratch& s) {
+    if (s.ptr != nullptr) (void)cudaFreeAsync(s.ptr, stream_);
+    s = DeviceScratch{};
+  }
+
+  // Buffers were freed since the last look: a cached 16-bit bias copy may
+  // belong to a bias that no longer exists (its address reused). Drops them.
+  void CheckFrees() {
+    const uint64_t frees = context_->frees.load();
+    if (frees == seen_frees_) return;
+    seen_frees_ = frees;
+    DropBiasCopies();
+  }
+
+  void DropBiasCopies() {
+    for (auto& [key, copy] : bias_copies_) ReleaseScratch(copy);
+    bias_copies_.clear();
+  }
+
+  // The activation-dtype copy of fp32 bias[0..n), converted on the stream
+  // the first time it is asked for (weights do not change once loaded).
+  absl::StatusOr<const void*> BiasCopy(const float* bias, int64_t n) {
+    CheckFrees();
+    const std::pair<const float*, int64_t> key(bias, n);
+    auto it = bias_copies_.find(key);
+    if (it != bias_copies_.end()) return it->second.ptr;
+    DeviceScratch copy;
+    RETURN_IF_ERROR(CudaError(
+        cudaMallocAsync(&copy.ptr, static_cast<size_t>(n) * DTypeSize(dtype_),
+                        stream_),
+        "bias copy"));
+    copy.bytes = static_cast<size_t>(n) * DTypeSize(dtype_);
+    const cudaError_t err = LaunchConvert(bias, ElemType::kF32, copy.ptr,
+                                          *ToElem(dtype_), n, stream_);
+    if (err != cudaSuccess) {
+      ReleaseScratch(copy);
+      return CudaError(err, "bias copy");
+    }
+    bias_copies_.emplace(key, copy);
+    return copy.ptr;
   }
 
   absl::Status SyncAndCheck() {
@@ -654,7 +741,7 @@ class CudaBackend final : public Backend {
   }
 
   // The cached plan for `p`, or nullptr when cuBLASLt has no algorithm.
-  absl::StatusOr<GemmPlan*> GetGemm(const GemmProblem& p, const float* bias) {
+  absl::StatusOr<GemmPlan*> GetGemm(const GemmProblem& p, const void* bias) {
     const auto key = p.Key();
     auto it = gemms_.find(key);
     if (it != gemms_.end()) {
@@ -671,7 +758,7 @@ class CudaBackend final : public Backend {
     return stored.found ? &stored : nullptr;
   }
 
-  absl::Status BuildGemm(const GemmProblem& p, const float* bias,
+  absl::Status BuildGemm(const GemmProblem& p, const void* bias,
                          GemmPlan& plan) {
     RETURN_IF_ERROR(CublasError(
         cublasLtMatmulDescCreate(&plan.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F),
@@ -704,8 +791,9 @@ class CudaBackend final : public Backend {
                                        &epilogue, sizeof(epilogue)),
         "epilogue"));
     if (GemmHasBias(p.epilogue)) {
+      // CUDA 13: outside FP8 the bias has D's type.
       const void* bias_ptr = bias;
-      const int32_t bias_type = CUDA_R_32F;
+      const int32_t bias_type = ToCudaType(p.d_type);
       RETURN_IF_ERROR(CublasError(
           cublasLtMatmulDescSetAttribute(plan.desc,
                                          CUBLASLT_MATMUL_DESC_BIAS_POINTER,
@@ -785,9 +873,12 @@ class CudaBackend final : public Backend {
   const DType dtype_;
   cudaDeviceProp props_{};
   cudaStream_t stream_ = nullptr;
+  DeviceContext* context_ = nullptr;
+  uint64_t seen_frees_ = 0;
   cublasLtHandle_t cublas_ = nullptr;
   DeviceScratch cublas_workspace_, attention_workspace_, linear_scratch_,
       staging_;
+  std::map<std::pair<const float*, int64_t>, DeviceScratch> bias_copies_;
   uint32_t* error_word_ = nullptr;  // device
   uint32_t* error_host_ = nullptr;  // pinned host
   std::map<std::array<int64_t, 16>, GemmPlan> gemms_;

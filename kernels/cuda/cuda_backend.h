@@ -3,7 +3,9 @@
 // accumulation everywhere, softmax in fp32.
 //
 // - GEMMs: cuBLASLt (bf16/fp16 in, fp32 compute), with bias, tanh-GELU and
-//   same-dtype residual adds fused into its epilogue where it supports them;
+//   same-dtype residual adds fused into its epilogue where it supports them
+//   (the bias in the output's dtype, as CUDA 13 requires: a 16-bit copy of
+//   each fp32 bias is made on first use and kept);
 //   the rest (exact-erf GELU, clamp, mixed-dtype residual) in one
 //   element-wise kernel (kernels/cuda/dispatch.h, PlanLinear). Algorithms
 //   come from cuBLASLt's heuristic, cached per problem, preferring ones
@@ -14,7 +16,12 @@
 //   a mixed batch but in the row kernel in a decode-only one.
 // - Attention: kernels/cuda/attention.cuh (ALiBi bias in-kernel, paged KV,
 //   sliding windows, a planning kernel per batch (AttentionMeta::batch_id),
-//   prefill kernel on tensor cores, split-KV row kernel for decode).
+//   prefill kernel on tensor cores, split-KV row kernel for decode). Its
+//   workspace grows on demand; ReserveWorkspace sizes it for the largest
+//   step up front.
+// - Memory: stream-ordered (cudaMallocAsync / cudaFreeAsync on the
+//   backend's stream): freeing a Buffer never synchronises the device.
+//   Buffers may outlive the backend.
 // - Device-resident indices (token ids, gather rows, KV slots, block tables,
 //   attention metadata) are checked by the kernels; a bad one sets a device
 //   error word that the next Synchronize() or CopyToHost() reports as

@@ -282,7 +282,8 @@ inline AttentionPlan PlanAttention(const AttentionShape& s) {
 
 // The most attention workspace any batch of up to `max_tokens` tokens and
 // `max_seqs` sequences whose query rows see up to `max_keys` keys (0: any
-// number) can need: what the server reserves at start so that no step
+// number) can need, queries and output 16-byte aligned (as the model's
+// buffers are): what the server reserves at start so that no step
 // allocates.
 inline size_t AttentionWorkspaceBound(int max_tokens, int max_seqs,
                                       int num_heads, int head_dim,
@@ -292,14 +293,21 @@ inline size_t AttentionWorkspaceBound(int max_tokens, int max_seqs,
   s.num_kv_heads = 1;
   s.head_dim = head_dim;
   s.block_size = 16;
-  s.num_tokens = max_tokens;
   s.num_seqs = max_seqs;
   // Past kMinPartitionKeys * kMaxSplits keys the partitions grow instead.
   constexpr int kAny = kMinPartitionKeys * kMaxSplits;
   s.max_context_len = max_keys > 0 && max_keys < kAny ? max_keys : kAny;
-  s.max_query_len = 1;  // row kernel only
+  // Row kernel only: every query row; with a prefill variant, query runs of
+  // at most kRowKernelMaxQueryLen rows (longer ones make a mixed plan).
+  s.max_query_len = 1;
+  s.num_tokens = max_tokens;
+  if (HasPrefillVariant(head_dim) &&
+      static_cast<int64_t>(kRowKernelMaxQueryLen) * max_seqs < max_tokens) {
+    s.num_tokens = kRowKernelMaxQueryLen * max_seqs;
+  }
   const size_t row = PlanAttention(s).workspace_bytes;
   if (s.max_context_len <= kRowKernelMaxQueryLen) return row;
+  s.num_tokens = max_tokens;
   s.max_query_len = kRowKernelMaxQueryLen + 1;  // mixed, when compiled
   const size_t mixed = PlanAttention(s).workspace_bytes;
   return row > mixed ? row : mixed;
@@ -323,11 +331,11 @@ enum class EpilogueAct : int32_t { kNone = 0, kGeluTanh = 1, kGeluErf = 2 };
 
 struct LinearShape {
   bool has_bias = false;
-  // The GEMM output is fp32 (the bias, fp32, is then D's own type).
-  bool out_is_f32 = false;
-  // cuBLASLt accepted an fp32 bias with a 16-bit D for this problem (found
-  // out at run time; the backend retries with false when it did not).
-  bool f32_bias_with_16bit_out = true;
+  // cuBLASLt has an algorithm with its bias epilogue for this problem, the
+  // bias in D's dtype as CUDA 13 requires (fp32 for an fp32 D, else the
+  // backend's 16-bit copy of the fp32 bias). Found out at run time: the
+  // backend retries with false when there is none.
+  bool bias_epilogue_ok = true;
   float clamp = 0.0f;
   EpilogueAct act = EpilogueAct::kNone;
   bool has_residual = false;
@@ -354,8 +362,8 @@ struct LinearPlan {
 
 // y = alpha x W^T; y += bias; y = clamp(y); y = act(y); y += residual, with
 // as much as possible fused into the GEMM:
-// - bias through CUBLASLT_EPILOGUE_BIAS when the output is fp32 or cuBLASLt
-//   takes an fp32 bias for a 16-bit output;
+// - bias through CUBLASLT_EPILOGUE_BIAS (bias in the output's dtype)
+//   unless cuBLASLt has no algorithm for it;
 // - tanh GELU through CUBLASLT_EPILOGUE_GELU(_BIAS) when no clamp precedes
 //   it and the bias (if any) is fused;
 // - the residual through beta = 1, C = residual when no clamp/activation
@@ -370,8 +378,7 @@ inline LinearPlan PlanLinear(const LinearShape& s) {
         "a residual that aliases the output must have its dtype and layout";
     return plan;
   }
-  const bool bias_fused =
-      s.has_bias && (s.out_is_f32 || s.f32_bias_with_16bit_out);
+  const bool bias_fused = s.has_bias && s.bias_epilogue_ok;
   const bool act_fused = s.act == EpilogueAct::kGeluTanh && s.clamp <= 0.0f &&
                          (!s.has_bias || bias_fused);
   const bool residual_fused = s.has_residual && s.residual_same_dtype &&

@@ -183,6 +183,15 @@ absl::Status Model::Reserve(int max_tokens, int max_logit_rows) {
   return EnsureWorkspace(max_tokens, max_logit_rows);
 }
 
+size_t Model::workspace_bytes() const {
+  size_t bytes = metadata_.bytes();
+  for (const kernels::Buffer* b :
+       {&hidden_, &normed_, &qkv_, &attn_, &ffn_, &gathered_, &logits_}) {
+    bytes += b->bytes();
+  }
+  return bytes;
+}
+
 absl::Status Model::EnsureWorkspace(int tokens, int rows) {
   const DType act = backend_->activation_dtype();
   const size_t a = DTypeSize(act);
@@ -370,8 +379,8 @@ absl::Status Model::Forward(const ForwardBatch& batch, const LogitsSink& sink,
     TensorView gathered = TensorView::Of(gathered_.data(), DType::kF32, n, h);
     TensorView final_normed = TensorView::Of(normed_.data(), act, n, h);
     TensorView out = TensorView::Of(logits_.data(), DType::kF32, n, v);
-    RETURN_IF_ERROR(backend_->GatherRows(hidden, meta_dev + rows_at + first, n,
-                                         gathered));
+    RETURN_IF_ERROR(
+        backend_->GatherRows(hidden, meta_dev + rows_at + first, n, gathered));
     RETURN_IF_ERROR(backend_->LayerNorm(gathered, final_norm_weight_,
                                         final_norm_bias_, eps, final_normed));
     RETURN_IF_ERROR(

@@ -77,6 +77,8 @@ class Model {
   // tokens and logit chunks of up to `max_logit_rows` rows, so steps do not
   // allocate.
   absl::Status Reserve(int max_tokens, int max_logit_rows);
+  // Bytes of backend memory the activation workspace holds now.
+  size_t workspace_bytes() const;
 
   // Receives logits of batch.logit_rows[first_row .. first_row + num_rows):
   // host memory, [num_rows, vocab_size] row-major, valid during the call.
@@ -131,15 +133,15 @@ class Model {
   // Activation workspace, sized by EnsureWorkspace.
   int workspace_tokens_ = 0;
   int workspace_rows_ = 0;
-  kernels::Buffer hidden_;    // [T, H] fp32 residual stream
-  kernels::Buffer normed_;    // [T, H] activation dtype
-  kernels::Buffer qkv_;       // [T, Q + 2 KV]
-  kernels::Buffer attn_;      // [T, Q]
-  kernels::Buffer ffn_;       // [T, F]
-  kernels::Buffer gathered_;  // [R, H] fp32 (R: one chunk of logit rows)
-  kernels::Buffer logits_;    // [R, V] fp32
+  kernels::Buffer hidden_;          // [T, H] fp32 residual stream
+  kernels::Buffer normed_;          // [T, H] activation dtype
+  kernels::Buffer qkv_;             // [T, Q + 2 KV]
+  kernels::Buffer attn_;            // [T, Q]
+  kernels::Buffer ffn_;             // [T, F]
+  kernels::Buffer gathered_;        // [R, H] fp32 (R: one chunk of logit rows)
+  kernels::Buffer logits_;          // [R, V] fp32
   std::vector<float> logits_host_;  // [R, V]
-  kernels::Buffer metadata_;  // int32 step metadata
+  kernels::Buffer metadata_;        // int32 step metadata
   size_t metadata_capacity_ = 0;
   std::vector<int32_t> metadata_host_;
 };

@@ -791,6 +791,85 @@ TEST_P(CudaOpsTest, UnsupportedShapesAreRejected) {
             absl::StatusCode::kInvalidArgument);
 }
 
+// The fused bias epilogue reads a 16-bit copy of the fp32 bias, kept per
+// bias: a bias freed and another allocated at the same address must not be
+// served the old copy.
+TEST_P(CudaOpsTest, BiasCopiesFollowTheBufferNotTheAddress) {
+  const int t = 4, k = 64, n = 96;
+  const std::vector<float> x = Rounded(dt(), Random(t * k));
+  const std::vector<float> w = Rounded(dt(), Random(n * k, 0.125f));
+  Buffer x_d = b_->Upload(x, dt()), w_d = b_->Upload(w, dt());
+  Buffer out_d = b_->Poisoned(t * n, dt());
+  const TensorView xv = TensorView::Of(x_d.data(), dt(), t, k);
+  const TensorView wv = TensorView::Of(w_d.data(), dt(), n, k);
+  const TensorView ov = TensorView::Of(out_d.data(), dt(), t, n);
+  for (int round = 0; round < 3; ++round) {
+    const std::vector<float> bias = Random(n, 4.0f);
+    Buffer bias_d = b_->Upload(bias, DType::kF32);
+    LinearEpilogue epi;
+    epi.bias = bias_d.as<float>();
+    epi.activation = Activation::kGeluTanh;
+    ASSERT_TRUE(b_->gpu().Linear(xv, wv, epi, ov).ok());
+    std::vector<float> want(t * n);
+    epi.bias = bias.data();
+    ASSERT_TRUE(
+        b_->cpu()
+            .Linear(
+                TensorView::Of(const_cast<float*>(x.data()), DType::kF32, t, k),
+                TensorView::Of(const_cast<float*>(w.data()), DType::kF32, n, k),
+                epi, TensorView::Of(want.data(), DType::kF32, t, n))
+            .ok());
+    EXPECT_LT(RelErr(b_->Download(out_d.data(), t * n, dt()), want), 1e-2)
+        << "round " << round;
+  }  // the bias buffer is freed; the next round's may take its address
+}
+
+// After ReserveWorkspace, attention over long contexts within the limits
+// allocates nothing more (a step never grows memory mid-way).
+TEST_P(CudaOpsTest, ReservedWorkspaceCoversLongContextSteps) {
+  const int h = 8, d = 128, seqs = 4;
+  WorkspaceLimits limits;
+  limits.max_tokens = 16;
+  limits.max_seqs = seqs;
+  limits.num_heads = h;
+  limits.head_dim = d;
+  auto reserved = b_->gpu().ReserveWorkspace(limits);
+  ASSERT_TRUE(reserved.ok()) << reserved.status();
+  gpu_test::AttentionCase c{
+      "long", h, h, d, 16, {}, cuda::AttentionKernel::kRowSplitKv};
+  c.seqs = {{30000, 1}, {20000, 4}, {9000, 1}, {100000, 1, 2000}};
+  std::mt19937 rng(3);
+  const gpu_test::PagedBatch batch = gpu_test::BuildPagedBatch(c, rng);
+  const size_t pool = size_t{1} * batch.num_blocks * h * 16 * d;
+  Buffer k_d = b_->Upload(Rounded(dt(), Random(pool)), dt());
+  Buffer q_d =
+      b_->Upload(Rounded(dt(), Random(batch.num_tokens() * h * d)), dt());
+  Buffer out_d = b_->Poisoned(batch.num_tokens() * h * d, dt());
+  Buffer starts = b_->UploadInts(batch.starts), ctx = b_->UploadInts(batch.ctx);
+  Buffer tables = b_->UploadInts(batch.tables);
+  Buffer windows = b_->UploadInts(batch.windows);
+  Buffer first = b_->UploadInts(batch.first_blocks);
+  AttentionMeta meta = batch.Meta();
+  meta.query_start = starts.as<int32_t>();
+  meta.context_lens = ctx.as<int32_t>();
+  meta.block_tables = tables.as<int32_t>();
+  meta.windows = windows.as<int32_t>();
+  meta.first_blocks = first.as<int32_t>();
+  meta.max_keys = 0;  // as unknown as it gets
+  PagedKvView kv{k_d.data(), k_d.data(), dt(), batch.num_blocks, 16, h, d};
+  ASSERT_TRUE(
+      b_->gpu()
+          .PagedAttention(
+              TensorView::Of(q_d.data(), dt(), batch.num_tokens(), h * d), kv,
+              meta, nullptr, h, 0.1f,
+              TensorView::Of(out_d.data(), dt(), batch.num_tokens(), h * d))
+          .ok());
+  ASSERT_TRUE(b_->gpu().Synchronize().ok());
+  auto after = b_->gpu().ReserveWorkspace(limits);
+  ASSERT_TRUE(after.ok());
+  EXPECT_EQ(*after, *reserved);
+}
+
 INSTANTIATE_TEST_SUITE_P(DTypes, CudaOpsTest,
                          ::testing::Values(DType::kBF16, DType::kF16),
                          gpu_test::DTypeParamName);

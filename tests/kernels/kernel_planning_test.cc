@@ -47,6 +47,32 @@ TEST(MemoryPlanTest, FractionLimitsTheKvPool) {
       << plan->Summary();
 }
 
+// Workspace the server allocated before planning (activation buffers, the
+// attention workspace for its largest step) counts against the fraction
+// like the weights; free memory already lacks it.
+TEST(MemoryPlanTest, ResidentWorkspaceCountsAgainstTheFraction) {
+  MemoryPlanInput in = H100Like();
+  in.activation_bytes = 0;
+  in.workspace_bytes = 5 * kGiB;
+  in.free_bytes = 59 * kGiB;  // 64 - the 5 just allocated
+  auto plan = PlanKvMemory(in);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  // 72 - 14 weights - 5 workspace - 1 reserve = 52; 59 - 1 = 58 free.
+  EXPECT_EQ(plan->fraction_limit_bytes, 52 * kGiB);
+  EXPECT_EQ(plan->free_limit_bytes, 58 * kGiB);
+  EXPECT_EQ(plan->num_blocks, 52 * 1024);
+  // A step's worst-case attention workspace for a 7B-shaped model (32
+  // heads of 128, 2048 tokens, 256 sequences) is part of it.
+  const size_t attention =
+      cuda::AttentionWorkspaceBound(2048, 256, 32, 128, /*max_keys=*/0);
+  EXPECT_GT(attention, 512 * kMiB);
+  EXPECT_LT(attention, 2 * kGiB);
+  in.workspace_bytes = 70 * kGiB;
+  const absl::Status s = PlanKvMemory(in).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_NE(s.message().find("workspace (70.00 GiB)"), std::string::npos) << s;
+}
+
 TEST(MemoryPlanTest, FreeMemoryLimitsWhenAnotherProcessHoldsSome) {
   MemoryPlanInput in = H100Like();
   in.free_bytes = 20 * kGiB;
@@ -307,7 +333,8 @@ TEST(AttentionDispatchTest, RowLayoutsCoverTheHeadDim) {
 }
 
 // The workspace reserved at start (AttentionWorkspaceBound) covers every
-// batch within its limits: no step ever grows it.
+// batch within its limits (16-byte aligned queries, as the model's are): no
+// step ever grows it.
 TEST(AttentionDispatchTest, WorkspaceBoundCoversEveryBatchWithinItsLimits) {
   std::mt19937 rng(17);
   for (int trial = 0; trial < 20000; ++trial) {
@@ -321,19 +348,26 @@ TEST(AttentionDispatchTest, WorkspaceBoundCoversEveryBatchWithinItsLimits) {
     s.num_kv_heads = heads;
     s.head_dim = d;
     s.block_size = 1 + static_cast<int>(rng() % 32);
-    s.num_tokens = 1 + static_cast<int>(rng() % max_tokens);
     s.num_seqs = 1 + static_cast<int>(rng() % max_seqs);
-    s.max_query_len = 1 + static_cast<int>(rng() % s.num_tokens);
+    // A batch that can exist: its query runs hold its tokens.
+    const int64_t max_q = 1 + static_cast<int>(rng() % max_tokens);
+    s.num_tokens =
+        1 + static_cast<int>(rng() %
+                             std::min<int64_t>(max_tokens, s.num_seqs * max_q));
+    s.max_query_len = static_cast<int>(std::min<int64_t>(max_q, s.num_tokens));
+    if (int64_t{s.max_query_len} * s.num_seqs < s.num_tokens) {
+      s.max_query_len = (s.num_tokens + s.num_seqs - 1) / s.num_seqs;
+    }
     s.max_context_len =
         s.max_query_len + static_cast<int>(rng() % (1 << (rng() % 21)));
     s.max_keys = max_keys > 0 ? std::min(max_keys, s.max_context_len)
                               : static_cast<int>(rng() % 2);
-    s.q_out_aligned = rng() % 2;
     const cu::AttentionPlan p = cu::PlanAttention(s);
     ASSERT_EQ(p.error, nullptr);
     ASSERT_LE(p.workspace_bytes, cu::AttentionWorkspaceBound(
                                      max_tokens, max_seqs, heads, d, max_keys))
-        << "trial " << trial;
+        << "trial " << trial << ": " << s.num_tokens << " tokens, "
+        << s.num_seqs << " seqs, max query " << s.max_query_len;
   }
 }
 
@@ -342,23 +376,23 @@ TEST(AttentionDispatchTest, WorkspaceBoundCoversEveryBatchWithinItsLimits) {
 // ---------------------------------------------------------------------------
 
 TEST(LinearDispatchTest, BloomLayers) {
-  cu::LinearShape qkv;  // bias, bf16 out
+  cu::LinearShape qkv;  // bias (a bf16 copy for the bf16 output)
   qkv.has_bias = true;
   cu::LinearPlan p = cu::PlanLinear(qkv);
   EXPECT_EQ(p.gemm_epilogue, cu::GemmEpilogue::kBias);
   EXPECT_FALSE(p.run_kernel);
-  qkv.f32_bias_with_16bit_out = false;  // cuBLASLt refused the fp32 bias
+  qkv.bias_epilogue_ok = false;  // cuBLASLt had no algorithm with the bias
   p = cu::PlanLinear(qkv);
   EXPECT_EQ(p.gemm_epilogue, cu::GemmEpilogue::kDefault);
   EXPECT_TRUE(p.run_kernel && p.kernel_bias);
 
-  cu::LinearShape up = qkv;  // bias + tanh GELU
-  up.f32_bias_with_16bit_out = true;
+  cu::LinearShape up = qkv;  // bias + tanh GELU: both fused, one kernel
+  up.bias_epilogue_ok = true;
   up.act = cu::EpilogueAct::kGeluTanh;
   p = cu::PlanLinear(up);
   EXPECT_EQ(p.gemm_epilogue, cu::GemmEpilogue::kGeluBias);
   EXPECT_FALSE(p.run_kernel);
-  up.f32_bias_with_16bit_out = false;  // GELU must follow the bias
+  up.bias_epilogue_ok = false;  // GELU must follow the bias
   p = cu::PlanLinear(up);
   EXPECT_EQ(p.gemm_epilogue, cu::GemmEpilogue::kDefault);
   EXPECT_TRUE(p.kernel_bias);
@@ -366,7 +400,6 @@ TEST(LinearDispatchTest, BloomLayers) {
 
   cu::LinearShape dense;  // bias + fp32 residual in place
   dense.has_bias = true;
-  dense.out_is_f32 = true;
   dense.has_residual = true;
   dense.residual_same_dtype = true;
   dense.residual_aliases_out = true;
@@ -401,7 +434,6 @@ TEST(LinearDispatchTest, MptLayers) {
   EXPECT_TRUE(p.run_kernel && p.kernel_clamp);
 
   cu::LinearShape head;  // logits: fp32, logit_scale in alpha
-  head.out_is_f32 = true;
   p = cu::PlanLinear(head);
   EXPECT_EQ(p.gemm_epilogue, cu::GemmEpilogue::kDefault);
   EXPECT_FALSE(p.run_kernel);
@@ -409,7 +441,6 @@ TEST(LinearDispatchTest, MptLayers) {
 
 TEST(LinearDispatchTest, ResidualThatMustSurviveTheGemm) {
   cu::LinearShape s;  // act before an in-place residual: scratch output
-  s.out_is_f32 = true;
   s.act = cu::EpilogueAct::kGeluErf;
   s.has_residual = true;
   s.residual_same_dtype = true;
