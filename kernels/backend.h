@@ -171,6 +171,13 @@ struct WorkspaceLimits {
   int max_keys = 0;  // keys one query row sees at most (0: any number)
 };
 
+// How a keyed sequence of ops runs (Backend::BeginGraph).
+enum class GraphMode : uint8_t {
+  kEager,     // issue the ops: they run as usual
+  kCapture,   // issue the ops: they are recorded, and run by EndGraph
+  kReplayed,  // the recording was launched: issue nothing
+};
+
 struct MemoryInfo {
   size_t used_bytes = 0;   // by this process on the device (host RSS on CPU)
   size_t total_bytes = 0;  // device capacity (host RAM on CPU)
@@ -250,6 +257,27 @@ class Backend {
       const WorkspaceLimits& /*limits*/) {
     return size_t{0};
   }
+
+  // ---- graphs (optional): record a recurring op sequence once, replay it ----
+  // A graph key names a sequence of ops: the caller promises that every
+  // sequence issued under one key is the same ops on the same buffers with
+  // the same sizes and host arguments, only buffer contents differing.
+  virtual bool SupportsGraphs() const { return false; }
+  // Before issuing the sequence of `key`. kReplayed: its recording was
+  // launched (it runs in stream order like any op). kCapture: the ops issued
+  // until EndGraph are recorded, not run; ops that cannot be recorded
+  // (memory allocation, copies, Synchronize) fail. kEager: run the ops as
+  // usual (backends without graphs, keys seen for the first time, keys whose
+  // capture failed).
+  virtual absl::StatusOr<GraphMode> BeginGraph(uint64_t /*key*/) {
+    return GraphMode::kEager;
+  }
+  // Ends a kCapture. keep: store the recording and launch it (the recorded
+  // ops run now); else discard it (the ops issued did not run). On an error
+  // nothing of the sequence ran.
+  virtual absl::Status EndGraph(bool /*keep*/) { return absl::OkStatus(); }
+  // Drops every recording (the buffers they use were reallocated).
+  virtual void ClearGraphs() {}
 
   // ---- ops ----
   // out[t, :] = table[ids[t], :].  ids: [T] int32; table: [V, H] weight

@@ -210,7 +210,13 @@ class CudaBackend final : public Backend {
 
   ~CudaBackend() override {
     if (context_ == nullptr) return;
+    if (capturing_) {
+      cudaGraph_t graph = nullptr;
+      (void)cudaStreamEndCapture(stream_, &graph);
+      if (graph != nullptr) (void)cudaGraphDestroy(graph);
+    }
     (void)cudaStreamSynchronize(stream_);
+    ClearGraphs();
     for (auto& [key, plan] : gemms_) plan.Destroy();
     if (cublas_ != nullptr) cublasLtDestroy(cublas_);
     DropBiasCopies();
@@ -264,6 +270,7 @@ class CudaBackend final : public Backend {
   // Stream-ordered: usable at once by this backend's ops (and by anything
   // after the next Synchronize()).
   absl::StatusOr<Buffer> Allocate(size_t bytes) override {
+    RETURN_IF_ERROR(NotCapturing("Allocate"));
     void* ptr = nullptr;
     const cudaError_t err =
         cudaMallocAsync(&ptr, std::max<size_t>(bytes, 1), stream_);
@@ -280,6 +287,7 @@ class CudaBackend final : public Backend {
   }
 
   absl::Status CopyToDevice(void* dst, const void* src, size_t bytes) override {
+    RETURN_IF_ERROR(NotCapturing("CopyToDevice"));
     if (bytes == 0) return absl::OkStatus();
     return CudaError(
         cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream_),
@@ -287,6 +295,7 @@ class CudaBackend final : public Backend {
   }
 
   absl::Status CopyToHost(void* dst, const void* src, size_t bytes) override {
+    RETURN_IF_ERROR(NotCapturing("CopyToHost"));
     if (bytes > 0) {
       RETURN_IF_ERROR(CudaError(
           cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream_),
@@ -296,6 +305,7 @@ class CudaBackend final : public Backend {
   }
 
   absl::Status Synchronize() override {
+    RETURN_IF_ERROR(NotCapturing("Synchronize"));
     ReleaseScratch(staging_);  // stream-ordered: after the queued uploads
     return SyncAndCheck();
   }
@@ -320,6 +330,7 @@ class CudaBackend final : public Backend {
       return Invalid(absl::StrCat("cannot convert ", DTypeName(src_dtype),
                                   " to ", DTypeName(dst_dtype)));
     }
+    RETURN_IF_ERROR(NotCapturing("UploadConvert"));
     if (count == 0) return absl::OkStatus();
     const size_t src_size = DTypeSize(src_dtype);
     if (src_dtype == dst_dtype) {
@@ -355,6 +366,7 @@ class CudaBackend final : public Backend {
         limits.head_dim <= 0 || limits.max_keys < 0) {
       return Invalid("ReserveWorkspace: limits must be positive");
     }
+    RETURN_IF_ERROR(NotCapturing("ReserveWorkspace"));
     RETURN_IF_ERROR(
         EnsureScratch(attention_workspace_,
                       AttentionWorkspaceBound(limits.max_tokens,
@@ -363,6 +375,76 @@ class CudaBackend final : public Backend {
                       "attention workspace"));
     return cublas_workspace_.bytes + attention_workspace_.bytes +
            linear_scratch_.bytes;
+  }
+
+  // ---- graphs ----
+
+  bool SupportsGraphs() const override { return true; }
+
+  // A key is captured the second time it is seen: the first run is eager,
+  // so that everything its ops create lazily (cuBLASLt plans, 16-bit bias
+  // copies, scratch) exists before the capture.
+  absl::StatusOr<GraphMode> BeginGraph(uint64_t key) override {
+    RETURN_IF_ERROR(NotCapturing("BeginGraph"));
+    CheckFrees();
+    GraphEntry& entry = graphs_[key];
+    if (entry.exec != nullptr) {
+      RETURN_IF_ERROR(
+          CudaError(cudaGraphLaunch(entry.exec, stream_), "graph launch"));
+      return GraphMode::kReplayed;
+    }
+    if (entry.failed || ++entry.seen < 2) return GraphMode::kEager;
+    const cudaError_t err =
+        cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal);
+    if (err != cudaSuccess) {
+      (void)cudaGetLastError();
+      entry.failed = true;
+      return GraphMode::kEager;
+    }
+    capturing_ = true;
+    capture_key_ = key;
+    return GraphMode::kCapture;
+  }
+
+  absl::Status EndGraph(bool keep) override {
+    if (!capturing_) {
+      return absl::FailedPreconditionError(
+          "cuda backend: EndGraph without a capture");
+    }
+    capturing_ = false;
+    cudaGraph_t graph = nullptr;
+    cudaError_t err = cudaStreamEndCapture(stream_, &graph);
+    GraphEntry& entry = graphs_[capture_key_];
+    if (err != cudaSuccess || graph == nullptr) {
+      (void)cudaGetLastError();
+      if (graph != nullptr) (void)cudaGraphDestroy(graph);
+      entry.failed = true;
+      return CudaError(err != cudaSuccess ? err : cudaErrorUnknown,
+                       "graph capture");
+    }
+    if (!keep) {
+      (void)cudaGraphDestroy(graph);
+      return absl::OkStatus();
+    }
+    cudaGraphExec_t exec = nullptr;
+    err = cudaGraphInstantiate(&exec, graph, 0);
+    (void)cudaGraphDestroy(graph);
+    if (err != cudaSuccess) {
+      (void)cudaGetLastError();
+      entry.failed = true;
+      return CudaError(err, "graph instantiate");
+    }
+    entry.exec = exec;
+    return CudaError(cudaGraphLaunch(exec, stream_), "graph launch");
+  }
+
+  void ClearGraphs() override {
+    if (graphs_.empty()) return;
+    (void)cudaStreamSynchronize(stream_);  // no recording is in flight
+    for (auto& [key, entry] : graphs_) {
+      if (entry.exec != nullptr) (void)cudaGraphExecDestroy(entry.exec);
+    }
+    graphs_.clear();
   }
 
   // ---- ops ----
@@ -665,17 +747,34 @@ class CudaBackend final : public Backend {
     bool operator==(const PlannedBatch&) const = default;
   };
 
+  struct GraphEntry {
+    int seen = 0;
+    bool failed = false;
+    cudaGraphExec_t exec = nullptr;
+  };
+
   static bool GemmHasBias(GemmEpilogue e) {
     return e == GemmEpilogue::kBias || e == GemmEpilogue::kGeluBias;
   }
 
+  absl::Status NotCapturing(absl::string_view what) const {
+    if (!capturing_) return absl::OkStatus();
+    return absl::FailedPreconditionError(absl::StrCat(
+        "cuda backend: ", what, " is not allowed while capturing a graph"));
+  }
+
   // Grows `s` to at least `bytes` (never shrinks). Stream-ordered: the old
   // buffer is released once the work queued before it is done, without a
-  // synchronisation.
+  // synchronisation. Recorded graphs may use the old buffer: they are
+  // dropped; while capturing, growing is refused.
   absl::Status EnsureScratch(DeviceScratch& s, size_t bytes,
                              absl::string_view what) {
     if (bytes <= s.bytes) return absl::OkStatus();
-    ReleaseScratch(s);
+    RETURN_IF_ERROR(NotCapturing(what));
+    if (s.ptr != nullptr) {
+      ClearGraphs();
+      ReleaseScratch(s);
+    }
     const size_t rounded = (bytes + (size_t{1} << 20) - 1) >> 20 << 20;
     RETURN_IF_ERROR(CudaError(cudaMallocAsync(&s.ptr, rounded, stream_), what));
     s.bytes = rounded;
@@ -688,11 +787,13 @@ class CudaBackend final : public Backend {
   }
 
   // Buffers were freed since the last look: a cached 16-bit bias copy may
-  // belong to a bias that no longer exists (its address reused). Drops them.
+  // belong to a bias that no longer exists (its address reused), and a
+  // recorded graph may use freed memory. Drops both.
   void CheckFrees() {
     const uint64_t frees = context_->frees.load();
     if (frees == seen_frees_) return;
     seen_frees_ = frees;
+    ClearGraphs();
     DropBiasCopies();
   }
 
@@ -708,6 +809,7 @@ class CudaBackend final : public Backend {
     const std::pair<const float*, int64_t> key(bias, n);
     auto it = bias_copies_.find(key);
     if (it != bias_copies_.end()) return it->second.ptr;
+    RETURN_IF_ERROR(NotCapturing("a new 16-bit bias copy"));
     DeviceScratch copy;
     RETURN_IF_ERROR(CudaError(
         cudaMallocAsync(&copy.ptr, static_cast<size_t>(n) * DTypeSize(dtype_),
@@ -883,6 +985,9 @@ class CudaBackend final : public Backend {
   uint32_t* error_host_ = nullptr;  // pinned host
   std::map<std::array<int64_t, 16>, GemmPlan> gemms_;
   PlannedBatch planned_;
+  std::map<uint64_t, GraphEntry> graphs_;
+  bool capturing_ = false;
+  uint64_t capture_key_ = 0;
 };
 
 }  // namespace

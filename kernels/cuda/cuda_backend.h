@@ -32,8 +32,12 @@
 //   with no bias (the benchmark's ALiBi-off baseline).
 // - GetMemoryInfo: used = total - free of the whole device (cudaMemGetInfo;
 //   other processes' allocations included).
-// - One device (0), one stream; CUDA graphs and device-side sampling are not
-//   implemented.
+// - Graphs (BeginGraph / EndGraph): a key's second run is captured with
+//   cudaStreamBeginCapture, later runs replay it; allocations, copies and
+//   synchronisation are refused while capturing. Freeing any Buffer or
+//   growing a scratch buffer drops the recorded graphs (they may use the
+//   memory).
+// - One device (0), one stream; device-side sampling is not implemented.
 //
 // Thread-safety: as every Backend, not thread-safe; CudaDeviceCount() is.
 #ifndef ALIBI_KERNELS_CUDA_CUDA_BACKEND_H_

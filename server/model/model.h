@@ -80,6 +80,11 @@ class Model {
   // Bytes of backend memory the activation workspace holds now.
   size_t workspace_bytes() const;
 
+  // Decode-only steps on a backend with graphs replay one recording of the
+  // embedding and layer stack per batch bucket (decode_graph.h). On by
+  // default.
+  void set_decode_graphs(bool enabled) { decode_graphs_ = enabled; }
+
   // Receives logits of batch.logit_rows[first_row .. first_row + num_rows):
   // host memory, [num_rows, vocab_size] row-major, valid during the call.
   using LogitsSink = std::function<absl::Status(int first_row, int num_rows,
@@ -144,6 +149,9 @@ class Model {
   kernels::Buffer metadata_;        // int32 step metadata
   size_t metadata_capacity_ = 0;
   std::vector<int32_t> metadata_host_;
+
+  bool decode_graphs_ = true;
+  uint64_t batch_counter_ = 0;  // AttentionMeta::batch_id of each step
 };
 
 }  // namespace alibi::model

@@ -870,6 +870,57 @@ TEST_P(CudaOpsTest, ReservedWorkspaceCoversLongContextSteps) {
   EXPECT_EQ(*after, *reserved);
 }
 
+// A graph key's first run is eager, its second captured (ops record, copies
+// and synchronisation are refused, EndGraph runs the recording), later ones
+// replay it on whatever the buffers hold; freeing a buffer drops it.
+TEST_P(CudaOpsTest, GraphsRecordOnTheSecondRunAndReplayNewContents) {
+  ASSERT_TRUE(b_->gpu().SupportsGraphs());
+  const int rows = 3, cols = 200;
+  const std::vector<float> gamma = Random(cols, 0.5f, 1.0f);
+  Buffer in_d = b_->Poisoned(rows * cols, DType::kF32);
+  Buffer gamma_d = b_->Upload(gamma, DType::kF32);
+  Buffer out_d = b_->Poisoned(rows * cols, dt());
+  const TensorView in = TensorView::Of(in_d.data(), DType::kF32, rows, cols);
+  const TensorView out = TensorView::Of(out_d.data(), dt(), rows, cols);
+  const GraphMode expected[] = {GraphMode::kEager, GraphMode::kCapture,
+                                GraphMode::kReplayed, GraphMode::kReplayed};
+  for (GraphMode want_mode : expected) {
+    const std::vector<float> x = Random(rows * cols, 2.0f);
+    ASSERT_TRUE(
+        b_->gpu().CopyToDevice(in_d.data(), x.data(), x.size() * 4).ok());
+    auto mode = b_->gpu().BeginGraph(42);
+    ASSERT_TRUE(mode.ok()) << mode.status();
+    ASSERT_EQ(*mode, want_mode);
+    if (*mode != GraphMode::kReplayed) {
+      ASSERT_TRUE(b_->gpu()
+                      .LayerNorm(in, gamma_d.as<float>(), nullptr, 1e-5f, out)
+                      .ok());
+    }
+    if (*mode == GraphMode::kCapture) {
+      std::vector<float> host(4);
+      EXPECT_EQ(b_->gpu().CopyToHost(host.data(), in_d.data(), 16).code(),
+                absl::StatusCode::kFailedPrecondition);
+      EXPECT_EQ(b_->gpu().Synchronize().code(),
+                absl::StatusCode::kFailedPrecondition);
+      ASSERT_TRUE(b_->gpu().EndGraph(/*keep=*/true).ok());
+    }
+    std::vector<float> want(rows * cols);
+    ASSERT_TRUE(
+        b_->cpu()
+            .LayerNorm(TensorView::Of(const_cast<float*>(x.data()), DType::kF32,
+                                      rows, cols),
+                       gamma.data(), nullptr, 1e-5f,
+                       TensorView::Of(want.data(), DType::kF32, rows, cols))
+            .ok());
+    EXPECT_LT(RelErr(b_->Download(out_d.data(), rows * cols, dt()), want),
+              1e-2);
+  }
+  { Buffer scratch = b_->Poisoned(16, DType::kF32); }  // a free
+  auto mode = b_->gpu().BeginGraph(42);
+  ASSERT_TRUE(mode.ok());
+  EXPECT_EQ(*mode, GraphMode::kEager);
+}
+
 INSTANTIATE_TEST_SUITE_P(DTypes, CudaOpsTest,
                          ::testing::Values(DType::kBF16, DType::kF16),
                          gpu_test::DTypeParamName);
