@@ -32,6 +32,7 @@
 #include "server/metrics/metrics.h"
 #include "server/metrics/metrics_endpoint.h"
 #include "server/model/config.h"
+#include "server/model/decode_graph.h"
 #include "server/model/model.h"
 #include "server/rpc/server.h"
 #include "server/tokenizer/tokenizer.h"
@@ -86,6 +87,9 @@ ABSL_FLAG(int64_t, kv_cache_memory_bytes, 0,
           "min(2 GiB, 20% of RAM))");
 ABSL_FLAG(double, gpu_memory_fraction, 0.9,
           "CUDA: fraction of device memory alibi-server may use in all");
+ABSL_FLAG(bool, decode_graphs, true,
+          "Replay decode-only steps as graphs recorded per batch bucket, where "
+          "the backend has them (CUDA)");
 ABSL_FLAG(bool, enable_prefix_caching, true,
           "Reuse KV blocks of shared prompt prefixes");
 ABSL_FLAG(int, max_logprobs, 20, "Most log-probability alternatives per token");
@@ -314,6 +318,7 @@ absl::Status Run() {
   const TimePoint load_start = Now();
   ASSIGN_OR_RETURN(std::unique_ptr<model::Model> model,
                    model::Model::Load(model_dir, backend.get()));
+  model->set_decode_graphs(absl::GetFlag(FLAGS_decode_graphs));
   ASSIGN_OR_RETURN(
       std::unique_ptr<tokenizer::Tokenizer> tokenizer,
       tokenizer::Tokenizer::FromFile(model_dir + "/tokenizer.json"));
@@ -330,12 +335,16 @@ absl::Status Run() {
       absl::GetFlag(FLAGS_enable_prefix_caching);
   engine_config.max_logprobs = absl::GetFlag(FLAGS_max_logprobs);
   // The activation workspace and the backend's scratch (the attention
-  // workspace of the largest step) first, allocated now: the KV budget sees
-  // what is left, and no step allocates.
-  RETURN_IF_ERROR(model->Reserve(engine_config.max_num_batched_tokens, 128));
+  // workspace of the largest step, decode steps padded to their graph bucket
+  // included) first, allocated now: the KV budget sees what is left, and no
+  // step allocates.
+  const int padded_seqs = model::PaddedDecodeSeqs(engine_config.max_num_seqs);
+  const int max_step_tokens =
+      std::max(engine_config.max_num_batched_tokens, padded_seqs);
+  RETURN_IF_ERROR(model->Reserve(max_step_tokens, 128));
   kernels::WorkspaceLimits limits;
-  limits.max_tokens = engine_config.max_num_batched_tokens;
-  limits.max_seqs = engine_config.max_num_seqs;
+  limits.max_tokens = max_step_tokens;
+  limits.max_seqs = padded_seqs;
   limits.num_heads = config.num_heads;
   limits.head_dim = config.head_dim;
   ASSIGN_OR_RETURN(const size_t scratch_bytes,

@@ -7,8 +7,9 @@
 //
 // For each model it prints
 // - decode step time (Model::Forward of one token per sequence, logits of
-//   every sequence copied to the host, as the engine runs it) at batch 1, 8,
-//   64 and 256 and contexts 512 and 2048, where the KV cache fits;
+//   every sequence copied to the host, as the engine runs it: decode graphs
+//   replayed) at batch 1, 8, 32 (hf_generate.py's second batch), 64 and 256
+//   and contexts 512 and 2048, where the KV cache fits;
 // - prefill time of one 2048-token prompt (logits of its last position);
 // - the attention kernel alone: prefill TFLOP/s (2048-token prompt) and
 //   decode GB/s (KV bytes read), with ALiBi and with no bias (slopes null:
@@ -228,6 +229,7 @@ absl::Status BenchAttention(Backend& backend, const model::ModelConfig& cfg,
   ASSIGN_OR_RETURN(Buffer meta_buf,
                    backend.Allocate((4 * 257 + 256 * 128) * sizeof(int32_t)));
 
+  uint64_t batch_id = 0;
   // Runs one attention configuration: `seqs` sequences of `ctx` tokens, the
   // last `qlen` of each being queries.
   auto run = [&](int seqs, int ctx, int qlen, bool alibi,
@@ -251,6 +253,9 @@ absl::Status BenchAttention(Backend& backend, const model::ModelConfig& cfg,
     meta.max_blocks_per_seq = nb;
     meta.max_query_len = qlen;
     meta.max_context_len = ctx;
+    // One planning launch per configuration, as one per step in the model:
+    // the figures are the attention kernels' per-layer cost.
+    meta.batch_id = ++batch_id;
     const TensorView qv = TensorView::Of(q.data(), dtype, seqs * qlen, qw);
     const TensorView ov = TensorView::Of(out.data(), dtype, seqs * qlen, qw);
     const float* sl = alibi ? slopes_buf.as<const float>() : nullptr;
@@ -436,7 +441,7 @@ absl::Status BenchModel(const std::string& dir, Backend& backend,
 
   // Decode steps.
   for (int ctx : {512, 2048}) {
-    for (int b : {1, 8, 64, 256}) {
+    for (int b : {1, 8, 32, 64, 256}) {
       const int nb = (ctx + kBlockSize - 1) / kBlockSize;
       if (int64_t{b} * nb > num_blocks) {
         std::printf(

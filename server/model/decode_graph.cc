@@ -22,6 +22,12 @@ const std::vector<int>& DecodeBatchBuckets() {
   return buckets;
 }
 
+int PaddedDecodeSeqs(int max_seqs) {
+  const std::vector<int>& buckets = DecodeBatchBuckets();
+  const auto it = std::lower_bound(buckets.begin(), buckets.end(), max_seqs);
+  return it == buckets.end() ? max_seqs : *it;
+}
+
 std::optional<DecodeBucket> ChooseDecodeBucket(const ForwardBatch& batch,
                                                int block_size) {
   const int s = batch.num_seqs();

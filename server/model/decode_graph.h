@@ -44,8 +44,15 @@ struct DecodeBucket {
 };
 
 // 1, 2, 4, then every 8 up to 64, every 16 up to 128, every 32 up to 256,
-// every 64 up to 512: at most 1/8 of a step is padding past 8 sequences.
+// every 64 up to 512: a step pads by at most max(8, a quarter of the
+// smaller bucket) rows, cheap where decode reads the weights once per step
+// whatever its rows.
 const std::vector<int>& DecodeBatchBuckets();
+
+// The most sequences a decode step of up to `max_seqs` sequences runs with
+// once padded (its bucket, or max_seqs past the largest bucket): what a
+// server reserves its workspace for, besides its token budget.
+int PaddedDecodeSeqs(int max_seqs);
 
 // The bucket of `batch` with KV blocks of `block_size` tokens, or nullopt
 // when it does not run as a graph: not decode-only (a query run of more than

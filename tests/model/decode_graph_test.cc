@@ -8,6 +8,7 @@
 // context-bucket growth, replays and workspace growth.
 #include "server/model/decode_graph.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -48,17 +49,23 @@ ForwardBatch DecodeBatch(const std::vector<int>& contexts, int block_size,
   return b;
 }
 
-TEST(DecodeGraphTest, BucketsGrowByAtMostAnEighthPastEight) {
+TEST(DecodeGraphTest, BucketsGrowByAtMostAQuarter) {
   const std::vector<int>& buckets = DecodeBatchBuckets();
   ASSERT_EQ(buckets.front(), 1);
   EXPECT_EQ(buckets.back(), 512);
   for (size_t i = 1; i < buckets.size(); ++i) {
     EXPECT_GT(buckets[i], buckets[i - 1]);
-    if (buckets[i - 1] >= 8) {
-      EXPECT_LE(buckets[i] - buckets[i - 1], buckets[i - 1] / 4 + 8)
-          << buckets[i];
-    }
+    EXPECT_LE(buckets[i] - buckets[i - 1], std::max(8, buckets[i - 1] / 4))
+        << buckets[i];
   }
+}
+
+TEST(DecodeGraphTest, PaddedSequenceCounts) {
+  EXPECT_EQ(PaddedDecodeSeqs(1), 1);
+  EXPECT_EQ(PaddedDecodeSeqs(3), 4);
+  EXPECT_EQ(PaddedDecodeSeqs(256), 256);
+  EXPECT_EQ(PaddedDecodeSeqs(257), 320);
+  EXPECT_EQ(PaddedDecodeSeqs(600), 600);  // past the buckets: eager
 }
 
 TEST(DecodeGraphTest, ChoosesTheSmallestBucketThatHoldsTheStep) {
