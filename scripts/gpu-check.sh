@@ -223,6 +223,8 @@ device_run() {
     echo
     sed 's/^/    /' "$pack_dir/COMMIT" 2>/dev/null || echo "    (no COMMIT file)"
     echo "    run $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(hostname)"
+    echo "    gpu $(timeout 10 nvidia-smi --query-gpu=name,driver_version,memory.total \
+      --format=csv,noheader 2>&1 | head -1)"
     echo
     echo "| step | status | seconds |"
     echo "|---|---|---|"
@@ -266,7 +268,6 @@ device_run() {
 
   if [[ $steps == *env* ]]; then
     step nvidia-smi 20 bash -c "nvidia-smi && nvidia-smi -q" >"$OUT/nvidia-smi.txt" 2>&1
-    grep -m1 -E "Driver Version|Product Name" "$OUT/nvidia-smi.txt" >>"$summary" || true
   fi
   if [[ $steps == *tests* ]]; then
     step gpu-tests 180 bash scripts/gpu-check.sh --gpu-tests "$bin" "$work" \

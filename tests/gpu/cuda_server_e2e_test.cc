@@ -102,13 +102,7 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Combine(::testing::Values("tiny-bloom", "tiny-mpt"),
                        ::testing::Values(kernels::DType::kBF16,
                                          kernels::DType::kF16)),
-    [](const auto& info) {
-      std::string name = std::get<0>(info.param);
-      std::replace(name.begin(), name.end(), '-', '_');
-      return name + (std::get<1>(info.param) == kernels::DType::kBF16
-                         ? "_bf16"
-                         : "_fp16");
-    });
+    kernels::gpu_test::FixtureParamName);
 
 }  // namespace
 }  // namespace alibi

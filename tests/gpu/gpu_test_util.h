@@ -6,6 +6,7 @@
 #ifndef ALIBI_TESTS_GPU_GPU_TEST_UTIL_H_
 #define ALIBI_TESTS_GPU_GPU_TEST_UTIL_H_
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -13,6 +14,7 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "common/half.h"
@@ -188,6 +190,14 @@ inline std::vector<float> RandomVector(std::mt19937& rng, size_t n,
 
 inline std::string DTypeParamName(const ::testing::TestParamInfo<DType>& info) {
   return info.param == DType::kBF16 ? "bf16" : "fp16";
+}
+
+// "tiny_bloom_bf16" for a (fixture model name, dtype) test parameter.
+inline std::string FixtureParamName(
+    const ::testing::TestParamInfo<std::tuple<std::string, DType>>& info) {
+  std::string name = std::get<0>(info.param);
+  std::replace(name.begin(), name.end(), '-', '_');
+  return name + (std::get<1>(info.param) == DType::kBF16 ? "_bf16" : "_fp16");
 }
 
 }  // namespace alibi::kernels::gpu_test
