@@ -130,6 +130,15 @@ struct AttentionMeta {
   // Host-side maxima for launch configuration.
   int max_query_len = 0;
   int max_context_len = 0;
+  // Host: the most keys any query row sees (with windows, at most the
+  // largest window); 0: unknown (max_context_len). Bounds split-KV work.
+  int max_keys = 0;
+  // Host: nonzero names this batch's metadata. Calls with the same id (and
+  // the same pointers and maxima) promise the metadata did not change in
+  // between, so a backend may reuse what it derived from it (the CUDA
+  // backend's attention work lists): the layers of one step share an id, a
+  // new step takes a new one. 0: derive it again.
+  uint64_t batch_id = 0;
 };
 
 enum class Activation : uint8_t {
@@ -150,6 +159,23 @@ struct LinearEpilogue {
   // when the residual is a layernorm output (BLOOM
   // apply_residual_connection_post_layernorm).
   TensorView residual;
+};
+
+// The largest step a server will run, for backends that keep scratch
+// memory of their own (the CUDA backend's attention workspace).
+struct WorkspaceLimits {
+  int max_tokens = 0;  // query rows of one step
+  int max_seqs = 0;    // sequences of one step
+  int num_heads = 0;
+  int head_dim = 0;
+  int max_keys = 0;  // keys one query row sees at most (0: any number)
+};
+
+// How a keyed sequence of ops runs (Backend::BeginGraph).
+enum class GraphMode : uint8_t {
+  kEager,     // issue the ops: they run as usual
+  kCapture,   // issue the ops: they are recorded, and run by EndGraph
+  kReplayed,  // the recording was launched: issue nothing
 };
 
 struct MemoryInfo {
@@ -225,6 +251,33 @@ class Backend {
   virtual absl::Status UploadConvert(const void* src, DType src_dtype,
                                      size_t count, void* dst,
                                      DType dst_dtype) = 0;
+  // Allocates the scratch memory steps within `limits` need, so that no op
+  // allocates later. Returns the bytes of scratch the backend now holds.
+  virtual absl::StatusOr<size_t> ReserveWorkspace(
+      const WorkspaceLimits& /*limits*/) {
+    return size_t{0};
+  }
+
+  // ---- graphs (optional): record a recurring op sequence once, replay it ----
+  // A graph key names a sequence of ops: the caller promises that every
+  // sequence issued under one key is the same ops on the same buffers with
+  // the same sizes and host arguments, only buffer contents differing.
+  virtual bool SupportsGraphs() const { return false; }
+  // Before issuing the sequence of `key`. kReplayed: its recording was
+  // launched (it runs in stream order like any op). kCapture: the ops issued
+  // until EndGraph are recorded, not run; ops that cannot be recorded
+  // (memory allocation, copies, Synchronize) fail. kEager: run the ops as
+  // usual (backends without graphs, keys seen for the first time, keys whose
+  // capture failed).
+  virtual absl::StatusOr<GraphMode> BeginGraph(uint64_t /*key*/) {
+    return GraphMode::kEager;
+  }
+  // Ends a kCapture. keep: store the recording and launch it (the recorded
+  // ops run now); else discard it (the ops issued did not run). On an error
+  // nothing of the sequence ran.
+  virtual absl::Status EndGraph(bool /*keep*/) { return absl::OkStatus(); }
+  // Drops every recording (the buffers they use were reallocated).
+  virtual void ClearGraphs() {}
 
   // ---- ops ----
   // out[t, :] = table[ids[t], :].  ids: [T] int32; table: [V, H] weight

@@ -50,11 +50,13 @@ absl::StatusOr<MemoryPlan> PlanKvMemory(const MemoryPlanInput& in) {
   const long double budget =
       std::floor(static_cast<long double>(in.total_bytes) * in.memory_fraction);
   const long double fixed = static_cast<long double>(in.weight_bytes) +
-                            in.activation_bytes + in.reserve_bytes;
+                            in.workspace_bytes + in.activation_bytes +
+                            in.reserve_bytes;
   if (fixed > budget) {
     return absl::ResourceExhaustedError(absl::StrCat(
-        "weights (", GiB(in.weight_bytes), ") + activation workspace (",
-        GiB(in.activation_bytes), ") + reserve (", GiB(in.reserve_bytes),
+        "weights (", GiB(in.weight_bytes), ") + workspace (",
+        GiB(in.workspace_bytes + in.activation_bytes), ") + reserve (",
+        GiB(in.reserve_bytes),
         ") exceed --gpu_memory_fraction=", in.memory_fraction, " of ",
         GiB(in.total_bytes), " (", GiB(static_cast<size_t>(budget)),
         "): raise the fraction, or lower --max_num_batched_tokens / use a "

@@ -1,7 +1,7 @@
 // Device memory planning: how many KV blocks a server can preallocate once
-// its weights are resident, given the device's capacity and free memory, the
-// share of it the operator allows (--gpu_memory_fraction), the activation
-// workspace and headroom it must keep. Pure host arithmetic (no device
+// its weights and workspace are resident, given the device's capacity and
+// free memory, the share of it the operator allows (--gpu_memory_fraction),
+// the workspace and headroom it must keep. Pure host arithmetic (no device
 // calls), so it is built and tested in every configuration.
 //
 // Thread-safety: pure functions.
@@ -24,6 +24,10 @@ struct MemoryPlanInput {
   size_t free_bytes = 0;
   // The uploaded weights (Model::weight_bytes()).
   size_t weight_bytes = 0;
+  // Workspace allocated already, like the weights (the model's activation
+  // buffers, the backend's scratch): counted against the fraction, and
+  // already missing from free_bytes.
+  size_t workspace_bytes = 0;
   // The share of total_bytes this process may occupy, in (0, 1].
   double memory_fraction = 0.9;
   // Activation workspace still to be allocated at its peak: the model's
@@ -45,7 +49,7 @@ struct MemoryPlan {
   int32_t num_blocks = 0;
   size_t kv_bytes = 0;  // num_blocks * kv_bytes_per_block
   // The two limits whose minimum gives kv_bytes before rounding to blocks:
-  // total * fraction - weights - activations - reserve, and
+  // total * fraction - weights - workspace - activations - reserve, and
   // free - activations - reserve.
   size_t fraction_limit_bytes = 0;
   size_t free_limit_bytes = 0;
@@ -59,8 +63,8 @@ struct MemoryPlan {
 
 // Errors: InvalidArgument for a fraction outside (0, 1], a zero block size,
 // free > total or min_blocks < 1; ResourceExhausted when the weights,
-// workspace and reserve exceed the fraction or the free memory, or when
-// fewer than min_blocks blocks fit (the message gives every figure).
+// workspace, activations and reserve exceed the fraction or the free memory,
+// or when fewer than min_blocks blocks fit (the message gives every figure).
 absl::StatusOr<MemoryPlan> PlanKvMemory(const MemoryPlanInput& in);
 
 }  // namespace alibi::kernels

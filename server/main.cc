@@ -37,6 +37,7 @@
 #include "server/metrics/metrics.h"
 #include "server/metrics/metrics_endpoint.h"
 #include "server/model/config.h"
+#include "server/model/decode_graph.h"
 #include "server/model/model.h"
 #include "server/rpc/server.h"
 #include "server/tokenizer/tokenizer.h"
@@ -124,6 +125,9 @@ ABSL_FLAG(int64_t, kv_cache_memory_bytes, 0,
           "min(2 GiB, 20% of RAM))");
 ABSL_FLAG(double, gpu_memory_fraction, 0.9,
           "CUDA: fraction of device memory alibi-server may use in all");
+ABSL_FLAG(bool, decode_graphs, true,
+          "Replay decode-only steps as graphs recorded per batch bucket, where "
+          "the backend has them (CUDA)");
 ABSL_FLAG(bool, enable_prefix_caching,
           alibi::engine::EngineConfig().scheduler.kv.enable_prefix_caching,
           "Reuse KV blocks of shared prompt prefixes");
@@ -257,10 +261,11 @@ void InstallSignalHandlers() {
 
 // The KV pool size in blocks: --kv_blocks, or a byte budget
 // (--kv_cache_memory_bytes; CUDA: what --gpu_memory_fraction leaves once the
-// weights and the activation workspace are resident; CPU: min(2 GiB, 20% of
-// RAM)).
+// weights and `workspace_bytes` of workspace are resident; CPU: min(2 GiB,
+// 20% of RAM)).
 absl::StatusOr<int> KvBlocks(const model::Model& model,
-                             kernels::Backend& backend) {
+                             kernels::Backend& backend,
+                             size_t workspace_bytes) {
   const int block_size = absl::GetFlag(FLAGS_block_size);
   if (absl::GetFlag(FLAGS_kv_blocks) > 0) return absl::GetFlag(FLAGS_kv_blocks);
   const size_t per_block = model.KvBytesPerBlock(block_size);
@@ -271,6 +276,7 @@ absl::StatusOr<int> KvBlocks(const model::Model& model,
     in.total_bytes = memory.total_bytes;
     in.free_bytes = memory.total_bytes - memory.used_bytes;
     in.weight_bytes = model.weight_bytes();
+    in.workspace_bytes = workspace_bytes;
     in.memory_fraction = absl::GetFlag(FLAGS_gpu_memory_fraction);
     in.reserve_bytes = size_t{256} << 20;  // cuBLASLt and allocator headroom
     in.kv_bytes_per_block = per_block;
@@ -469,6 +475,7 @@ absl::Status Run() {
   const TimePoint load_start = Now();
   ASSIGN_OR_RETURN(std::unique_ptr<model::Model> model,
                    model::Model::Load(model_dir, backend.get()));
+  model->set_decode_graphs(absl::GetFlag(FLAGS_decode_graphs));
   ASSIGN_OR_RETURN(
       std::unique_ptr<tokenizer::Tokenizer> tokenizer,
       tokenizer::Tokenizer::FromFile(model_dir + "/tokenizer.json"));
@@ -492,9 +499,23 @@ absl::Status Run() {
   engine_config.default_kv_window = absl::GetFlag(FLAGS_kv_window);
   engine_config.step_target_seconds =
       absl::GetFlag(FLAGS_step_target_ms) / 1000.0;
-  // The activation workspace first, so the KV budget sees what is left.
-  RETURN_IF_ERROR(model->Reserve(sc.max_num_batched_tokens, 128));
-  ASSIGN_OR_RETURN(sc.kv.num_blocks, KvBlocks(*model, *backend));
+  // The activation workspace and the backend's scratch (the attention
+  // workspace of the largest step, decode steps padded to their graph bucket
+  // included) first, allocated now: the KV budget sees what is left, and no
+  // step allocates.
+  const int padded_seqs = model::PaddedDecodeSeqs(sc.max_num_seqs);
+  const int max_step_tokens = std::max(sc.max_num_batched_tokens, padded_seqs);
+  RETURN_IF_ERROR(model->Reserve(max_step_tokens, 128));
+  kernels::WorkspaceLimits limits;
+  limits.max_tokens = max_step_tokens;
+  limits.max_seqs = padded_seqs;
+  limits.num_heads = config.num_heads;
+  limits.head_dim = config.head_dim;
+  ASSIGN_OR_RETURN(const size_t scratch_bytes,
+                   backend->ReserveWorkspace(limits));
+  ASSIGN_OR_RETURN(
+      sc.kv.num_blocks,
+      KvBlocks(*model, *backend, model->workspace_bytes() + scratch_bytes));
   kernels::Backend& backend_ref = *backend;
   ASSIGN_OR_RETURN(std::unique_ptr<engine::Engine> engine,
                    engine::CreateEngine(engine_config, std::move(backend),

@@ -4,22 +4,24 @@
 // mma.sync.m16n8k16 (bf16 or fp16 operands, fp32 accumulators).
 //
 // Work decomposition:
-// - A one-block planning kernel splits the batch: sequences with more than
-//   kRowKernelMaxQueryLen query rows become a list of 64-row query tiles
-//   (sequence, first row), longest-running tile of each sequence first; the
-//   rows of the others (decodes) become a row list that LaunchRowAttention
-//   then runs through the split-KV row kernel. Grid of the attention kernel:
-//   (plan.max_tiles, num_heads); blocks past the real tile count exit at
-//   once.
+// - The planning kernel (attention_plan.cu) lists sequences with more than
+//   kRowKernelMaxQueryLen query rows as 64-row query tiles (sequence, first
+//   row), longest-running tile of each sequence first. Grid of the attention
+//   kernel: (plan.max_tiles, num_heads); blocks past the real tile count
+//   exit at once.
 // - A block (4 warps) owns 64 query rows of one sequence and one head; warp
 //   w owns rows 16w..16w+15. Q (64 x D) is staged through shared memory into
 //   registers as mma A fragments once.
-// - Keys 0..(last row's position) are walked in tiles of 64: K and V tiles
-//   are gathered from the pool page by page with cp.async (16-byte copies,
-//   zero fill past the end), K of the next tile in flight while the current
-//   tile's softmax and P V run, V of the next while its scores run.
-// - S = Q K^T per warp: 16 x 64 fp32 in registers; scale, ALiBi bias and
-//   causal mask applied in registers in the log2 domain; online softmax
+// - Keys from the first row's first visible key (0, or the start of its
+//   sliding window) to the last row's position are walked in tiles of 64: K
+//   and V tiles are gathered from the pool page by page with cp.async
+//   (16-byte copies, zero fill past the end and before the sequence's first
+//   block table entry, whose blocks were released), K of the next tile in
+//   flight while the current tile's softmax and P V run, V of the next while
+//   its scores run.
+// - S = Q K^T per warp: 16 x 64 fp32 in registers; scale, ALiBi bias,
+//   causal mask and sliding-window mask applied in registers in the log2
+//   domain; online softmax
 //   (running max / sum per row, rows shared by the 4 lanes of a quad); P is
 //   rounded to 16 bits and re-used directly as A fragments for O += P V (the
 //   accumulator layout of two n8 tiles is the A layout of one k16 slice).
@@ -39,96 +41,6 @@ namespace alibi::kernels::cuda {
 namespace {
 
 constexpr float kLog2e = 1.4426950408889634f;
-constexpr int kPlanThreads = 1024;
-
-// ---------------------------------------------------------------------------
-// Work planning
-// ---------------------------------------------------------------------------
-
-// Exclusive prefix sum of `v` over the block; `*total` gets the block's sum
-// in every thread. `warp_total` holds 32 ints; the leading barrier makes it
-// reusable by consecutive calls.
-__device__ __forceinline__ int BlockExclusiveScan(int v, int* warp_total,
-                                                  int* total) {
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int num_warps = blockDim.x >> 5;
-  int incl = v;
-#pragma unroll
-  for (int o = 1; o < 32; o <<= 1) {
-    const int u = __shfl_up_sync(0xffffffffu, incl, o);
-    if (lane >= o) incl += u;
-  }
-  __syncthreads();  // every thread has read the previous call's totals
-  if (lane == 31) warp_total[warp] = incl;
-  __syncthreads();
-  if (warp == 0) {
-    int w = lane < num_warps ? warp_total[lane] : 0;
-#pragma unroll
-    for (int o = 1; o < 32; o <<= 1) {
-      const int u = __shfl_up_sync(0xffffffffu, w, o);
-      if (lane >= o) w += u;
-    }
-    warp_total[lane] = w;  // inclusive over warps
-  }
-  __syncthreads();
-  *total = warp_total[num_warps - 1];
-  return (warp > 0 ? warp_total[warp - 1] : 0) + incl - v;
-}
-
-// Splits the batch between the two kernels: sequences with more than
-// kRowKernelMaxQueryLen query rows become 64-row tiles for the prefill
-// kernel (tiles[k] = (sequence, first row within it), the sequence's last
-// tile, which sees the most keys, first); the rows of the others are listed
-// for the row kernel (rows[k] = flattened query row). One block of
-// kPlanThreads.
-__global__ void __launch_bounds__(kPlanThreads)
-    PlanWorkKernel(const int32_t* __restrict__ query_start,
-                   const int32_t* __restrict__ context_lens, int num_seqs,
-                   int64_t max_tiles, int2* __restrict__ tiles,
-                   int* __restrict__ tile_count, int64_t max_rows,
-                   int32_t* __restrict__ rows, int* __restrict__ row_count,
-                   uint32_t* error_word) {
-  __shared__ int warp_total[32];
-  int64_t tile_carry = 0, row_carry = 0;  // the same in every thread
-  for (int base = 0; base < num_seqs; base += blockDim.x) {
-    const int s = base + threadIdx.x;
-    int n_tiles = 0, n_rows = 0, first_row = 0;
-    if (s < num_seqs) {
-      first_row = query_start[s];
-      const int qlen = query_start[s + 1] - first_row;
-      if (qlen < 0 || context_lens[s] < qlen) {
-        ReportError(error_word, kErrAttentionMeta);
-      } else if (qlen > kRowKernelMaxQueryLen) {
-        n_tiles = (qlen + kPrefillBlockM - 1) / kPrefillBlockM;
-      } else {
-        n_rows = qlen;
-      }
-    }
-    int tiles_total = 0, rows_total = 0;
-    const int64_t tile_at =
-        tile_carry + BlockExclusiveScan(n_tiles, warp_total, &tiles_total);
-    const int64_t row_at =
-        row_carry + BlockExclusiveScan(n_rows, warp_total, &rows_total);
-    for (int i = 0; i < n_tiles; ++i) {
-      if (tile_at + i < max_tiles) {
-        tiles[tile_at + i] = make_int2(s, (n_tiles - 1 - i) * kPrefillBlockM);
-      }
-    }
-    for (int i = 0; i < n_rows; ++i) {
-      if (row_at + i < max_rows) rows[row_at + i] = first_row + i;
-    }
-    tile_carry += tiles_total;
-    row_carry += rows_total;
-  }
-  if (threadIdx.x == 0) {
-    if (tile_carry > max_tiles || row_carry > max_rows) {
-      ReportError(error_word, kErrAttentionMeta);
-    }
-    *tile_count =
-        static_cast<int>(tile_carry < max_tiles ? tile_carry : max_tiles);
-    *row_count = static_cast<int>(row_carry < max_rows ? row_carry : max_rows);
-  }
-}
 
 // ---------------------------------------------------------------------------
 // Device helpers
@@ -188,12 +100,16 @@ template <int D>
 inline constexpr size_t kPrefillSmemBytes =
     size_t{3} * kPrefillBlockM* kPitch<D> * 2;
 
-// Gathers keys [key0, key0 + 64) of one KV head into a tile (rows past
-// num_keys, or with a bad block id, are zero-filled).
+// Gathers keys [key0, key0 + 64) of one KV head into a tile. Keys past
+// num_keys, keys before key_lo (no query of the tile sees them: they may be
+// in released blocks, before the table's first, or never written since the
+// sequence was recomputed from its window) and keys with a bad block id are
+// zero-filled, so that masked keys are finite.
 template <typename T, int D>
 __device__ __forceinline__ void LoadKvTile(T* tile, const T* pool,
                                            const int32_t* table, int key0,
-                                           int num_keys, int block_size,
+                                           int key_lo, int num_keys,
+                                           int block_size, int first_block,
                                            int num_blocks, int num_kv_heads,
                                            int kv_head, uint32_t* error_word) {
   constexpr int kChunks = D / 8;
@@ -203,8 +119,8 @@ __device__ __forceinline__ void LoadKvTile(T* tile, const T* pool,
     const int j = key0 + r;
     const T* src = pool;
     int bytes = 0;
-    if (j < num_keys) {
-      const int32_t block = table[j / block_size];
+    if (j < num_keys && j >= key_lo) {
+      const int32_t block = table[j / block_size - first_block];
       if (block >= 0 && block < num_blocks) {
         src = pool +
               ((static_cast<int64_t>(block) * num_kv_heads + kv_head) *
@@ -244,11 +160,18 @@ __global__ void __launch_bounds__(kAttentionThreads)
   const int q_begin = a.query_start[seq];
   const int qlen = a.query_start[seq + 1] - q_begin;
   const int ctx = a.context_lens[seq];
+  const int window = a.windows != nullptr ? a.windows[seq] : 0;
+  const int first_block = a.first_blocks != nullptr ? a.first_blocks[seq] : 0;
   const int rows = min(kPrefillBlockM, qlen - q0);
   const int pos0 = ctx - qlen + q0;  // position of tile row 0
-  const int num_keys = pos0 + rows;  // keys 0..last row's position
+  const int num_keys = pos0 + rows;  // keys up to the last row's position
+  // Keys before the first row's window are masked for every row.
+  const int key_lo = FirstVisibleKey(pos0, window);
+  const int first_key_tile = key_lo / kPrefillBlockN;
   const int num_key_tiles = (num_keys + kPrefillBlockN - 1) / kPrefillBlockN;
-  if (rows <= 0 || (num_keys - 1) / a.block_size >= a.max_blocks_per_seq) {
+  if (rows <= 0 ||
+      (num_keys - 1) / a.block_size - first_block >= a.max_blocks_per_seq ||
+      key_lo / a.block_size < first_block) {
     if (threadIdx.x == 0 && h == 0)
       ReportError(a.error_word, kErrAttentionMeta);
     return;
@@ -281,11 +204,14 @@ __global__ void __launch_bounds__(kAttentionThreads)
           live ? 16 : 0);
     }
   }
-  LoadKvTile<T, D>(k_tile, k_pool, table, 0, num_keys, a.block_size,
-                   a.num_blocks, a.num_kv_heads, kv_head, a.error_word);
+  const int key_start = first_key_tile * kPrefillBlockN;
+  LoadKvTile<T, D>(k_tile, k_pool, table, key_start, key_lo, num_keys,
+                   a.block_size, first_block, a.num_blocks, a.num_kv_heads,
+                   kv_head, a.error_word);
   CpAsyncCommit();
-  LoadKvTile<T, D>(v_tile, v_pool, table, 0, num_keys, a.block_size,
-                   a.num_blocks, a.num_kv_heads, kv_head, a.error_word);
+  LoadKvTile<T, D>(v_tile, v_pool, table, key_start, key_lo, num_keys,
+                   a.block_size, first_block, a.num_blocks, a.num_kv_heads,
+                   kv_head, a.error_word);
   CpAsyncCommit();
 
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -295,6 +221,8 @@ __global__ void __launch_bounds__(kAttentionThreads)
   // softmax, output never stored.
   const int pos_r0 = pos0 + min(r0, rows - 1);
   const int pos_r1 = pos0 + min(r1, rows - 1);
+  const int lo_r0 = FirstVisibleKey(pos_r0, window);
+  const int lo_r1 = FirstVisibleKey(pos_r1, window);
   const float qk_scale = a.scale * kLog2e;
   const float slope = a.slopes != nullptr ? a.slopes[h] * kLog2e : 0.0f;
 
@@ -319,10 +247,10 @@ __global__ void __launch_bounds__(kAttentionThreads)
   float l0 = 0.0f, l1 = 0.0f;            // this lane's share of the sums
 
   const uint16_t* v_bits = reinterpret_cast<const uint16_t*>(v_tile);
-  for (int kt = 0; kt < num_key_tiles; ++kt) {
+  for (int kt = first_key_tile; kt < num_key_tiles; ++kt) {
     const bool more = kt + 1 < num_key_tiles;
     const int key0 = kt * kPrefillBlockN;
-    if (kt > 0) {
+    if (kt > first_key_tile) {
       CpAsyncWait<1>();  // K(kt) landed (V(kt) may be in flight)
       __syncthreads();
     }
@@ -344,14 +272,14 @@ __global__ void __launch_bounds__(kAttentionThreads)
     }
     __syncthreads();  // every warp is done with K(kt)
     if (more) {
-      LoadKvTile<T, D>(k_tile, k_pool, table, key0 + kPrefillBlockN, num_keys,
-                       a.block_size, a.num_blocks, a.num_kv_heads, kv_head,
-                       a.error_word);
+      LoadKvTile<T, D>(k_tile, k_pool, table, key0 + kPrefillBlockN, key_lo,
+                       num_keys, a.block_size, first_block, a.num_blocks,
+                       a.num_kv_heads, kv_head, a.error_word);
       CpAsyncCommit();
     }
 
-    // Scale, ALiBi bias, causal mask (log2 domain).
-    const bool need_mask = key0 + kPrefillBlockN - 1 > pos0;
+    // Scale, ALiBi bias, causal and window masks (log2 domain).
+    const bool need_mask = key0 + kPrefillBlockN - 1 > pos0 || window > 0;
     float mx0 = -INFINITY, mx1 = -INFINITY;
 #pragma unroll
     for (int nt = 0; nt < kNTiles; ++nt) {
@@ -362,8 +290,8 @@ __global__ void __launch_bounds__(kAttentionThreads)
         float v1 =
             s[nt][2 + e] * qk_scale - slope * static_cast<float>(pos_r1 - j);
         if (need_mask) {
-          if (j > pos_r0) v0 = -INFINITY;
-          if (j > pos_r1) v1 = -INFINITY;
+          if (j > pos_r0 || j < lo_r0) v0 = -INFINITY;
+          if (j > pos_r1 || j < lo_r1) v1 = -INFINITY;
         }
         s[nt][e] = v0;
         s[nt][2 + e] = v1;
@@ -434,9 +362,9 @@ __global__ void __launch_bounds__(kAttentionThreads)
     }
     __syncthreads();  // every warp is done with V(kt)
     if (more) {
-      LoadKvTile<T, D>(v_tile, v_pool, table, key0 + kPrefillBlockN, num_keys,
-                       a.block_size, a.num_blocks, a.num_kv_heads, kv_head,
-                       a.error_word);
+      LoadKvTile<T, D>(v_tile, v_pool, table, key0 + kPrefillBlockN, key_lo,
+                       num_keys, a.block_size, first_block, a.num_blocks,
+                       a.num_kv_heads, kv_head, a.error_word);
       CpAsyncCommit();
     }
   }
@@ -514,15 +442,8 @@ cudaError_t LaunchPrefillAttention(const AttentionArgs& args,
   }
   if (args.num_tokens <= 0 || args.num_seqs <= 0) return cudaSuccess;
   char* ws = static_cast<char*>(args.workspace);
-  int2* tiles = reinterpret_cast<int2*>(ws);
-  int* count = reinterpret_cast<int*>(ws + plan.tile_count_offset);
-  PlanWorkKernel<<<1, kPlanThreads, 0, stream>>>(
-      args.query_start, args.context_lens, args.num_seqs, plan.max_tiles, tiles,
-      count, plan.max_list_rows,
-      reinterpret_cast<int32_t*>(ws + plan.row_list_offset),
-      reinterpret_cast<int*>(ws + plan.row_count_offset), args.error_word);
-  cudaError_t err = cudaGetLastError();
-  if (err != cudaSuccess) return err;
+  const int2* tiles = reinterpret_cast<const int2*>(ws + plan.tiles_offset);
+  const int* count = reinterpret_cast<const int*>(ws + plan.counts_offset);
   switch (args.dtype) {
     case ElemType::kBF16:
       return LaunchForType<__nv_bfloat16>(args, plan, tiles, count, stream);

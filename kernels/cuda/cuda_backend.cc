@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <cstring>
 #include <map>
@@ -18,6 +19,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/status_macros.h"
 #include "kernels/cuda/attention.cuh"
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/convert.cuh"
@@ -26,7 +28,6 @@
 #include "kernels/cuda/gather.cuh"
 #include "kernels/cuda/kv_write.cuh"
 #include "kernels/cuda/layernorm.cuh"
-#include "common/status_macros.h"
 
 namespace alibi::kernels::cuda {
 namespace {
@@ -102,10 +103,32 @@ bool IsAligned(const void* p, uintptr_t bytes) {
   return reinterpret_cast<uintptr_t>(p) % bytes == 0;
 }
 
-void FreeDevice(void* ptr, void* /*ctx*/) {
-  // Work still queued may use the memory; cudaFree must not race it.
-  (void)cudaDeviceSynchronize();
-  (void)cudaFree(ptr);
+// What the backend shares with the Buffers it returned (which may outlive
+// it): the stream their memory is freed on (stream-ordered, so a free waits
+// for queued work on that stream only, never for the whole device), and a
+// count of frees that tells the backend when cached device pointers (16-bit
+// bias copies, graphs) may refer to released memory. Reference counted: the
+// backend holds one reference, every live Buffer one; the last one destroys
+// the stream.
+struct DeviceContext {
+  cudaStream_t stream = nullptr;
+  std::atomic<int64_t> refs{1};
+  std::atomic<uint64_t> frees{0};
+
+  void Unref() {
+    if (refs.fetch_sub(1) == 1) {
+      (void)cudaStreamSynchronize(stream);
+      (void)cudaStreamDestroy(stream);
+      delete this;
+    }
+  }
+};
+
+void FreeDevice(void* ptr, void* ctx) {
+  auto* context = static_cast<DeviceContext*>(ctx);
+  (void)cudaFreeAsync(ptr, context->stream);
+  context->frees.fetch_add(1);
+  context->Unref();
 }
 
 std::string ErrorWordMessage(uint32_t bits) {
@@ -186,16 +209,25 @@ class CudaBackend final : public Backend {
   explicit CudaBackend(DType dtype) : dtype_(dtype) {}
 
   ~CudaBackend() override {
-    if (stream_ != nullptr) (void)cudaStreamSynchronize(stream_);
+    if (context_ == nullptr) return;
+    if (capturing_) {
+      cudaGraph_t graph = nullptr;
+      (void)cudaStreamEndCapture(stream_, &graph);
+      if (graph != nullptr) (void)cudaGraphDestroy(graph);
+    }
+    (void)cudaStreamSynchronize(stream_);
+    ClearGraphs();
     for (auto& [key, plan] : gemms_) plan.Destroy();
     if (cublas_ != nullptr) cublasLtDestroy(cublas_);
+    DropBiasCopies();
     for (DeviceScratch* s : {&cublas_workspace_, &attention_workspace_,
                              &linear_scratch_, &staging_}) {
-      if (s->ptr != nullptr) (void)cudaFree(s->ptr);
+      ReleaseScratch(*s);
     }
-    if (error_word_ != nullptr) (void)cudaFree(error_word_);
+    if (error_word_ != nullptr) (void)cudaFreeAsync(error_word_, stream_);
+    (void)cudaStreamSynchronize(stream_);
     if (error_host_ != nullptr) (void)cudaFreeHost(error_host_);
-    if (stream_ != nullptr) (void)cudaStreamDestroy(stream_);
+    context_->Unref();  // the stream goes with the last Buffer
   }
 
   absl::Status Init() {
@@ -204,20 +236,25 @@ class CudaBackend final : public Backend {
         CudaError(cudaGetDeviceProperties(&props_, 0), "device properties"));
     RETURN_IF_ERROR(CudaError(
         cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "stream"));
+    context_ = new DeviceContext;
+    context_->stream = stream_;
     RETURN_IF_ERROR(CublasError(cublasLtCreate(&cublas_), "create"));
     RETURN_IF_ERROR(EnsureScratch(cublas_workspace_, kCublasWorkspaceBytes,
                                   "cuBLASLt workspace"));
-    RETURN_IF_ERROR(CudaError(
-        cudaMalloc(reinterpret_cast<void**>(&error_word_), sizeof(uint32_t)),
-        "error word"));
     RETURN_IF_ERROR(
-        CudaError(cudaMemset(error_word_, 0, sizeof(uint32_t)), "error word"));
+        CudaError(cudaMallocAsync(reinterpret_cast<void**>(&error_word_),
+                                  sizeof(uint32_t), stream_),
+                  "error word"));
+    RETURN_IF_ERROR(
+        CudaError(cudaMemsetAsync(error_word_, 0, sizeof(uint32_t), stream_),
+                  "error word"));
     RETURN_IF_ERROR(
         CudaError(cudaMallocHost(reinterpret_cast<void**>(&error_host_),
                                  sizeof(uint32_t)),
                   "pinned error word"));
     *error_host_ = 0;
-    return absl::OkStatus();
+    seen_frees_ = context_->frees.load();
+    return CudaError(cudaStreamSynchronize(stream_), "init");
   }
 
   std::string Name() const override {
@@ -230,9 +267,13 @@ class CudaBackend final : public Backend {
 
   // ---- memory ----
 
+  // Stream-ordered: usable at once by this backend's ops (and by anything
+  // after the next Synchronize()).
   absl::StatusOr<Buffer> Allocate(size_t bytes) override {
+    RETURN_IF_ERROR(NotCapturing("Allocate"));
     void* ptr = nullptr;
-    const cudaError_t err = cudaMalloc(&ptr, std::max<size_t>(bytes, 1));
+    const cudaError_t err =
+        cudaMallocAsync(&ptr, std::max<size_t>(bytes, 1), stream_);
     if (err != cudaSuccess) {
       (void)cudaGetLastError();
       size_t free_bytes = 0, total_bytes = 0;
@@ -241,10 +282,12 @@ class CudaBackend final : public Backend {
           "cuda backend: cannot allocate ", bytes, " bytes (", free_bytes,
           " of ", total_bytes, " free): ", cudaGetErrorString(err)));
     }
-    return Buffer(ptr, bytes, &FreeDevice, nullptr);
+    context_->refs.fetch_add(1);
+    return Buffer(ptr, bytes, &FreeDevice, context_);
   }
 
   absl::Status CopyToDevice(void* dst, const void* src, size_t bytes) override {
+    RETURN_IF_ERROR(NotCapturing("CopyToDevice"));
     if (bytes == 0) return absl::OkStatus();
     return CudaError(
         cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream_),
@@ -252,6 +295,7 @@ class CudaBackend final : public Backend {
   }
 
   absl::Status CopyToHost(void* dst, const void* src, size_t bytes) override {
+    RETURN_IF_ERROR(NotCapturing("CopyToHost"));
     if (bytes > 0) {
       RETURN_IF_ERROR(CudaError(
           cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream_),
@@ -261,12 +305,9 @@ class CudaBackend final : public Backend {
   }
 
   absl::Status Synchronize() override {
-    RETURN_IF_ERROR(SyncAndCheck());
-    if (staging_.ptr != nullptr) {  // the stream is idle: free at once
-      (void)cudaFree(staging_.ptr);
-      staging_ = DeviceScratch{};
-    }
-    return absl::OkStatus();
+    RETURN_IF_ERROR(NotCapturing("Synchronize"));
+    ReleaseScratch(staging_);  // stream-ordered: after the queued uploads
+    return SyncAndCheck();
   }
 
   MemoryInfo GetMemoryInfo() const override {
@@ -289,6 +330,7 @@ class CudaBackend final : public Backend {
       return Invalid(absl::StrCat("cannot convert ", DTypeName(src_dtype),
                                   " to ", DTypeName(dst_dtype)));
     }
+    RETURN_IF_ERROR(NotCapturing("UploadConvert"));
     if (count == 0) return absl::OkStatus();
     const size_t src_size = DTypeSize(src_dtype);
     if (src_dtype == dst_dtype) {
@@ -316,6 +358,93 @@ class CudaBackend final : public Backend {
                     "convert"));
     }
     return absl::OkStatus();
+  }
+
+  absl::StatusOr<size_t> ReserveWorkspace(
+      const WorkspaceLimits& limits) override {
+    if (limits.max_tokens < 0 || limits.max_seqs < 0 || limits.num_heads <= 0 ||
+        limits.head_dim <= 0 || limits.max_keys < 0) {
+      return Invalid("ReserveWorkspace: limits must be positive");
+    }
+    RETURN_IF_ERROR(NotCapturing("ReserveWorkspace"));
+    RETURN_IF_ERROR(
+        EnsureScratch(attention_workspace_,
+                      AttentionWorkspaceBound(limits.max_tokens,
+                                              limits.max_seqs, limits.num_heads,
+                                              limits.head_dim, limits.max_keys),
+                      "attention workspace"));
+    return cublas_workspace_.bytes + attention_workspace_.bytes +
+           linear_scratch_.bytes;
+  }
+
+  // ---- graphs ----
+
+  bool SupportsGraphs() const override { return true; }
+
+  // A key is captured the second time it is seen: the first run is eager,
+  // so that everything its ops create lazily (cuBLASLt plans, 16-bit bias
+  // copies, scratch) exists before the capture.
+  absl::StatusOr<GraphMode> BeginGraph(uint64_t key) override {
+    RETURN_IF_ERROR(NotCapturing("BeginGraph"));
+    CheckFrees();
+    GraphEntry& entry = graphs_[key];
+    if (entry.exec != nullptr) {
+      RETURN_IF_ERROR(
+          CudaError(cudaGraphLaunch(entry.exec, stream_), "graph launch"));
+      return GraphMode::kReplayed;
+    }
+    if (entry.failed || ++entry.seen < 2) return GraphMode::kEager;
+    const cudaError_t err =
+        cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal);
+    if (err != cudaSuccess) {
+      (void)cudaGetLastError();
+      entry.failed = true;
+      return GraphMode::kEager;
+    }
+    capturing_ = true;
+    capture_key_ = key;
+    return GraphMode::kCapture;
+  }
+
+  absl::Status EndGraph(bool keep) override {
+    if (!capturing_) {
+      return absl::FailedPreconditionError(
+          "cuda backend: EndGraph without a capture");
+    }
+    capturing_ = false;
+    cudaGraph_t graph = nullptr;
+    cudaError_t err = cudaStreamEndCapture(stream_, &graph);
+    GraphEntry& entry = graphs_[capture_key_];
+    if (err != cudaSuccess || graph == nullptr) {
+      (void)cudaGetLastError();
+      if (graph != nullptr) (void)cudaGraphDestroy(graph);
+      entry.failed = true;
+      return CudaError(err != cudaSuccess ? err : cudaErrorUnknown,
+                       "graph capture");
+    }
+    if (!keep) {
+      (void)cudaGraphDestroy(graph);
+      return absl::OkStatus();
+    }
+    cudaGraphExec_t exec = nullptr;
+    err = cudaGraphInstantiate(&exec, graph, 0);
+    (void)cudaGraphDestroy(graph);
+    if (err != cudaSuccess) {
+      (void)cudaGetLastError();
+      entry.failed = true;
+      return CudaError(err, "graph instantiate");
+    }
+    entry.exec = exec;
+    return CudaError(cudaGraphLaunch(exec, stream_), "graph launch");
+  }
+
+  void ClearGraphs() override {
+    if (graphs_.empty()) return;
+    (void)cudaStreamSynchronize(stream_);  // no recording is in flight
+    for (auto& [key, entry] : graphs_) {
+      if (entry.exec != nullptr) (void)cudaGraphExecDestroy(entry.exec);
+    }
+    graphs_.clear();
   }
 
   // ---- ops ----
@@ -397,7 +526,6 @@ class CudaBackend final : public Backend {
 
     LinearShape shape;
     shape.has_bias = epi.bias != nullptr;
-    shape.out_is_f32 = out.dtype == DType::kF32;
     shape.clamp = epi.clamp;
     shape.act = static_cast<EpilogueAct>(epi.activation);
     shape.has_residual = has_residual;
@@ -406,12 +534,18 @@ class CudaBackend final : public Backend {
       shape.residual_aliases_out = epi.residual.data == out.data;
       shape.residual_same_layout = epi.residual.row_stride == out.row_stride;
     }
+    // cuBLASLt's bias epilogue takes the bias in D's dtype: fp32 as given,
+    // or the 16-bit copy kept for this bias.
+    const void* gemm_bias = epi.bias;
+    if (shape.has_bias && out.dtype != DType::kF32) {
+      ASSIGN_OR_RETURN(gemm_bias, BiasCopy(epi.bias, n));
+    }
     LinearPlan plan;
     GemmPlan* gemm = nullptr;
     void* d_ptr = out.data;
     int64_t ldd = out.row_stride;
-    for (const bool f32_bias : {true, false}) {
-      shape.f32_bias_with_16bit_out = f32_bias;
+    for (const bool bias_epilogue : {true, false}) {
+      shape.bias_epilogue_ok = bias_epilogue;
       plan = PlanLinear(shape);
       if (plan.error != nullptr) return Invalid(plan.error);
       d_ptr = out.data;
@@ -441,11 +575,9 @@ class CudaBackend final : public Backend {
       p.align_d = AlignmentOf(d_ptr);
       p.align_c =
           plan.gemm_beta_residual ? AlignmentOf(epi.residual.data) : p.align_d;
-      p.align_bias = GemmHasBias(p.epilogue) ? AlignmentOf(epi.bias) : 0;
-      ASSIGN_OR_RETURN(gemm, GetGemm(p, epi.bias));
-      if (gemm != nullptr) break;
-      // Only an fp32 bias on a 16-bit output has something to retry.
-      if (!shape.has_bias || shape.out_is_f32) break;
+      p.align_bias = GemmHasBias(p.epilogue) ? AlignmentOf(gemm_bias) : 0;
+      ASSIGN_OR_RETURN(gemm, GetGemm(p, gemm_bias));
+      if (gemm != nullptr || !shape.has_bias) break;
     }
     if (gemm == nullptr) {
       return absl::InternalError(absl::StrCat(
@@ -453,11 +585,10 @@ class CudaBackend final : public Backend {
           "] x [", n, ",", k, "]^T -> ", DTypeName(out.dtype)));
     }
     if (GemmHasBias(plan.gemm_epilogue)) {
-      const void* bias = epi.bias;
       RETURN_IF_ERROR(CublasError(
           cublasLtMatmulDescSetAttribute(gemm->desc,
                                          CUBLASLT_MATMUL_DESC_BIAS_POINTER,
-                                         &bias, sizeof(bias)),
+                                         &gemm_bias, sizeof(gemm_bias)),
           "bias pointer"));
     }
     const float alpha = epi.alpha;
@@ -515,16 +646,17 @@ class CudaBackend final : public Backend {
           absl::StrCat("attention: queries, output and KV pool must be ",
                        DTypeName(dtype_)));
     }
-    if (meta.windows != nullptr || meta.first_blocks != nullptr) {
-      return absl::UnimplementedError(
-          "cuda backend: sliding-window attention is not implemented yet");
-    }
     if (meta.num_tokens <= 0 || meta.num_seqs <= 0) return absl::OkStatus();
     const int64_t width = static_cast<int64_t>(num_heads) * kv.head_dim;
     if (q.cols != width || out.cols != width || q.rows < meta.num_tokens ||
         out.rows < meta.num_tokens || meta.max_blocks_per_seq <= 0 ||
         kv.num_blocks <= 0) {
       return Invalid("attention shape mismatch");
+    }
+    // The row kernel addresses pool rows (one head of one token) in int32.
+    if (static_cast<int64_t>(kv.num_blocks) * kv.num_kv_heads * kv.block_size >
+        INT32_MAX) {
+      return Invalid("attention: KV pool has more than 2^31 head rows");
     }
     AttentionShape shape;
     shape.num_heads = num_heads;
@@ -535,6 +667,7 @@ class CudaBackend final : public Backend {
     shape.num_seqs = meta.num_seqs;
     shape.max_query_len = meta.max_query_len;
     shape.max_context_len = meta.max_context_len;
+    shape.max_keys = meta.max_keys;
     shape.q_out_aligned = IsAligned(q.data, 16) && q.row_stride % 8 == 0 &&
                           IsAligned(out.data, 4) && out.row_stride % 2 == 0;
     shape.kv_aligned = IsAligned(kv.k, 16) && IsAligned(kv.v, 16);
@@ -542,10 +675,8 @@ class CudaBackend final : public Backend {
     if (plan.error != nullptr) {
       return Invalid(absl::StrCat("attention: ", plan.error));
     }
-    if (plan.workspace_bytes > 0) {
-      RETURN_IF_ERROR(EnsureScratch(attention_workspace_, plan.workspace_bytes,
-                                    "attention workspace"));
-    }
+    RETURN_IF_ERROR(EnsureScratch(attention_workspace_, plan.workspace_bytes,
+                                  "attention workspace"));
     AttentionArgs args;
     args.q = q.data;
     args.q_stride = q.row_stride;
@@ -562,6 +693,8 @@ class CudaBackend final : public Backend {
     args.context_lens = meta.context_lens;
     args.block_tables = meta.block_tables;
     args.max_blocks_per_seq = meta.max_blocks_per_seq;
+    args.windows = meta.windows;
+    args.first_blocks = meta.first_blocks;
     args.num_seqs = meta.num_seqs;
     args.num_tokens = meta.num_tokens;
     args.slopes = slopes;
@@ -569,9 +702,22 @@ class CudaBackend final : public Backend {
     args.dtype = *ToElem(dtype_);
     args.workspace = attention_workspace_.ptr;
     args.error_word = error_word_;
+    // The work lists depend on the metadata alone: one planning launch per
+    // batch (the layers of a step share its batch_id).
+    const PlannedBatch batch{
+        meta.batch_id,     meta.query_start, meta.context_lens,
+        meta.block_tables, meta.windows,     meta.first_blocks,
+        meta.num_seqs,     meta.num_tokens,  meta.max_blocks_per_seq,
+        kv.block_size,     plan.kernel,      plan.max_tiles,
+        plan.max_rows,     plan.max_items,   plan.plan_bytes,
+        args.workspace};
+    if (meta.batch_id == 0 || !(batch == planned_)) {
+      planned_ = PlannedBatch{};
+      RETURN_IF_ERROR(CudaError(LaunchAttentionPlan(args, plan, stream_),
+                                "attention planning"));
+      planned_ = batch;
+    }
     if (plan.kernel == AttentionKernel::kPrefillMma) {
-      // Long query runs on tensor cores; it also lists the short runs' rows
-      // (decodes) that the row kernel then takes with split-KV.
       RETURN_IF_ERROR(CudaError(LaunchPrefillAttention(args, plan, stream_),
                                 "prefill attention"));
     }
@@ -579,24 +725,105 @@ class CudaBackend final : public Backend {
   }
 
  private:
+  // What a planning launch was for; an equal batch (nonzero id) reuses it.
+  struct PlannedBatch {
+    uint64_t id = 0;
+    const int32_t* query_start = nullptr;
+    const int32_t* context_lens = nullptr;
+    const int32_t* block_tables = nullptr;
+    const int32_t* windows = nullptr;
+    const int32_t* first_blocks = nullptr;
+    int num_seqs = 0;
+    int num_tokens = 0;
+    int max_blocks_per_seq = 0;
+    int block_size = 0;
+    AttentionKernel kernel = AttentionKernel::kNone;
+    int64_t max_tiles = 0;
+    int64_t max_rows = 0;
+    int64_t max_items = 0;
+    size_t plan_bytes = 0;
+    const void* workspace = nullptr;
+
+    bool operator==(const PlannedBatch&) const = default;
+  };
+
+  struct GraphEntry {
+    int seen = 0;
+    bool failed = false;
+    cudaGraphExec_t exec = nullptr;
+  };
+
   static bool GemmHasBias(GemmEpilogue e) {
     return e == GemmEpilogue::kBias || e == GemmEpilogue::kGeluBias;
   }
 
-  // Grows `s` to at least `bytes` (never shrinks). Waits for the stream
-  // before freeing the old buffer, which queued work may still read.
+  absl::Status NotCapturing(absl::string_view what) const {
+    if (!capturing_) return absl::OkStatus();
+    return absl::FailedPreconditionError(absl::StrCat(
+        "cuda backend: ", what, " is not allowed while capturing a graph"));
+  }
+
+  // Grows `s` to at least `bytes` (never shrinks). Stream-ordered: the old
+  // buffer is released once the work queued before it is done, without a
+  // synchronisation. Recorded graphs may use the old buffer: they are
+  // dropped; while capturing, growing is refused.
   absl::Status EnsureScratch(DeviceScratch& s, size_t bytes,
                              absl::string_view what) {
     if (bytes <= s.bytes) return absl::OkStatus();
+    RETURN_IF_ERROR(NotCapturing(what));
     if (s.ptr != nullptr) {
-      RETURN_IF_ERROR(CudaError(cudaStreamSynchronize(stream_), what));
-      (void)cudaFree(s.ptr);
-      s = DeviceScratch{};
+      ClearGraphs();
+      ReleaseScratch(s);
     }
     const size_t rounded = (bytes + (size_t{1} << 20) - 1) >> 20 << 20;
-    RETURN_IF_ERROR(CudaError(cudaMalloc(&s.ptr, rounded), what));
+    RETURN_IF_ERROR(CudaError(cudaMallocAsync(&s.ptr, rounded, stream_), what));
     s.bytes = rounded;
     return absl::OkStatus();
+  }
+
+  void ReleaseScratch(DeviceScratch& s) {
+    if (s.ptr != nullptr) (void)cudaFreeAsync(s.ptr, stream_);
+    s = DeviceScratch{};
+  }
+
+  // Buffers were freed since the last look: a cached 16-bit bias copy may
+  // belong to a bias that no longer exists (its address reused), and a
+  // recorded graph may use freed memory. Drops both.
+  void CheckFrees() {
+    const uint64_t frees = context_->frees.load();
+    if (frees == seen_frees_) return;
+    seen_frees_ = frees;
+    ClearGraphs();
+    DropBiasCopies();
+  }
+
+  void DropBiasCopies() {
+    for (auto& [key, copy] : bias_copies_) ReleaseScratch(copy);
+    bias_copies_.clear();
+  }
+
+  // The activation-dtype copy of fp32 bias[0..n), converted on the stream
+  // the first time it is asked for (weights do not change once loaded).
+  absl::StatusOr<const void*> BiasCopy(const float* bias, int64_t n) {
+    CheckFrees();
+    const std::pair<const float*, int64_t> key(bias, n);
+    auto it = bias_copies_.find(key);
+    if (it != bias_copies_.end()) return it->second.ptr;
+    RETURN_IF_ERROR(NotCapturing("a new 16-bit bias copy"));
+    DeviceScratch copy;
+    RETURN_IF_ERROR(CudaError(
+        cudaMallocAsync(&copy.ptr, static_cast<size_t>(n) * DTypeSize(dtype_),
+                        stream_),
+        "bias copy"));
+    copy.bytes = static_cast<size_t>(n) * DTypeSize(dtype_);
+    const cudaError_t err = LaunchConvert(bias, ElemType::kF32, copy.ptr,
+                                          *ToElem(dtype_), n, stream_);
+    if (err != cudaSuccess) {
+      ReleaseScratch(copy);
+      return CudaError(err, "bias copy");
+    }
+    bias_copies_.emplace(key, copy);
+    return copy.ptr;
   }
 
   absl::Status SyncAndCheck() {
@@ -616,7 +843,7 @@ class CudaBackend final : public Backend {
   }
 
   // The cached plan for `p`, or nullptr when cuBLASLt has no algorithm.
-  absl::StatusOr<GemmPlan*> GetGemm(const GemmProblem& p, const float* bias) {
+  absl::StatusOr<GemmPlan*> GetGemm(const GemmProblem& p, const void* bias) {
     const auto key = p.Key();
     auto it = gemms_.find(key);
     if (it != gemms_.end()) {
@@ -633,7 +860,7 @@ class CudaBackend final : public Backend {
     return stored.found ? &stored : nullptr;
   }
 
-  absl::Status BuildGemm(const GemmProblem& p, const float* bias,
+  absl::Status BuildGemm(const GemmProblem& p, const void* bias,
                          GemmPlan& plan) {
     RETURN_IF_ERROR(CublasError(
         cublasLtMatmulDescCreate(&plan.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F),
@@ -666,8 +893,9 @@ class CudaBackend final : public Backend {
                                        &epilogue, sizeof(epilogue)),
         "epilogue"));
     if (GemmHasBias(p.epilogue)) {
+      // CUDA 13: outside FP8 the bias has D's type.
       const void* bias_ptr = bias;
-      const int32_t bias_type = CUDA_R_32F;
+      const int32_t bias_type = ToCudaType(p.d_type);
       RETURN_IF_ERROR(CublasError(
           cublasLtMatmulDescSetAttribute(plan.desc,
                                          CUBLASLT_MATMUL_DESC_BIAS_POINTER,
@@ -747,12 +975,19 @@ class CudaBackend final : public Backend {
   const DType dtype_;
   cudaDeviceProp props_{};
   cudaStream_t stream_ = nullptr;
+  DeviceContext* context_ = nullptr;
+  uint64_t seen_frees_ = 0;
   cublasLtHandle_t cublas_ = nullptr;
   DeviceScratch cublas_workspace_, attention_workspace_, linear_scratch_,
       staging_;
+  std::map<std::pair<const float*, int64_t>, DeviceScratch> bias_copies_;
   uint32_t* error_word_ = nullptr;  // device
   uint32_t* error_host_ = nullptr;  // pinned host
   std::map<std::array<int64_t, 16>, GemmPlan> gemms_;
+  PlannedBatch planned_;
+  std::map<uint64_t, GraphEntry> graphs_;
+  bool capturing_ = false;
+  uint64_t capture_key_ = 0;
 };
 
 }  // namespace

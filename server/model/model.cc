@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "server/model/checkpoint.h"
+#include "server/model/decode_graph.h"
 
 namespace alibi::model {
 
@@ -156,6 +157,7 @@ absl::Status Model::AllocateKvCache(int num_blocks, int block_size) {
         "KV cache needs a positive number of blocks and block size");
   }
   kv_pool_.Reset();
+  backend_->ClearGraphs();  // recorded with the old pool
   ASSIGN_OR_RETURN(kv_pool_,
                    backend_->Allocate(KvBytesPerBlock(block_size) *
                                       static_cast<size_t>(num_blocks)));
@@ -183,12 +185,24 @@ absl::Status Model::Reserve(int max_tokens, int max_logit_rows) {
   return EnsureWorkspace(max_tokens, max_logit_rows);
 }
 
+size_t Model::workspace_bytes() const {
+  size_t bytes = metadata_.bytes();
+  for (const kernels::Buffer* b :
+       {&hidden_, &normed_, &qkv_, &attn_, &ffn_, &gathered_, &logits_}) {
+    bytes += b->bytes();
+  }
+  return bytes;
+}
+
 absl::Status Model::EnsureWorkspace(int tokens, int rows) {
   const DType act = backend_->activation_dtype();
   const size_t a = DTypeSize(act);
   const int64_t h = config_.hidden_size;
   const int64_t q = int64_t{config_.num_heads} * config_.head_dim;
   const int64_t kv = int64_t{config_.num_kv_heads} * config_.head_dim;
+  if (tokens > workspace_tokens_ || rows > workspace_rows_) {
+    backend_->ClearGraphs();  // recorded with the old buffers
+  }
   if (tokens > workspace_tokens_) {
     ASSIGN_OR_RETURN(hidden_, backend_->Allocate(tokens * h * sizeof(float)));
     // `normed_` also holds the gathered rows' final layernorm (R <= T).
@@ -261,12 +275,20 @@ absl::Status Model::Forward(const ForwardBatch& batch,
       std::max<int>(1, static_cast<int>(batch.logit_rows.size())));
 }
 
-absl::Status Model::Forward(const ForwardBatch& batch, const LogitsSink& sink,
+absl::Status Model::Forward(const ForwardBatch& in, const LogitsSink& sink,
                             int rows_per_chunk) {
-  RETURN_IF_ERROR(ValidateBatch(batch));
+  RETURN_IF_ERROR(ValidateBatch(in));
   if (rows_per_chunk <= 0) {
     return absl::InvalidArgumentError("rows_per_chunk must be positive");
   }
+  // Decode-only steps run padded to their bucket, as one recorded graph.
+  std::optional<DecodeBucket> bucket;
+  if (decode_graphs_ && backend_->SupportsGraphs()) {
+    bucket = ChooseDecodeBucket(in, kv_block_size_);
+  }
+  const ForwardBatch padded =
+      bucket ? PadToBucket(in, *bucket) : ForwardBatch();
+  const ForwardBatch& batch = bucket ? padded : in;
   const int t = batch.num_tokens(), s = batch.num_seqs();
   const int r = static_cast<int>(batch.logit_rows.size());
   const int64_t v = config_.vocab_size;
@@ -292,8 +314,10 @@ absl::Status Model::Forward(const ForwardBatch& batch, const LogitsSink& sink,
   const size_t first_blocks_at = append(batch.first_blocks);
   const size_t metadata_bytes = metadata_host_.size() * sizeof(int32_t);
   if (metadata_bytes > metadata_capacity_) {
-    ASSIGN_OR_RETURN(metadata_, backend_->Allocate(metadata_bytes));
-    metadata_capacity_ = metadata_bytes;
+    backend_->ClearGraphs();  // recorded with the old buffer
+    // Doubling: a few reallocations (and graph recordings) in all.
+    metadata_capacity_ = std::max(metadata_bytes, 2 * metadata_capacity_);
+    ASSIGN_OR_RETURN(metadata_, backend_->Allocate(metadata_capacity_));
   }
   RETURN_IF_ERROR(backend_->CopyToDevice(
       metadata_.data(), metadata_host_.data(), metadata_bytes));
@@ -310,6 +334,7 @@ absl::Status Model::Forward(const ForwardBatch& batch, const LogitsSink& sink,
     attention.windows = meta_dev + windows_at;
     attention.first_blocks = meta_dev + first_blocks_at;
   }
+  attention.batch_id = ++batch_counter_;  // one attention plan per step
   for (int i = 0; i < s; ++i) {
     attention.max_query_len =
         std::max(attention.max_query_len,
@@ -317,6 +342,7 @@ absl::Status Model::Forward(const ForwardBatch& batch, const LogitsSink& sink,
     attention.max_context_len =
         std::max(attention.max_context_len, batch.context_lens[i]);
   }
+  if (bucket) attention.max_context_len = bucket->context;  // recorded
 
   const DType act = backend_->activation_dtype();
   const int64_t h = config_.hidden_size;
@@ -330,48 +356,54 @@ absl::Status Model::Forward(const ForwardBatch& batch, const LogitsSink& sink,
   TensorView ffn = TensorView::Of(ffn_.data(), act, t, f);
   const float eps = config_.layer_norm_eps;
 
-  RETURN_IF_ERROR(
-      backend_->Embedding(meta_dev + ids_at, t, embedding_, hidden));
-  if (embedding_norm_weight_ != nullptr) {
-    RETURN_IF_ERROR(backend_->LayerNorm(hidden, embedding_norm_weight_,
-                                        embedding_norm_bias_, eps, hidden));
-  }
-  for (size_t i = 0; i < layers_.size(); ++i) {
-    if (layer_callback_) layer_callback_();
-    const Layer& layer = layers_[i];
-    const kernels::PagedKvView kv_view = KvView(static_cast<int>(i));
-    // Attention block.
-    RETURN_IF_ERROR(backend_->LayerNorm(hidden, layer.input_norm_weight,
-                                        layer.input_norm_bias, eps, normed));
-    LinearEpilogue qkv_epilogue;
-    qkv_epilogue.bias = layer.qkv_bias;
-    qkv_epilogue.clamp = config_.clip_qkv.value_or(0.0f);
+  const std::optional<uint64_t> graph_key =
+      bucket ? std::optional<uint64_t>(bucket->key) : std::nullopt;
+  RETURN_IF_ERROR(RunAsGraph(*backend_, graph_key, [&]() -> absl::Status {
     RETURN_IF_ERROR(
-        backend_->Linear(normed, layer.qkv_weight, qkv_epilogue, qkv));
-    RETURN_IF_ERROR(backend_->WriteKv(qkv.Cols(q, kv), qkv.Cols(q + kv, kv),
-                                      meta_dev + slots_at, t, kv_view));
-    RETURN_IF_ERROR(backend_->PagedAttention(qkv.Cols(0, q), kv_view, attention,
-                                             slopes_device_, config_.num_heads,
-                                             config_.softmax_scale, attn));
-    LinearEpilogue out_epilogue;
-    out_epilogue.bias = layer.out_bias;
-    out_epilogue.residual = config_.residual_post_layernorm ? normed : hidden;
-    RETURN_IF_ERROR(
-        backend_->Linear(attn, layer.out_weight, out_epilogue, hidden));
-    // MLP block.
-    RETURN_IF_ERROR(backend_->LayerNorm(hidden, layer.post_norm_weight,
-                                        layer.post_norm_bias, eps, normed));
-    LinearEpilogue up_epilogue;
-    up_epilogue.bias = layer.up_bias;
-    up_epilogue.activation = config_.activation;
-    RETURN_IF_ERROR(
-        backend_->Linear(normed, layer.up_weight, up_epilogue, ffn));
-    LinearEpilogue down_epilogue;
-    down_epilogue.bias = layer.down_bias;
-    down_epilogue.residual = config_.residual_post_layernorm ? normed : hidden;
-    RETURN_IF_ERROR(
-        backend_->Linear(ffn, layer.down_weight, down_epilogue, hidden));
-  }
+        backend_->Embedding(meta_dev + ids_at, t, embedding_, hidden));
+    if (embedding_norm_weight_ != nullptr) {
+      RETURN_IF_ERROR(backend_->LayerNorm(hidden, embedding_norm_weight_,
+                                          embedding_norm_bias_, eps, hidden));
+    }
+        for (size_t i = 0; i < layers_.size(); ++i) {
+      if (layer_callback_) layer_callback_();
+      const Layer& layer = layers_[i];
+      const kernels::PagedKvView kv_view = KvView(static_cast<int>(i));
+      // Attention block.
+      RETURN_IF_ERROR(backend_->LayerNorm(hidden, layer.input_norm_weight,
+                                          layer.input_norm_bias, eps, normed));
+      LinearEpilogue qkv_epilogue;
+      qkv_epilogue.bias = layer.qkv_bias;
+      qkv_epilogue.clamp = config_.clip_qkv.value_or(0.0f);
+      RETURN_IF_ERROR(
+          backend_->Linear(normed, layer.qkv_weight, qkv_epilogue, qkv));
+      RETURN_IF_ERROR(backend_->WriteKv(qkv.Cols(q, kv), qkv.Cols(q + kv, kv),
+                                        meta_dev + slots_at, t, kv_view));
+      RETURN_IF_ERROR(backend_->PagedAttention(
+          qkv.Cols(0, q), kv_view, attention, slopes_device_, config_.num_heads,
+          config_.softmax_scale, attn));
+      LinearEpilogue out_epilogue;
+      out_epilogue.bias = layer.out_bias;
+      out_epilogue.residual = config_.residual_post_layernorm ? normed : hidden;
+      RETURN_IF_ERROR(
+          backend_->Linear(attn, layer.out_weight, out_epilogue, hidden));
+      // MLP block.
+      RETURN_IF_ERROR(backend_->LayerNorm(hidden, layer.post_norm_weight,
+                                          layer.post_norm_bias, eps, normed));
+      LinearEpilogue up_epilogue;
+      up_epilogue.bias = layer.up_bias;
+      up_epilogue.activation = config_.activation;
+      RETURN_IF_ERROR(
+          backend_->Linear(normed, layer.up_weight, up_epilogue, ffn));
+      LinearEpilogue down_epilogue;
+      down_epilogue.bias = layer.down_bias;
+      down_epilogue.residual =
+          config_.residual_post_layernorm ? normed : hidden;
+      RETURN_IF_ERROR(
+          backend_->Linear(ffn, layer.down_weight, down_epilogue, hidden));
+    }
+    return absl::OkStatus();
+  }));
   if (r == 0) return backend_->Synchronize();
 
   // Logits only for the rows that need them, a chunk at a time.

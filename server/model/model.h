@@ -82,6 +82,13 @@ class Model {
   // tokens and logit chunks of up to `max_logit_rows` rows, so steps do not
   // allocate.
   absl::Status Reserve(int max_tokens, int max_logit_rows);
+  // Bytes of backend memory the activation workspace holds now.
+  size_t workspace_bytes() const;
+
+  // Decode-only steps on a backend with graphs replay one recording of the
+  // embedding and layer stack per batch bucket (decode_graph.h). On by
+  // default.
+  void set_decode_graphs(bool enabled) { decode_graphs_ = enabled; }
 
   // Receives logits of batch.logit_rows[first_row .. first_row + num_rows):
   // host memory, [num_rows, vocab_size] row-major, valid during the call.
@@ -154,6 +161,9 @@ class Model {
   size_t metadata_capacity_ = 0;
   std::vector<int32_t> metadata_host_;
   std::function<void()> layer_callback_;
+
+  bool decode_graphs_ = true;
+  uint64_t batch_counter_ = 0;  // AttentionMeta::batch_id of each step
 };
 
 }  // namespace alibi::model

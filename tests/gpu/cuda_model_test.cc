@@ -23,6 +23,7 @@
 #include "server/model/model.h"
 #include "tests/gpu/gpu_test_util.h"
 #include "tests/gpu/logprob_check.h"
+#include "tests/testing/forwarding_backend.h"
 
 namespace alibi::model {
 namespace {
@@ -236,18 +237,101 @@ TEST_P(CudaModelTest, MixedPrefillAndDecodeStep) {
   EXPECT_LT(worst, max_tol());
 }
 
+// Decode steps of three sequences replay a CUDA graph recorded for their
+// bucket (four sequences, one of them padding): the same log-probs, up to
+// rounding, as the same steps run eagerly, and the recording is replayed.
+TEST_P(CudaModelTest, DecodeGraphsMatchEagerDecodes) {
+  class CountingBackend : public ::alibi::testing::ForwardingBackend {
+   public:
+    using ForwardingBackend::ForwardingBackend;
+    absl::StatusOr<kernels::GraphMode> BeginGraph(uint64_t key) override {
+      absl::StatusOr<kernels::GraphMode> mode = inner().BeginGraph(key);
+      if (mode.ok()) ++modes[static_cast<int>(*mode)];
+      return mode;
+    }
+    int modes[3] = {0, 0, 0};  // eager, capture, replayed
+  };
+  kernels::BackendOptions options;
+  options.device = "cuda";
+  options.cuda_dtype = dtype();
+  auto cuda = kernels::CreateBackend(options);
+  ASSERT_TRUE(cuda.ok()) << cuda.status();
+  CountingBackend counting(std::move(*cuda));
+  ASSERT_TRUE(counting.SupportsGraphs());
+  auto model = Model::Load(
+      std::string(ALIBI_TEST_DATA_DIR) + "/models/" + name_, &counting);
+  ASSERT_TRUE(model.ok()) << model.status();
+  constexpr int kSeqs = 3, kBlocksPerSeq = 40;
+  ASSERT_TRUE(
+      (*model)->AllocateKvCache(kSeqs * kBlocksPerSeq, kBlockSize).ok());
+  const auto& refs = ref_["sequences"];
+  ASSERT_GE(refs.size(), 3u);
+  std::vector<int> length(kSeqs);
+  auto slot = [](int s, int pos) {
+    return (s * kBlocksPerSeq + pos / kBlockSize) * kBlockSize +
+           pos % kBlockSize;
+  };
+  auto table = [](ForwardBatch& b, int s) {
+    for (int i = 0; i < kBlocksPerSeq; ++i) {
+      b.block_tables.push_back(s * kBlocksPerSeq + i);
+    }
+  };
+  for (int s = 0; s < kSeqs; ++s) {  // prefills
+    const std::vector<int32_t> ids = refs[s]["token_ids"];
+    ForwardBatch b;
+    b.token_ids = ids;
+    length[s] = static_cast<int>(ids.size());
+    b.query_start = {0, length[s]};
+    b.context_lens = {length[s]};
+    b.max_blocks_per_seq = kBlocksPerSeq;
+    table(b, s);
+    for (int p = 0; p < length[s]; ++p) b.slot_mapping.push_back(slot(s, p));
+    b.logit_rows = {length[s] - 1};
+    std::vector<float> logits(vocab());
+    ASSERT_TRUE((*model)->Forward(b, absl::MakeSpan(logits)).ok());
+  }
+  for (int step = 0; step < 6; ++step) {
+    ForwardBatch b;
+    b.query_start = {0};
+    b.max_blocks_per_seq = kBlocksPerSeq;
+    for (int s = 0; s < kSeqs; ++s) {
+      b.token_ids.push_back((step * 7919 + s * 104729) % vocab());
+      b.slot_mapping.push_back(slot(s, length[s]));
+      ++length[s];
+      b.query_start.push_back(s + 1);
+      b.context_lens.push_back(length[s]);
+      table(b, s);
+      b.logit_rows.push_back(s);
+    }
+    std::vector<float> graphed(kSeqs * static_cast<size_t>(vocab()));
+    std::vector<float> eager(graphed.size());
+    (*model)->set_decode_graphs(true);
+    ASSERT_TRUE((*model)->Forward(b, absl::MakeSpan(graphed)).ok());
+    (*model)->set_decode_graphs(false);  // rewrites the same KV slots
+    ASSERT_TRUE((*model)->Forward(b, absl::MakeSpan(eager)).ok());
+    for (int s = 0; s < kSeqs; ++s) {
+      const std::vector<double> lg = LogSoftmax(
+          graphed.data() + s * static_cast<size_t>(vocab()), vocab());
+      const std::vector<double> le =
+          LogSoftmax(eager.data() + s * static_cast<size_t>(vocab()), vocab());
+      double worst = 0;
+      for (int i = 0; i < vocab(); ++i) {
+        if (le[i] > -20) worst = std::max(worst, std::abs(lg[i] - le[i]));
+      }
+      EXPECT_LT(worst, max_tol()) << "step " << step << " sequence " << s;
+    }
+  }
+  // Step 0 eager, step 1 captured, steps 2-5 replayed.
+  EXPECT_EQ(counting.modes[1], 1);
+  EXPECT_EQ(counting.modes[2], 4);
+}
+
 INSTANTIATE_TEST_SUITE_P(
     Fixtures, CudaModelTest,
     ::testing::Combine(::testing::Values("tiny-bloom", "tiny-mpt"),
                        ::testing::Values(kernels::DType::kBF16,
                                          kernels::DType::kF16)),
-    [](const auto& info) {
-      std::string name = std::get<0>(info.param);
-      std::replace(name.begin(), name.end(), '-', '_');
-      return name + (std::get<1>(info.param) == kernels::DType::kBF16
-                         ? "_bf16"
-                         : "_fp16");
-    });
+    kernels::gpu_test::FixtureParamName);
 
 }  // namespace
 }  // namespace alibi::model

@@ -6,26 +6,52 @@
 #ifndef ALIBI_TESTS_GPU_GPU_TEST_UTIL_H_
 #define ALIBI_TESTS_GPU_GPU_TEST_UTIL_H_
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <random>
 #include <string>
+#include <tuple>
 #include <vector>
 
+#include "common/half.h"
 #include "gtest/gtest.h"
 #include "kernels/backend.h"
-#include "common/half.h"
 
 namespace alibi::kernels::gpu_test {
 
-// Skips the calling test when this build or machine has no CUDA device.
-#define ALIBI_SKIP_WITHOUT_CUDA()                                           \
-  do {                                                                      \
-    if (!::alibi::kernels::CudaAvailable()) {                               \
-      GTEST_SKIP() << "no CUDA device visible (or CUDA backend not built)"; \
-    }                                                                       \
+// Why the CUDA backend cannot be created here ("no CUDA device is visible",
+// or why the plugin did not load).
+inline std::string NoCudaReason() {
+  BackendOptions options;
+  options.device = "cuda";
+  absl::StatusOr<std::unique_ptr<Backend>> backend = CreateBackend(options);
+  return backend.ok() ? "a CUDA device is visible"
+                      : std::string(backend.status().message());
+}
+
+// ALIBI_REQUIRE_GPU=1 (scripts/gpu-check.sh on a GPU machine): a test that
+// would skip for want of a device fails instead, so a run that tested
+// nothing cannot pass.
+inline bool GpuRequired() {
+  const char* value = std::getenv("ALIBI_REQUIRE_GPU");
+  return value != nullptr && std::string(value) == "1";
+}
+
+// Skips the calling test when this build or machine has no CUDA device (or
+// fails it, with ALIBI_REQUIRE_GPU=1), saying why.
+#define ALIBI_SKIP_WITHOUT_CUDA()                                   \
+  do {                                                              \
+    if (!::alibi::kernels::CudaAvailable()) {                       \
+      if (::alibi::kernels::gpu_test::GpuRequired()) {              \
+        GTEST_FAIL() << "ALIBI_REQUIRE_GPU=1, but "                 \
+                     << ::alibi::kernels::gpu_test::NoCudaReason(); \
+      }                                                             \
+      GTEST_SKIP() << ::alibi::kernels::gpu_test::NoCudaReason();   \
+    }                                                               \
   } while (0)
 
 inline float RoundTo(DType dtype, float x) {
@@ -164,6 +190,14 @@ inline std::vector<float> RandomVector(std::mt19937& rng, size_t n,
 
 inline std::string DTypeParamName(const ::testing::TestParamInfo<DType>& info) {
   return info.param == DType::kBF16 ? "bf16" : "fp16";
+}
+
+// "tiny_bloom_bf16" for a (fixture model name, dtype) test parameter.
+inline std::string FixtureParamName(
+    const ::testing::TestParamInfo<std::tuple<std::string, DType>>& info) {
+  std::string name = std::get<0>(info.param);
+  std::replace(name.begin(), name.end(), '-', '_');
+  return name + (std::get<1>(info.param) == DType::kBF16 ? "_bf16" : "_fp16");
 }
 
 }  // namespace alibi::kernels::gpu_test

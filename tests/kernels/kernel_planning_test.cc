@@ -2,9 +2,11 @@
 // KV memory planning (kernels/memory_plan.h) and the CUDA backend's dispatch
 // decisions (kernels/cuda/dispatch.h: attention kernel choice, split-KV
 // partitioning, workspace sizes, Linear epilogue fusion).
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <random>
 
 #include "gtest/gtest.h"
 #include "kernels/cuda/dispatch.h"
@@ -43,6 +45,32 @@ TEST(MemoryPlanTest, FractionLimitsTheKvPool) {
   EXPECT_EQ(plan->limited_by, "memory fraction");
   EXPECT_NE(plan->Summary().find("55.00 GiB"), std::string::npos)
       << plan->Summary();
+}
+
+// Workspace the server allocated before planning (activation buffers, the
+// attention workspace for its largest step) counts against the fraction
+// like the weights; free memory already lacks it.
+TEST(MemoryPlanTest, ResidentWorkspaceCountsAgainstTheFraction) {
+  MemoryPlanInput in = H100Like();
+  in.activation_bytes = 0;
+  in.workspace_bytes = 5 * kGiB;
+  in.free_bytes = 59 * kGiB;  // 64 - the 5 just allocated
+  auto plan = PlanKvMemory(in);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  // 72 - 14 weights - 5 workspace - 1 reserve = 52; 59 - 1 = 58 free.
+  EXPECT_EQ(plan->fraction_limit_bytes, 52 * kGiB);
+  EXPECT_EQ(plan->free_limit_bytes, 58 * kGiB);
+  EXPECT_EQ(plan->num_blocks, 52 * 1024);
+  // A step's worst-case attention workspace for a 7B-shaped model (32
+  // heads of 128, 2048 tokens, 256 sequences) is part of it.
+  const size_t attention =
+      cuda::AttentionWorkspaceBound(2048, 256, 32, 128, /*max_keys=*/0);
+  EXPECT_GT(attention, 512 * kMiB);
+  EXPECT_LT(attention, 2 * kGiB);
+  in.workspace_bytes = 70 * kGiB;
+  const absl::Status s = PlanKvMemory(in).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_NE(s.message().find("workspace (70.00 GiB)"), std::string::npos) << s;
 }
 
 TEST(MemoryPlanTest, FreeMemoryLimitsWhenAnotherProcessHoldsSome) {
@@ -224,46 +252,123 @@ TEST(AttentionDispatchTest, UnsupportedShapesSayWhy) {
             std::string::npos);
 }
 
-TEST(AttentionDispatchTest, WorkspaceSizes) {
-  // Row kernel, contexts up to 2048: 8 partitions per row, one block column
-  // per query row.
+TEST(AttentionDispatchTest, WorkListsAndWorkspace) {
+  // Row kernel, contexts up to 2048: 8 partitions per row at most; the work
+  // lists (300 rows, 2400 items, counts), then partial results per item and
+  // head; about 4096 blocks looping over the items.
   cu::AttentionPlan p = cu::PlanAttention(Shape(32, 32, 128, 1, 2048));
+  EXPECT_EQ(p.kernel, cu::AttentionKernel::kRowSplitKv);
   EXPECT_EQ(p.max_splits, 8);
-  EXPECT_EQ(p.row_grid_x, 300);
-  const size_t rows = size_t{300} * 32 * 8;
-  EXPECT_EQ(p.partial_o_offset, 0u);
-  EXPECT_EQ(p.partial_ml_offset, rows * 128 * 4);
-  EXPECT_EQ(p.workspace_bytes, rows * 128 * 4 + rows * 2 * 4);
-  // Short contexts need no workspace.
+  EXPECT_EQ(p.max_rows, 300);
+  EXPECT_EQ(p.max_items, 2400);
+  EXPECT_EQ(p.rows_offset, 0u);
+  EXPECT_EQ(p.items_offset, 300u * sizeof(cu::RowWork));
+  EXPECT_EQ(p.counts_offset, p.items_offset + 2400 * sizeof(cu::RowItem));
+  EXPECT_EQ(p.plan_bytes, p.counts_offset + 16);
+  const size_t slots = size_t{2400} * 32;
+  EXPECT_EQ(p.partial_o_offset, p.plan_bytes);
+  EXPECT_EQ(p.partial_ml_offset, p.partial_o_offset + slots * 128 * 4);
+  EXPECT_EQ(p.workspace_bytes, p.partial_ml_offset + slots * 2 * 4);
+  EXPECT_EQ(p.row_grid_x, 4096 / 32);
+  EXPECT_EQ(p.combine_grid_x, 4096 / 32);
+  // Short contexts: one partition per row, no partial results.
   p = cu::PlanAttention(Shape(32, 32, 128, 1, 256));
   EXPECT_EQ(p.max_splits, 1);
-  EXPECT_EQ(p.workspace_bytes, 0u);
-  // Mixed: ceil(300 / 64) + 40 tiles of two int32 and their count; a row
-  // list of at most min(300, 8 * 40) rows and its count; partial buffers for
-  // the listed rows; about 4096 row-kernel blocks.
+  EXPECT_EQ(p.max_items, 300);
+  EXPECT_EQ(p.workspace_bytes, p.plan_bytes);
+  // Few items: no more block columns than items.
+  cu::AttentionShape one = Shape(32, 32, 128, 1, 100);
+  one.num_tokens = 1;
+  one.num_seqs = 1;
+  p = cu::PlanAttention(one);
+  EXPECT_EQ(p.row_grid_x, 1);
+  EXPECT_EQ(p.combine_grid_x, 1);
+  // Mixed: ceil(300 / 64) + 40 tiles of two int32 first; rows are the short
+  // runs' only: at most min(300, 8 * 40).
   p = cu::PlanAttention(Shape(32, 32, 128, 300, 2048));
+  EXPECT_EQ(p.kernel, cu::AttentionKernel::kPrefillMma);
   EXPECT_EQ(p.max_tiles, 5 + 40);
-  EXPECT_EQ(p.max_list_rows, 300);
-  EXPECT_EQ(p.tile_count_offset, cu::AlignUp16(45 * 8));
-  EXPECT_EQ(p.row_list_offset, p.tile_count_offset + 16);
-  EXPECT_EQ(p.row_count_offset, p.row_list_offset + cu::AlignUp16(300 * 4));
-  EXPECT_EQ(p.partial_o_offset, p.row_count_offset + 16);
-  EXPECT_EQ(p.partial_ml_offset, p.partial_o_offset + rows * 128 * 4);
-  EXPECT_EQ(p.workspace_bytes, p.partial_ml_offset + rows * 2 * 4);
-  EXPECT_EQ(p.row_grid_x, 4096 / (8 * 32));
+  EXPECT_EQ(p.tiles_offset, 0u);
+  EXPECT_EQ(p.rows_offset, cu::AlignUp16(45 * 8));
+  EXPECT_EQ(p.max_rows, 300);
+  EXPECT_EQ(p.max_items, 300 * 8);
   // Few sequences: the list is bounded by 8 rows per sequence.
   cu::AttentionShape few = Shape(8, 8, 64, 2048, 2048);
   few.num_tokens = 2049;
   few.num_seqs = 2;
   p = cu::PlanAttention(few);
-  EXPECT_EQ(p.max_list_rows, 16);
-  EXPECT_EQ(p.row_grid_x, 16);
-  // The bound covers both kinds of plan.
-  const size_t bound = cu::AttentionWorkspaceBound(300, 40, 32, 128, 2048);
-  EXPECT_GE(bound,
-            cu::PlanAttention(Shape(32, 32, 128, 1, 2048)).workspace_bytes);
-  EXPECT_GE(bound,
-            cu::PlanAttention(Shape(32, 32, 128, 300, 2048)).workspace_bytes);
+  EXPECT_EQ(p.max_rows, 16);
+  EXPECT_EQ(p.max_items, 16 * 8);
+  EXPECT_EQ(p.row_grid_x, 16 * 8);
+}
+
+TEST(AttentionDispatchTest, WindowsBoundThePartitions) {
+  // Rows that see at most 300 keys (sliding windows) need two partitions
+  // however long their sequences are.
+  cu::AttentionShape s = Shape(32, 32, 128, 1, 1 << 20);
+  EXPECT_EQ(cu::PlanAttention(s).max_splits, cu::kMaxSplits);
+  s.max_keys = 300;
+  const cu::AttentionPlan p = cu::PlanAttention(s);
+  EXPECT_EQ(p.max_splits, 2);
+  EXPECT_EQ(p.max_items, 600);
+  // A bound above the context changes nothing; a negative one is an error.
+  s.max_context_len = 100;
+  EXPECT_EQ(cu::PlanAttention(s).max_splits, 1);
+  s.max_keys = -1;
+  EXPECT_NE(cu::PlanAttention(s).error, nullptr);
+  EXPECT_EQ(cu::FirstVisibleKey(10, 0), 0);
+  EXPECT_EQ(cu::FirstVisibleKey(10, 4), 7);
+  EXPECT_EQ(cu::FirstVisibleKey(10, 11), 0);
+  EXPECT_EQ(cu::FirstVisibleKey(10, 1), 10);
+}
+
+TEST(AttentionDispatchTest, RowLayoutsCoverTheHeadDim) {
+  for (int d = 8; d <= cu::kMaxHeadDim; d += 8) {
+    const cu::RowLayout l = cu::RowLayoutFor(d);
+    EXPECT_GE(l.lanes * l.chunks * 8, d) << d;
+    EXPECT_EQ(32 % l.lanes, 0) << d;
+    // 16-byte loads of K and V in flight per lane and iteration.
+    EXPECT_EQ(l.keys * l.chunks, 4) << d;
+  }
+}
+
+// The workspace reserved at start (AttentionWorkspaceBound) covers every
+// batch within its limits (16-byte aligned queries, as the model's are): no
+// step ever grows it.
+TEST(AttentionDispatchTest, WorkspaceBoundCoversEveryBatchWithinItsLimits) {
+  std::mt19937 rng(17);
+  for (int trial = 0; trial < 20000; ++trial) {
+    const int max_tokens = 1 + static_cast<int>(rng() % 4096);
+    const int max_seqs = 1 + static_cast<int>(rng() % 512);
+    const int heads = 1 + static_cast<int>(rng() % 64);
+    const int d = 8 * (1 + static_cast<int>(rng() % 32));
+    const int max_keys = rng() % 2 ? 0 : 1 + static_cast<int>(rng() % 20000);
+    cu::AttentionShape s;
+    s.num_heads = heads;
+    s.num_kv_heads = heads;
+    s.head_dim = d;
+    s.block_size = 1 + static_cast<int>(rng() % 32);
+    s.num_seqs = 1 + static_cast<int>(rng() % max_seqs);
+    // A batch that can exist: its query runs hold its tokens.
+    const int64_t max_q = 1 + static_cast<int>(rng() % max_tokens);
+    s.num_tokens =
+        1 + static_cast<int>(rng() %
+                             std::min<int64_t>(max_tokens, s.num_seqs * max_q));
+    s.max_query_len = static_cast<int>(std::min<int64_t>(max_q, s.num_tokens));
+    if (int64_t{s.max_query_len} * s.num_seqs < s.num_tokens) {
+      s.max_query_len = (s.num_tokens + s.num_seqs - 1) / s.num_seqs;
+    }
+    s.max_context_len =
+        s.max_query_len + static_cast<int>(rng() % (1 << (rng() % 21)));
+    s.max_keys = max_keys > 0 ? std::min(max_keys, s.max_context_len)
+                              : static_cast<int>(rng() % 2);
+    const cu::AttentionPlan p = cu::PlanAttention(s);
+    ASSERT_EQ(p.error, nullptr);
+    ASSERT_LE(p.workspace_bytes, cu::AttentionWorkspaceBound(
+                                     max_tokens, max_seqs, heads, d, max_keys))
+        << "trial " << trial << ": " << s.num_tokens << " tokens, "
+        << s.num_seqs << " seqs, max query " << s.max_query_len;
+  }
 }
 
 // ---------------------------------------------------------------------------
@@ -271,23 +376,23 @@ TEST(AttentionDispatchTest, WorkspaceSizes) {
 // ---------------------------------------------------------------------------
 
 TEST(LinearDispatchTest, BloomLayers) {
-  cu::LinearShape qkv;  // bias, bf16 out
+  cu::LinearShape qkv;  // bias (a bf16 copy for the bf16 output)
   qkv.has_bias = true;
   cu::LinearPlan p = cu::PlanLinear(qkv);
   EXPECT_EQ(p.gemm_epilogue, cu::GemmEpilogue::kBias);
   EXPECT_FALSE(p.run_kernel);
-  qkv.f32_bias_with_16bit_out = false;  // cuBLASLt refused the fp32 bias
+  qkv.bias_epilogue_ok = false;  // cuBLASLt had no algorithm with the bias
   p = cu::PlanLinear(qkv);
   EXPECT_EQ(p.gemm_epilogue, cu::GemmEpilogue::kDefault);
   EXPECT_TRUE(p.run_kernel && p.kernel_bias);
 
-  cu::LinearShape up = qkv;  // bias + tanh GELU
-  up.f32_bias_with_16bit_out = true;
+  cu::LinearShape up = qkv;  // bias + tanh GELU: both fused, one kernel
+  up.bias_epilogue_ok = true;
   up.act = cu::EpilogueAct::kGeluTanh;
   p = cu::PlanLinear(up);
   EXPECT_EQ(p.gemm_epilogue, cu::GemmEpilogue::kGeluBias);
   EXPECT_FALSE(p.run_kernel);
-  up.f32_bias_with_16bit_out = false;  // GELU must follow the bias
+  up.bias_epilogue_ok = false;  // GELU must follow the bias
   p = cu::PlanLinear(up);
   EXPECT_EQ(p.gemm_epilogue, cu::GemmEpilogue::kDefault);
   EXPECT_TRUE(p.kernel_bias);
@@ -295,7 +400,6 @@ TEST(LinearDispatchTest, BloomLayers) {
 
   cu::LinearShape dense;  // bias + fp32 residual in place
   dense.has_bias = true;
-  dense.out_is_f32 = true;
   dense.has_residual = true;
   dense.residual_same_dtype = true;
   dense.residual_aliases_out = true;
@@ -330,7 +434,6 @@ TEST(LinearDispatchTest, MptLayers) {
   EXPECT_TRUE(p.run_kernel && p.kernel_clamp);
 
   cu::LinearShape head;  // logits: fp32, logit_scale in alpha
-  head.out_is_f32 = true;
   p = cu::PlanLinear(head);
   EXPECT_EQ(p.gemm_epilogue, cu::GemmEpilogue::kDefault);
   EXPECT_FALSE(p.run_kernel);
@@ -338,7 +441,6 @@ TEST(LinearDispatchTest, MptLayers) {
 
 TEST(LinearDispatchTest, ResidualThatMustSurviveTheGemm) {
   cu::LinearShape s;  // act before an in-place residual: scratch output
-  s.out_is_f32 = true;
   s.act = cu::EpilogueAct::kGeluErf;
   s.has_residual = true;
   s.residual_same_dtype = true;

@@ -45,6 +45,16 @@ class ForwardingBackend : public kernels::Backend {
                              kernels::DType dst_dtype) override {
     return inner_->UploadConvert(src, src_dtype, count, dst, dst_dtype);
   }
+  absl::StatusOr<size_t> ReserveWorkspace(
+      const kernels::WorkspaceLimits& limits) override {
+    return inner_->ReserveWorkspace(limits);
+  }
+  bool SupportsGraphs() const override { return inner_->SupportsGraphs(); }
+  absl::StatusOr<kernels::GraphMode> BeginGraph(uint64_t key) override {
+    return inner_->BeginGraph(key);
+  }
+  absl::Status EndGraph(bool keep) override { return inner_->EndGraph(keep); }
+  void ClearGraphs() override { inner_->ClearGraphs(); }
   absl::Status Embedding(const int32_t* ids, int num_tokens,
                          kernels::TensorView table,
                          kernels::TensorView out) override {

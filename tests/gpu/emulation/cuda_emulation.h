@@ -2,9 +2,12 @@
 // that their source (kernels/cuda/*.cu, turned into host C++ by
 // gen_cuda_emulation.py) runs on the CPU in builds and CI without a GPU:
 //
-// - Every CUDA thread of a block is a ucontext on the calling OS thread; a
-//   cooperative scheduler runs them until they reach a barrier. Blocks run
-//   one after another.
+// - Every CUDA thread of a block is a fiber (its own stack) on the calling OS
+//   thread; a cooperative scheduler runs them until they reach a barrier.
+//   Blocks run one after another. On x86-64 fibers switch with a few
+//   instructions (cuda_emu_switch, emulation_mode.cc); elsewhere through
+//   ucontext (swapcontext also saves the signal mask, a system call per
+//   switch, about 100 times slower).
 // - __syncthreads, and the warp-wide exchanges behind __shfl_*_sync and
 //   mma.sync, are barriers over the block or the warp.
 // - mma.sync.m16n8k16 (bf16/fp16 in, fp32 accumulate) follows the PTX ISA
@@ -71,8 +74,20 @@ struct PendingCopy {
   int src_bytes;  // 16, or 0 for a zero fill
 };
 
+#if defined(__x86_64__)
+// Saves the callee-saved registers, MXCSR and the x87 control word on the
+// current stack, stores the stack pointer in *save and resumes the fiber
+// whose stack pointer is `resume` (defined in emulation_mode.cc).
+extern "C" void cuda_emu_switch(void** save, void* resume);
+struct FiberContext {
+  void* sp = nullptr;
+};
+#else
+using FiberContext = ucontext_t;
+#endif
+
 struct ThreadState {
-  ucontext_t context;
+  FiberContext context;
   std::vector<char> stack;
   uint3 thread_idx, block_idx;
   bool done = false;
@@ -96,7 +111,7 @@ struct State {
   Block* block = nullptr;
   dim3 grid, block_dim;
   ThreadState* current = nullptr;
-  ucontext_t scheduler;
+  FiberContext scheduler;
   bool progress = false;
   bool defer_copies = true;
   bool random = false;
@@ -116,7 +131,16 @@ inline void Configure(bool defer_copies, bool random, uint32_t seed) {
   S().rng.seed(seed);
 }
 
-inline void Yield() { swapcontext(&S().current->context, &S().scheduler); }
+// Suspends `from` and resumes `to`.
+inline void SwitchFiber(FiberContext& from, FiberContext& to) {
+#if defined(__x86_64__)
+  cuda_emu_switch(&from.sp, to.sp);
+#else
+  swapcontext(&from, &to);
+#endif
+}
+
+inline void Yield() { SwitchFiber(S().current->context, S().scheduler); }
 
 inline void Release(Barrier& b) {
   b.arrived = 0;
@@ -186,8 +210,35 @@ inline void Trampoline() {
   S().progress = true;
   Drop(CurrentWarp().barrier);
   Drop(S().block->barrier);
+#if defined(__x86_64__)
+  // A finished fiber is never resumed (its stack is re-initialised).
+  SwitchFiber(me.context, S().scheduler);
+  std::abort();
+#endif
 }
 
+#if defined(__x86_64__)
+// A fresh fiber on t.stack whose first resumption enters Trampoline: the
+// frame cuda_emu_switch pops (MXCSR and x87 control word, r15..r12, rbx,
+// rbp, return address), placed so that Trampoline starts with the stack
+// alignment of a called function.
+inline void InitContext(ThreadState& t) {
+  uintptr_t top = reinterpret_cast<uintptr_t>(t.stack.data() + t.stack.size());
+  top &= ~uintptr_t{15};
+  void** sp = reinterpret_cast<void**>(top);
+  *--sp = nullptr;  // pad: the return address slot is 16-byte aligned
+  *--sp = reinterpret_cast<void*>(&Trampoline);
+  for (int i = 0; i < 6; ++i) *--sp = nullptr;  // rbp rbx r12 r13 r14 r15
+  uint32_t mxcsr = 0;
+  uint16_t x87_cw = 0;
+  asm volatile("stmxcsr %0" : "=m"(mxcsr));
+  asm volatile("fnstcw %0" : "=m"(x87_cw));
+  --sp;
+  std::memcpy(sp, &mxcsr, 4);
+  std::memcpy(reinterpret_cast<char*>(sp) + 4, &x87_cw, 2);
+  t.context.sp = sp;
+}
+#else
 // Kept out of Launch: variables live across getcontext() would be at risk
 // (-Wclobbered).
 [[gnu::noinline]] inline void InitContext(ThreadState& t) {
@@ -197,6 +248,7 @@ inline void Trampoline() {
   t.context.uc_link = &S().scheduler;
   makecontext(&t.context, &Trampoline, 0);
 }
+#endif
 
 // Runs `body` as every thread of every block of `grid` (blocks in order).
 inline void Launch(dim3 grid, int threads, size_t smem_bytes,
@@ -240,7 +292,7 @@ inline void Launch(dim3 grid, int threads, size_t smem_bytes,
             }
             if (s.random && s.rng() % 1000 >= pace[i / 32]) continue;
             s.current = &ts[i];
-            swapcontext(&s.scheduler, &ts[i].context);
+            SwitchFiber(s.scheduler, ts[i].context);
             if (ts[i].done) ++finished;
           }
           idle_rounds = s.progress ? 0 : idle_rounds + 1;

@@ -16,6 +16,8 @@
 
 namespace alibi::kernels::cuda::emulated {
 
+cudaError_t LaunchAttentionPlan(const AttentionArgs& args,
+                                const AttentionPlan& plan, cudaStream_t stream);
 cudaError_t LaunchPrefillAttention(const AttentionArgs& args,
                                    const AttentionPlan& plan,
                                    cudaStream_t stream);

@@ -131,9 +131,8 @@ def rewrite_prefill(src):
     src = replace_once(
         src, "extern __shared__ __align__(16) unsigned char smem_raw[];",
         "unsigned char* smem_raw = cuda_emu::DynamicSmem();")
-    return replace_once(src, "constexpr int kPlanThreads = 1024;\n",
-                        "constexpr int kPlanThreads = 1024;\n" +
-                        PREFILL_HELPERS)
+    anchor = "constexpr float kLog2e = 1.4426950408889634f;\n"
+    return replace_once(src, anchor, anchor + PREFILL_HELPERS)
 
 
 def generate(path, name):
