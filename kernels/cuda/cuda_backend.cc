@@ -18,6 +18,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/status_macros.h"
 #include "kernels/cuda/attention.cuh"
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/convert.cuh"
@@ -26,7 +27,6 @@
 #include "kernels/cuda/gather.cuh"
 #include "kernels/cuda/kv_write.cuh"
 #include "kernels/cuda/layernorm.cuh"
-#include "common/status_macros.h"
 
 namespace alibi::kernels::cuda {
 namespace {
@@ -72,6 +72,7 @@ std::optional<ElemType> ToElem(DType dtype) {
     case DType::kBF16:
       return ElemType::kBF16;
     case DType::kI32:
+    case DType::kI8:
       break;
   }
   return std::nullopt;
@@ -85,6 +86,7 @@ cudaDataType_t ToCudaType(DType dtype) {
       return CUDA_R_16BF;
     case DType::kF32:
     case DType::kI32:
+    case DType::kI8:
       break;
   }
   return CUDA_R_32F;

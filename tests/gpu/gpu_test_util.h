@@ -14,9 +14,9 @@
 #include <string>
 #include <vector>
 
+#include "common/half.h"
 #include "gtest/gtest.h"
 #include "kernels/backend.h"
-#include "common/half.h"
 
 namespace alibi::kernels::gpu_test {
 
@@ -64,7 +64,7 @@ class Backends {
  public:
   explicit Backends(DType dtype) : dtype_(dtype) {
     BackendOptions cpu_options;
-    cpu_options.device = "cpu";
+    cpu_options.device = "ref";
     cpu_options.num_threads = 0;  // every core: the oracle is the slow side
     auto cpu = CreateBackend(cpu_options);
     EXPECT_TRUE(cpu.ok()) << cpu.status();

@@ -45,6 +45,15 @@ class ForwardingBackend : public kernels::Backend {
                              kernels::DType dst_dtype) override {
     return inner_->UploadConvert(src, src_dtype, count, dst, dst_dtype);
   }
+  absl::StatusOr<kernels::Weight> UploadWeight(const void* src,
+                                               kernels::DType src_dtype,
+                                               int64_t rows,
+                                               int64_t cols) override {
+    return inner_->UploadWeight(src, src_dtype, rows, cols);
+  }
+  absl::Status DownloadWeight(kernels::TensorView weight, float* dst) override {
+    return inner_->DownloadWeight(weight, dst);
+  }
   absl::Status Embedding(const int32_t* ids, int num_tokens,
                          kernels::TensorView table,
                          kernels::TensorView out) override {

@@ -17,11 +17,11 @@
 #include <utility>
 #include <vector>
 
+#include "common/half.h"
 #include "gtest/gtest.h"
 #include "kernels/backend.h"
 #include "kernels/cuda/attention.cuh"
 #include "kernels/cuda/dispatch.h"
-#include "common/half.h"
 #include "tests/gpu/emulation/emulated_kernels.h"
 #include "tests/gpu/paged_attention_case.h"
 
@@ -78,7 +78,7 @@ TEST_P(AttentionEmulationTest, MatchesCpuBackend) {
   const std::vector<float> slopes = gpu_test::CaseSlopes(c);
 
   BackendOptions options;
-  options.device = "cpu";
+  options.device = "ref";
   options.num_threads = 1;
   auto cpu = CreateBackend(options);
   ASSERT_TRUE(cpu.ok());
