@@ -68,12 +68,11 @@ class CpuBackend final : public host::HostBackend {
           "cpu backend: cannot upload ", DTypeName(src_dtype), " weights"));
     }
     if (rows <= 0 || cols <= 0 || src == nullptr) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "cpu backend: weight [", rows, ",", cols, "] is empty"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("cpu backend: weight [", rows, ",", cols, "] is empty"));
     }
-    ASSIGN_OR_RETURN(
-        Buffer buffer,
-        Allocate(PackedWeightBytes(weight_format_, rows, cols)));
+    ASSIGN_OR_RETURN(Buffer buffer,
+                     Allocate(PackedWeightBytes(weight_format_, rows, cols)));
     uint8_t* dst = buffer.as<uint8_t>();
     const int64_t panels = (rows + kPanel - 1) / kPanel;
     pool().ParallelFor(panels, 4, [&](int64_t begin, int64_t end, int) {
@@ -81,16 +80,16 @@ class CpuBackend final : public host::HostBackend {
                        dst);
     });
     Weight weight{std::move(buffer), {}};
-    weight.view = TensorView{weight.buffer.data(), weight_dtype_, rows, cols,
-                             cols, /*packed=*/true};
+    weight.view = TensorView{
+        weight.buffer.data(), weight_dtype_, rows, cols, cols, /*packed=*/true};
     return weight;
   }
 
   absl::Status DownloadWeight(TensorView weight, float* dst) override {
     RETURN_IF_ERROR(CheckWeight(weight, "downloaded weight"));
     for (int64_t r = 0; r < weight.rows; ++r) {
-      UnpackWeightRow(static_cast<const uint8_t*>(weight.data),
-                      weight_format_, weight.cols, r, dst + r * weight.cols);
+      UnpackWeightRow(static_cast<const uint8_t*>(weight.data), weight_format_,
+                      weight.cols, r, dst + r * weight.cols);
     }
     return absl::OkStatus();
   }
@@ -108,9 +107,8 @@ class CpuBackend final : public host::HostBackend {
     const int64_t h = table.cols;
     pool().ParallelFor(num_tokens, RowGrain(h), [&](int64_t b, int64_t e, int) {
       for (int64_t t = b; t < e; ++t) {
-        UnpackWeightRow(static_cast<const uint8_t*>(table.data),
-                        weight_format_, h, ids[t],
-                        At<float>(out.data, t * out.row_stride));
+        UnpackWeightRow(static_cast<const uint8_t*>(table.data), weight_format_,
+                        h, ids[t], At<float>(out.data, t * out.row_stride));
       }
     });
     return absl::OkStatus();
@@ -127,9 +125,8 @@ class CpuBackend final : public host::HostBackend {
     const int64_t h = in.cols;
     pool().ParallelFor(in.rows, RowGrain(h), [&](int64_t b, int64_t e, int) {
       for (int64_t t = b; t < e; ++t) {
-        kernels_->layer_norm(At<float>(in.data, t * in.row_stride), gamma,
-                             beta, eps, h,
-                             At<float>(out.data, t * out.row_stride));
+        kernels_->layer_norm(At<float>(in.data, t * in.row_stride), gamma, beta,
+                             eps, h, At<float>(out.data, t * out.row_stride));
       }
     });
     return absl::OkStatus();
@@ -190,8 +187,8 @@ class CpuBackend final : public host::HostBackend {
     // the load when the machine is shared.
     const int64_t panels = (n + kPanel - 1) / kPanel;
     const int64_t slices = int64_t{num_threads()} * 4;
-    const int64_t grain = std::max<int64_t>(
-        4, ((panels + slices - 1) / slices + 3) / 4 * 4);
+    const int64_t grain =
+        std::max<int64_t>(4, ((panels + slices - 1) / slices + 3) / 4 * 4);
     pool().ParallelFor(panels, grain, [&](int64_t b, int64_t e, int) {
       kernels_->gemm(call, b, e);
     });
@@ -344,8 +341,8 @@ absl::StatusOr<std::unique_ptr<Backend>> CreateCpuBackend(
     return absl::InvalidArgumentError("cpu backend: num_threads must be >= 0");
   }
   if (num_threads == 0) {
-    num_threads = static_cast<int>(
-        std::max(1u, std::thread::hardware_concurrency()));
+    num_threads =
+        static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   }
   ASSIGN_OR_RETURN(const int weight_format,
                    WeightFormatOf(options.cpu_weight_dtype));
@@ -381,18 +378,26 @@ MachineLimits MeasureMachineLimits(int num_threads) {
     return std::chrono::duration<double>(Clock::now() - start).count();
   };
   MachineLimits limits;
-  // Reads: 256 MiB per thread (far beyond the caches), best of 3.
+  // Reads: 256 MiB per thread (far beyond the caches) in 1, 2, 4 or 8
+  // interleaved streams, the best of 3 runs each.
   const int64_t per_thread = int64_t{256} << 20;
   std::vector<std::vector<float>> buffers(num_threads);
+  // Distinct values on every page (a hypervisor may merge equal pages).
   timed([&](int t) {
-    buffers[t].assign(static_cast<size_t>(per_thread / 4), 1.0f);
+    buffers[t].resize(static_cast<size_t>(per_thread / 4));
+    for (size_t i = 0; i < buffers[t].size(); ++i) {
+      buffers[t][i] = static_cast<float>(i + t);
+    }
   });
-  for (int rep = 0; rep < 3; ++rep) {
-    const double s = timed(
-        [&](int t) { kernels->read_probe(buffers[t].data(), per_thread); });
-    limits.read_gb_per_s = std::max(
-        limits.read_gb_per_s, static_cast<double>(per_thread) * num_threads /
-                                  s / 1e9);
+  for (int streams : {1, 2, 4, 8}) {
+    for (int rep = 0; rep < 3; ++rep) {
+      const double s = timed([&](int t) {
+        kernels->read_probe(buffers[t].data(), per_thread, streams);
+      });
+      limits.read_gb_per_s =
+          std::max(limits.read_gb_per_s,
+                   static_cast<double>(per_thread) * num_threads / s / 1e9);
+    }
   }
   buffers.clear();
   // Multiply-adds from registers, best of 3.

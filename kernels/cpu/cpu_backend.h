@@ -48,8 +48,9 @@ absl::StatusOr<std::unique_ptr<Backend>> CreateCpuBackend(
 std::vector<std::string> SupportedKernelLevels();
 
 // The machine's limits, measured now with `num_threads` threads by the best
-// kernel level: streaming reads from a buffer far larger than the caches,
-// and multiply-adds from registers (for alibi-microbench).
+// kernel level: streaming reads from buffers far larger than the caches (the
+// best of 1 to 8 interleaved streams per thread), and multiply-adds from
+// registers (for alibi-microbench).
 struct MachineLimits {
   double read_gb_per_s = 0;
   double fma_gflop_per_s = 0;   // float32 FMA

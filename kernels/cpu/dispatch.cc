@@ -79,8 +79,8 @@ std::vector<KernelLevel> KernelLevels() {
   const bool avx2 = f.avx2 && f.fma && f.f16c;
   const bool avx512 =
       avx2 && f.avx512f && f.avx512bw && f.avx512dq && f.avx512vl;
-  levels.push_back({&avx512_bf16::Table(),
-                    avx512 && f.avx512_vnni && f.avx512_bf16});
+  levels.push_back(
+      {&avx512_bf16::Table(), avx512 && f.avx512_vnni && f.avx512_bf16});
   levels.push_back({&avx512_vnni::Table(), avx512 && f.avx512_vnni});
   levels.push_back({&avx512::Table(), avx512});
   levels.push_back({&avx2::Table(), avx2});

@@ -46,8 +46,8 @@ namespace alibi::kernels::cpu {
 enum WeightFormat : int { kWF32 = 0, kWF16 = 1, kWBF16 = 2, kWI8 = 3 };
 constexpr int kNumWeightFormats = 4;
 
-constexpr int kPanel = 32;     // output columns per panel
-constexpr int kGroup = 32;     // int8 weights per scale
+constexpr int kPanel = 32;  // output columns per panel
+constexpr int kGroup = 32;  // int8 weights per scale
 constexpr int kGroupBytes = 8 * kPanel * 4 + kPanel * 2;  // 1088
 
 // KV cache element types.
@@ -79,8 +79,8 @@ struct GemmCall {
 // Attention of one query row for `heads` consecutive query heads that share
 // KV head `kv_head` (backend.h's PagedAttention, keys lo..pos).
 struct AttentionTask {
-  const float* q = nullptr;  // [heads][head_dim], head after head
-  float* out = nullptr;      // [heads][head_dim]
+  const float* q = nullptr;       // [heads][head_dim], head after head
+  float* out = nullptr;           // [heads][head_dim]
   const float* slopes = nullptr;  // [heads]
   int heads = 1;
   int head_dim = 0;
@@ -107,8 +107,7 @@ struct KernelTable {
   // Packs row blocks [block_begin, block_end) of x: [rows, k] (row stride
   // x_stride) into `dst` (sized by packed_a_bytes).
   void (*pack_a)(int format, const float* x, int64_t x_stride, int64_t rows,
-                 int64_t k, int64_t block_begin, int64_t block_end,
-                 void* dst);
+                 int64_t k, int64_t block_begin, int64_t block_end, void* dst);
   // Output columns of panels [panel_begin, panel_end) for every row.
   void (*gemm)(const GemmCall& call, int64_t panel_begin, int64_t panel_end);
   // y = (x - mean) / sqrt(var + eps) * gamma + beta over one row of h.
@@ -119,11 +118,12 @@ struct KernelTable {
   void (*attention)(const AttentionTask& task);
   // Machine probes for alibi-microbench: each runs `iterations` rounds of
   // independent multiply-adds and returns the floating-point (or int8)
-  // operations done; read_probe sums `bytes` bytes (a multiple of 64).
+  // operations done; read_probe sums `bytes` bytes in `streams` interleaved
+  // sequential streams.
   double (*fma_probe)(int64_t iterations);
   double (*bf16_probe)(int64_t iterations);
   double (*int8_probe)(int64_t iterations);
-  float (*read_probe)(const void* data, int64_t bytes);
+  float (*read_probe)(const void* data, int64_t bytes, int streams);
 };
 
 }  // namespace alibi::kernels::cpu

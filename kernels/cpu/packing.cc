@@ -31,7 +31,8 @@ void PanelColumns(const void* src, DType dtype, int64_t n, int64_t k,
       std::fill(out, out + k, 0.0f);
       continue;
     }
-    for (int64_t kk = 0; kk < k; ++kk) out[kk] = SourceValue(src, dtype, row * k + kk);
+    for (int64_t kk = 0; kk < k; ++kk)
+      out[kk] = SourceValue(src, dtype, row * k + kk);
   }
 }
 
@@ -42,7 +43,8 @@ void PackInt8Panel(const float* cols, int64_t k, uint8_t* dst) {
     uint16_t* scales = reinterpret_cast<uint16_t*>(block + 8 * kPanel * 4);
     for (int j = 0; j < kPanel; ++j) {
       const float* x = cols + j * k + g * kGroup;
-      const int valid = static_cast<int>(std::min<int64_t>(kGroup, k - g * kGroup));
+      const int valid =
+          static_cast<int>(std::min<int64_t>(kGroup, k - g * kGroup));
       float amax = 0.0f;
       for (int i = 0; i < valid; ++i) amax = std::max(amax, std::fabs(x[i]));
       const uint16_t scale16 = FloatToFp16(std::min(amax / 127.0f, 65504.0f));
@@ -89,9 +91,9 @@ absl::StatusOr<int> WeightFormatOf(DType dtype) {
     case DType::kI32:
       break;
   }
-  return absl::InvalidArgumentError(absl::StrCat(
-      "cpu backend: weights cannot be stored as ", DTypeName(dtype),
-      " (float32, bfloat16, float16 or int8)"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("cpu backend: weights cannot be stored as ",
+                   DTypeName(dtype), " (float32, bfloat16, float16 or int8)"));
 }
 
 int64_t PackedWeightBytes(int format, int64_t n, int64_t k) {
@@ -110,7 +112,8 @@ void PackWeightPanels(const void* src, DType src_dtype, int64_t n, int64_t k,
       case kWF32: {
         float* o = reinterpret_cast<float*>(out);
         for (int j = 0; j < kPanel; ++j) {
-          for (int64_t kk = 0; kk < k; ++kk) o[kk * kPanel + j] = cols[j * k + kk];
+          for (int64_t kk = 0; kk < k; ++kk)
+            o[kk * kPanel + j] = cols[j * k + kk];
         }
         break;
       }
@@ -143,8 +146,8 @@ void PackWeightPanels(const void* src, DType src_dtype, int64_t n, int64_t k,
   }
 }
 
-void UnpackWeightRow(const uint8_t* packed, int format, int64_t k,
-                     int64_t row, float* dst) {
+void UnpackWeightRow(const uint8_t* packed, int format, int64_t k, int64_t row,
+                     float* dst) {
   const uint8_t* panel = packed + row / kPanel * PanelBytes(format, k);
   const int j = static_cast<int>(row % kPanel);
   for (int64_t kk = 0; kk < k; ++kk) {
@@ -159,7 +162,8 @@ void UnpackWeightRow(const uint8_t* packed, int format, int64_t k,
       case kWBF16: {
         const uint32_t word =
             reinterpret_cast<const uint32_t*>(panel)[kk / 2 * kPanel + j];
-        dst[kk] = Bf16ToFloat(static_cast<uint16_t>(kk % 2 ? word >> 16 : word));
+        dst[kk] =
+            Bf16ToFloat(static_cast<uint16_t>(kk % 2 ? word >> 16 : word));
         break;
       }
       default: {

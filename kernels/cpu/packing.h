@@ -30,8 +30,8 @@ void PackWeightPanels(const void* src, DType src_dtype, int64_t n, int64_t k,
 
 // Row `row` of a packed [*, k] weight: the k values the kernels multiply
 // with, as float32.
-void UnpackWeightRow(const uint8_t* packed, int format, int64_t k,
-                     int64_t row, float* dst);
+void UnpackWeightRow(const uint8_t* packed, int format, int64_t k, int64_t row,
+                     float* dst);
 
 }  // namespace alibi::kernels::cpu
 
