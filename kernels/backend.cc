@@ -1,18 +1,14 @@
 #include "kernels/backend.h"
 
-#include <dlfcn.h>
-#include <stdlib.h>
-#include <unistd.h>
-
 #include <string>
 #include <vector>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
-
-#if ALIBI_HAVE_CPU_BACKEND
+#include "absl/strings/str_join.h"
 #include "kernels/cpu/cpu_backend.h"
-#endif
+#include "kernels/cuda_plugin.h"
+#include "kernels/reference/reference_backend.h"
 
 namespace alibi::kernels {
 
@@ -24,116 +20,78 @@ absl::StatusOr<DType> ParseDType(absl::string_view name) {
   }
   if (n == "bfloat16" || n == "bf16") return DType::kBF16;
   if (n == "int32" || n == "i32") return DType::kI32;
+  if (n == "int8" || n == "i8") return DType::kI8;
   return absl::InvalidArgumentError(
       absl::StrCat("unknown dtype \"", name, "\""));
 }
 
 namespace {
 
-constexpr char kCudaPluginName[] = "libalibi_cuda.so";
+absl::StatusOr<std::unique_ptr<Backend>> CreateReference(
+    const BackendOptions& options) {
+  if (options.cpu_weight_dtype != DType::kF32) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--cpu_weight_dtype: the ref backend computes in float32, not ",
+        DTypeName(options.cpu_weight_dtype)));
+  }
+  if (options.kv_dtype.has_value() && *options.kv_dtype != DType::kF32) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--kv_cache_dtype: the ref backend keeps its KV cache in float32, not ",
+        DTypeName(*options.kv_dtype)));
+  }
+  return reference::CreateReferenceBackend(options.num_threads);
+}
 
-// The CUDA backend plugin (kernels/cuda/plugin.cc), loaded once and never
-// unloaded.
-struct CudaPlugin {
-  int (*device_count)() = nullptr;
-  Backend* (*create)(int dtype, char* error, size_t error_size) = nullptr;
-  std::string load_error;  // why it is not available
+std::string Always() { return ""; }
+
+// The backend table: name, description, why it is unavailable ("" when it
+// is available), factory.
+struct BackendEntry {
+  const char* name;
+  const char* description;
+  std::string (*unavailable)();
+  absl::StatusOr<std::unique_ptr<Backend>> (*create)(const BackendOptions&);
 };
 
-std::string ExecutableDir() {
-  char path[4096];
-  const ssize_t n = readlink("/proc/self/exe", path, sizeof(path) - 1);
-  if (n <= 0) return ".";
-  std::string exe(path, static_cast<size_t>(n));
-  return exe.substr(0, exe.find_last_of('/'));
-}
-
-// Looks in $ALIBI_CUDA_PLUGIN, next to the executable, in ../lib (the
-// installed layout), in the build tree, then on the loader's search path.
-const CudaPlugin& GetCudaPlugin() {
-  static const CudaPlugin* plugin = [] {
-    auto* p = new CudaPlugin;
-    std::vector<std::string> candidates;
-    if (const char* env = std::getenv("ALIBI_CUDA_PLUGIN"); env != nullptr) {
-      candidates.push_back(env);
-    }
-    const std::string dir = ExecutableDir();
-    candidates.push_back(dir + "/" + kCudaPluginName);
-    candidates.push_back(dir + "/../lib/" + kCudaPluginName);
-#ifdef ALIBI_CUDA_PLUGIN_BUILD_PATH
-    candidates.push_back(ALIBI_CUDA_PLUGIN_BUILD_PATH);
-#endif
-    candidates.push_back(kCudaPluginName);
-    for (const std::string& candidate : candidates) {
-      const bool bare = candidate.find('/') == std::string::npos;
-      if (!bare && access(candidate.c_str(), F_OK) != 0) continue;
-      void* handle = dlopen(candidate.c_str(), RTLD_NOW | RTLD_LOCAL);
-      if (handle == nullptr) {
-        // A plugin that exists but cannot load (missing CUDA libraries) is
-        // worth reporting; a bare name not on the search path is not.
-        if (!bare || p->load_error.empty()) {
-          p->load_error = absl::StrCat(candidate, ": ", dlerror());
-        }
-        continue;
-      }
-      p->device_count =
-          reinterpret_cast<int (*)()>(dlsym(handle, "alibi_cuda_device_count"));
-      p->create = reinterpret_cast<Backend* (*)(int, char*, size_t)>(
-          dlsym(handle, "alibi_cuda_create_backend"));
-      if (p->device_count != nullptr && p->create != nullptr) return p;
-      p->load_error =
-          absl::StrCat(candidate, ": not an alibi-serve CUDA plugin");
-    }
-    if (p->load_error.empty()) {
-      p->load_error = absl::StrCat(
-          kCudaPluginName,
-          " not found (build with -DALIBI_CUDA=ON, or set ALIBI_CUDA_PLUGIN)");
-    }
-    return p;
-  }();
-  return *plugin;
-}
+const BackendEntry kBackends[] = {
+    {"cpu",
+     "fast CPU backend: packed f32/bf16/f16/int8 weights, SIMD kernels "
+     "picked at run time",
+     &Always, &cpu::CreateCpuBackend},
+    {"ref", "reference CPU backend: plain fp32 loops, the numerical oracle",
+     &Always, &CreateReference},
+    {"cuda", "CUDA backend (plugin): bf16/fp16, cuBLASLt, paged attention",
+     &CudaPluginUnavailableReason, &CreateCudaFromPlugin},
+};
 
 }  // namespace
 
-bool CudaAvailable() {
-  const CudaPlugin& plugin = GetCudaPlugin();
-  return plugin.device_count != nullptr && plugin.device_count() > 0;
+std::vector<BackendInfo> ListBackends() {
+  std::vector<BackendInfo> out;
+  for (const BackendEntry& entry : kBackends) {
+    const std::string reason = entry.unavailable();
+    out.push_back({entry.name, entry.description, reason.empty(), reason});
+  }
+  return out;
+}
+
+std::string ResolveDevice(absl::string_view device) {
+  std::string name = absl::AsciiStrToLower(device);
+  if (name == "auto") name = CudaAvailable() ? "cuda" : "cpu";
+  return name;
 }
 
 absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(
     const BackendOptions& options) {
-  std::string device = absl::AsciiStrToLower(options.device);
-  if (device == "auto") device = CudaAvailable() ? "cuda" : "cpu";
-  if (device == "cpu") {
-#if ALIBI_HAVE_CPU_BACKEND
-    return cpu::CreateCpuBackend(options.num_threads);
-#else
-    return absl::UnimplementedError("this build has no CPU backend");
-#endif
+  const std::string device = ResolveDevice(options.device);
+  std::vector<std::string> names;
+  for (const BackendEntry& entry : kBackends) {
+    if (device == entry.name) return entry.create(options);
+    names.push_back(entry.name);
   }
-  if (device == "cuda") {
-    const CudaPlugin& plugin = GetCudaPlugin();
-    if (plugin.create == nullptr) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("--device=cuda: the CUDA backend is not available: ",
-                       plugin.load_error));
-    }
-    if (plugin.device_count() <= 0) {
-      return absl::FailedPreconditionError(
-          "--device=cuda: no CUDA device is visible");
-    }
-    char error[512] = {0};
-    Backend* backend = plugin.create(static_cast<int>(options.cuda_dtype),
-                                     error, sizeof(error));
-    if (backend == nullptr) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("--device=cuda: ", error));
-    }
-    return std::unique_ptr<Backend>(backend);
-  }
-  return absl::InvalidArgumentError(absl::StrCat(
-      "--device: unknown device \"", options.device, "\" (auto, cpu, cuda)"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("--device: unknown device \"", options.device, "\" (auto, ",
+                   absl::StrJoin(names, ", "), ")"));
 }
 
 }  // namespace alibi::kernels

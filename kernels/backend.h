@@ -1,7 +1,10 @@
 // The compute backend interface: device memory and the handful of ops an
-// ALiBi decoder needs. The CPU backend (kernels/cpu) is the readable fp32
-// reference and the oracle every other backend is tested against; the CUDA
-// backend (kernels/cuda) is the fast one.
+// ALiBi decoder needs. Backends (kernels/backend.cc holds the table):
+// - "ref" (kernels/reference): plain fp32 loops, the numerical oracle every
+//   other backend is tested against (tests/kernels/backend_conformance_test);
+// - "cpu" (kernels/cpu): the fast CPU backend, weights packed at load in
+//   f32, bf16, f16 or int8, SIMD kernels picked at run time;
+// - "cuda" (kernels/cuda, a plugin built when nvcc is found).
 //
 // Conventions:
 // - Tensors are row-major 2-D views (`TensorView`) into backend memory.
@@ -11,6 +14,9 @@
 // - The residual stream is always fp32; GEMM inputs/outputs use
 //   activation_dtype() unless an op says otherwise; the KV pool uses
 //   kv_dtype(); layernorm gains, biases and ALiBi slopes are fp32.
+// - Weight matrices are uploaded once with UploadWeight, which may store them
+//   in a layout of the backend's own (packed panels, quantized blocks);
+//   Linear and Embedding take the view it returns.
 // - ALiBi: query at absolute position i and key at position j of the same
 //   sequence get score += -slope[h] * (i - j), computed inside the attention
 //   op. No bias tensor is ever materialised.
@@ -22,16 +28,24 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <memory>
+#include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "common/half.h"
 
 namespace alibi::kernels {
 
-enum class DType : uint8_t { kF32, kF16, kBF16, kI32 };
+// kI8: weight matrices only; symmetric int8 with one scale per group of 32
+// consecutive weights of a row (kernels/cpu).
+enum class DType : uint8_t { kF32, kF16, kBF16, kI32, kI8 };
 
 // Inline: the CUDA backend plugin uses them without linking alibi_kernels.
 inline size_t DTypeSize(DType dtype) {
@@ -42,10 +56,12 @@ inline size_t DTypeSize(DType dtype) {
     case DType::kF16:
     case DType::kBF16:
       return 2;
+    case DType::kI8:
+      return 1;
   }
   return 0;
 }
-// "float32", "float16", "bfloat16", "int32".
+// "float32", "float16", "bfloat16", "int32", "int8".
 inline absl::string_view DTypeName(DType dtype) {
   switch (dtype) {
     case DType::kF32:
@@ -56,10 +72,12 @@ inline absl::string_view DTypeName(DType dtype) {
       return "bfloat16";
     case DType::kI32:
       return "int32";
+    case DType::kI8:
+      return "int8";
   }
   return "unknown";
 }
-// Parses DTypeName's output (and "f32"/"fp32"/"f16"/"fp16"/"bf16").
+// Parses DTypeName's output (and "f32"/"fp32"/"f16"/"fp16"/"bf16"/"i8").
 absl::StatusOr<DType> ParseDType(absl::string_view name);
 
 // A non-owning row-major 2-D view: element (r, c) is at
@@ -70,6 +88,10 @@ struct TensorView {
   int64_t rows = 0;
   int64_t cols = 0;
   int64_t row_stride = 0;  // in elements, >= cols
+  // A weight in the private layout of the backend that uploaded it
+  // (UploadWeight): then only dtype, rows and cols mean anything outside
+  // that backend, and Cols()/Rows() do not apply.
+  bool packed = false;
 
   static TensorView Of(void* data, DType dtype, int64_t rows, int64_t cols) {
     return TensorView{data, dtype, rows, cols, cols};
@@ -226,13 +248,20 @@ class Buffer {
   void* ctx_ = nullptr;
 };
 
+// A weight matrix in backend memory, made by Backend::UploadWeight.
+struct Weight {
+  Buffer buffer;    // owns the bytes
+  TensorView view;  // [rows, cols] of the backend's weight dtype, for ops
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
 
-  // "cpu" or "cuda:0 (NVIDIA H100 80GB HBM3)".
+  // "cpu (2 threads, avx512_bf16 kernels, bfloat16 weights, float32 KV)" or
+  // "cuda:0 (NVIDIA H100 80GB HBM3)".
   virtual std::string Name() const = 0;
-  // "cpu" or "cuda".
+  // The registry name: "ref", "cpu" or "cuda".
   virtual absl::string_view Kind() const = 0;
   virtual DType weight_dtype() const = 0;
   virtual DType activation_dtype() const = 0;
@@ -279,9 +308,68 @@ class Backend {
   // Drops every recording (the buffers they use were reallocated).
   virtual void ClearGraphs() {}
 
+  // Uploads a host matrix `src`: [rows, cols] row-major of `src_dtype`
+  // (kF32/kF16/kBF16) as a weight for Linear (and Embedding): stored in
+  // weight_dtype(), in whatever layout the backend's kernels read (packed
+  // once, here). The default: a row-major matrix through UploadConvert.
+  virtual absl::StatusOr<Weight> UploadWeight(const void* src, DType src_dtype,
+                                              int64_t rows, int64_t cols) {
+    const DType dtype = weight_dtype();
+    const size_t count = static_cast<size_t>(rows * cols);
+    absl::StatusOr<Buffer> buffer = Allocate(count * DTypeSize(dtype));
+    if (!buffer.ok()) return buffer.status();
+    absl::Status status =
+        UploadConvert(src, src_dtype, count, buffer->data(), dtype);
+    if (!status.ok()) return status;
+    Weight weight{std::move(*buffer), {}};
+    weight.view = TensorView::Of(weight.buffer.data(), dtype, rows, cols);
+    return weight;
+  }
+
+  // Copies a weight made by UploadWeight back to the host as the fp32
+  // values Linear multiplies with ([rows, cols] row-major: widened 16-bit
+  // values, dequantized int8), for tests and tools. The default reads a
+  // row-major kF32/kF16/kBF16 matrix.
+  virtual absl::Status DownloadWeight(TensorView weight, float* dst) {
+    if (weight.packed) {
+      return absl::InvalidArgumentError(
+          "DownloadWeight: a packed weight of another backend");
+    }
+    const size_t size = DTypeSize(weight.dtype);
+    std::vector<char> host(static_cast<size_t>(weight.cols) * size);
+    for (int64_t r = 0; r < weight.rows; ++r) {
+      absl::Status status = CopyToHost(
+          host.data(),
+          static_cast<const char*>(weight.data) + r * weight.row_stride * size,
+          host.size());
+      if (!status.ok()) return status;
+      float* out = dst + r * weight.cols;
+      for (int64_t c = 0; c < weight.cols; ++c) {
+        uint16_t half = 0;
+        if (size == 2) std::memcpy(&half, host.data() + c * 2, 2);
+        switch (weight.dtype) {
+          case DType::kF32:
+            std::memcpy(out + c, host.data() + c * 4, 4);
+            break;
+          case DType::kF16:
+            out[c] = Fp16ToFloat(half);
+            break;
+          case DType::kBF16:
+            out[c] = Bf16ToFloat(half);
+            break;
+          case DType::kI32:
+          case DType::kI8:
+            return absl::InvalidArgumentError(absl::StrCat(
+                "DownloadWeight: cannot read ", DTypeName(weight.dtype)));
+        }
+      }
+    }
+    return absl::OkStatus();
+  }
+
   // ---- ops ----
-  // out[t, :] = table[ids[t], :].  ids: [T] int32; table: [V, H] weight
-  // dtype; out: [T, H] fp32.
+  // out[t, :] = table[ids[t], :].  ids: [T] int32; table: [V, H], a weight
+  // from UploadWeight (the values DownloadWeight reads); out: [T, H] fp32.
   virtual absl::Status Embedding(const int32_t* ids, int num_tokens,
                                  TensorView table, TensorView out) = 0;
 
@@ -297,10 +385,10 @@ class Backend {
                                  TensorView out) = 0;
 
   // out = epilogue(in W^T).  in: [T, K] activation dtype; weight: [N, K]
-  // weight dtype (the Hugging Face [out_features, in_features] layout);
+  // from UploadWeight (the Hugging Face [out_features, in_features] layout);
   // out: [T, N] activation dtype, or fp32 when a residual is fused or for
-  // logits. Each output row depends only on its input row; the CPU backend
-  // guarantees that bit for bit whatever T is (batch invariance, tested),
+  // logits. Each output row depends only on its input row; the CPU backends
+  // guarantee that bit for bit whatever T is (batch invariance, tested),
   // the CUDA backend up to rounding (cuBLASLt picks kernels by shape).
   virtual absl::Status Linear(TensorView in, TensorView weight,
                               const LinearEpilogue& epilogue,
@@ -329,16 +417,42 @@ class Backend {
 
 struct BackendOptions {
   // "auto" (CUDA when a GPU is visible and the CUDA backend was built, else
-  // CPU), "cpu" or "cuda".
+  // "cpu"), or a name from ListBackends(): "cpu", "ref", "cuda".
   std::string device = "auto";
-  // CPU: worker threads (0: all cores).
+  // CPU backends: compute threads (0: all cores).
   int num_threads = 0;
   // CUDA: weight/activation dtype, kBF16 or kF16.
   DType cuda_dtype = DType::kBF16;
+  // "cpu": how weight matrices are stored: kF32, kBF16, kF16 or kI8. "ref"
+  // takes kF32 only.
+  DType cpu_weight_dtype = DType::kF32;
+  // KV cache dtype; unset: the backend's own (fp32 on CPU backends, the
+  // cuda_dtype on CUDA). "cpu" also takes kBF16 and kF16.
+  std::optional<DType> kv_dtype;
+  // "cpu": the kernel set, "auto" (the best this CPU runs) or a lower one
+  // by name (tests and benchmarks; see kernels/cpu/cpu_backend.h).
+  std::string cpu_kernels = "auto";
 };
 
-// Creates the backend `options.device` names. Errors: unknown device name,
-// CUDA requested but not built or no GPU visible.
+// A backend of the table in kernels/backend.cc.
+struct BackendInfo {
+  std::string name;  // the --device value
+  std::string description;
+  // Whether CreateBackend can make it here; if not, why.
+  bool available = false;
+  std::string unavailable_reason;
+};
+
+// Every backend this build knows, available or not.
+std::vector<BackendInfo> ListBackends();
+
+// The backend "auto" stands for here ("cuda" with a visible GPU, else "cpu");
+// other names are returned lower-cased, unchecked.
+std::string ResolveDevice(absl::string_view device);
+
+// Creates the backend `options.device` names. Errors: unknown device name
+// (InvalidArgument), an option the backend does not take (InvalidArgument,
+// naming it), a backend that is not available here (FailedPrecondition).
 absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(
     const BackendOptions& options);
 

@@ -14,16 +14,20 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <initializer_list>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/time/time.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
@@ -36,6 +40,7 @@
 #include "server/http_server/http_server.h"
 #include "server/metrics/metrics.h"
 #include "server/metrics/metrics_endpoint.h"
+#include "server/model/checkpoint.h"
 #include "server/model/config.h"
 #include "server/model/decode_graph.h"
 #include "server/model/model.h"
@@ -82,10 +87,20 @@ ABSL_FLAG(absl::Duration, http_write_timeout, absl::Seconds(30),
           "abandoned (its request cancelled) and the connection closed");
 ABSL_FLAG(int, http_max_connections, 1024,
           "HTTP ports: open connections at most, each; more get 503");
-ABSL_FLAG(std::string, device, "auto", "Compute backend: auto, cpu or cuda");
+ABSL_FLAG(std::string, device, "auto",
+          "Compute backend: auto (cuda when a GPU is visible, else cpu), "
+          "cpu, ref (the reference backend: fp32 plain loops, slow) or cuda");
 ABSL_FLAG(std::string, dtype, "bf16",
-          "CUDA weight/activation dtype: bf16 or f16 (CPU computes in fp32)");
-ABSL_FLAG(int, num_threads, 0, "CPU backend threads (0: every core)");
+          "CUDA weight/activation dtype: bf16 or f16 (the CPU backend: "
+          "--cpu_weight_dtype)");
+ABSL_FLAG(std::string, cpu_weight_dtype, "auto",
+          "CPU backend weight storage: auto (the checkpoint's width: F32 "
+          "stays f32, F16 f16, BF16 bf16), f32, bf16, f16 or int8 (symmetric, "
+          "a scale per 32 weights); activations are always fp32");
+ABSL_FLAG(std::string, kv_cache_dtype, "auto",
+          "KV cache dtype: auto (f32 on the CPU backends, --dtype on CUDA), "
+          "f32, bf16 or f16 (bf16/f16 on --device=cpu)");
+ABSL_FLAG(int, num_threads, 0, "CPU backends: compute threads (0: every core)");
 ABSL_FLAG(int, max_num_seqs,
           alibi::engine::EngineConfig().scheduler.max_num_seqs,
           "Most sequences in one engine step");
@@ -298,6 +313,57 @@ absl::StatusOr<int> KvBlocks(const model::Model& model,
   return static_cast<int>(std::min<int64_t>(blocks, 1 << 30));
 }
 
+// A dtype flag: "auto" (nullopt) or one of `allowed`.
+absl::StatusOr<std::optional<kernels::DType>> ParseDTypeFlag(
+    absl::string_view flag, absl::string_view value,
+    std::initializer_list<kernels::DType> allowed) {
+  if (absl::AsciiStrToLower(value) == "auto") return std::nullopt;
+  absl::StatusOr<kernels::DType> dtype = kernels::ParseDType(value);
+  if (dtype.ok() &&
+      std::find(allowed.begin(), allowed.end(), *dtype) != allowed.end()) {
+    return *dtype;
+  }
+  std::vector<std::string> names;
+  for (kernels::DType d : allowed) names.emplace_back(kernels::DTypeName(d));
+  return absl::InvalidArgumentError(absl::StrCat("--", flag, ": \"", value,
+                                                 "\" is not auto, ",
+                                                 absl::StrJoin(names, ", ")));
+}
+
+// --device, --num_threads, --dtype, --cpu_weight_dtype, --kv_cache_dtype.
+absl::StatusOr<kernels::BackendOptions> BackendOptionsFromFlags(
+    const std::string& model_dir) {
+  using kernels::DType;
+  kernels::BackendOptions options;
+  options.device = kernels::ResolveDevice(absl::GetFlag(FLAGS_device));
+  options.num_threads = absl::GetFlag(FLAGS_num_threads);
+  ASSIGN_OR_RETURN(std::optional<DType> cuda_dtype,
+                   ParseDTypeFlag("dtype", absl::GetFlag(FLAGS_dtype),
+                                  {DType::kBF16, DType::kF16}));
+  options.cuda_dtype = cuda_dtype.value_or(DType::kBF16);
+  ASSIGN_OR_RETURN(
+      std::optional<DType> weights,
+      ParseDTypeFlag("cpu_weight_dtype", absl::GetFlag(FLAGS_cpu_weight_dtype),
+                     {DType::kF32, DType::kBF16, DType::kF16, DType::kI8}));
+  if (weights.has_value() && options.device == "cuda") {
+    return absl::InvalidArgumentError(
+        "--cpu_weight_dtype: the CUDA backend stores weights in --dtype");
+  }
+  if (!weights.has_value() && options.device == "cpu") {
+    // The checkpoint's own width.
+    absl::StatusOr<std::unique_ptr<model::Checkpoint>> checkpoint =
+        model::Checkpoint::Open(model_dir);
+    if (!checkpoint.ok()) return Annotate(checkpoint.status(), "--model: ");
+    ASSIGN_OR_RETURN(weights, (*checkpoint)->StoredWeightDType());
+  }
+  options.cpu_weight_dtype = weights.value_or(DType::kF32);
+  ASSIGN_OR_RETURN(
+      options.kv_dtype,
+      ParseDTypeFlag("kv_cache_dtype", absl::GetFlag(FLAGS_kv_cache_dtype),
+                     {DType::kF32, DType::kBF16, DType::kF16}));
+  return options;
+}
+
 absl::Status WritePortFile(const std::string& path, int port, int metrics_port,
                            int http_port) {
   const std::string tmp = path + ".tmp";
@@ -337,15 +403,12 @@ absl::Status Run() {
   ASSIGN_OR_RETURN(std::string api_key,
                    ReadApiKey(absl::GetFlag(FLAGS_api_key_file)));
 
-  kernels::BackendOptions backend_options;
-  backend_options.device = absl::GetFlag(FLAGS_device);
-  backend_options.num_threads = absl::GetFlag(FLAGS_num_threads);
-  ASSIGN_OR_RETURN(backend_options.cuda_dtype,
-                   kernels::ParseDType(absl::GetFlag(FLAGS_dtype)));
+  ASSIGN_OR_RETURN(kernels::BackendOptions backend_options,
+                   BackendOptionsFromFlags(model_dir));
   ASSIGN_OR_RETURN(std::unique_ptr<kernels::Backend> backend,
                    kernels::CreateBackend(backend_options));
   ALIBI_LOG(INFO) << "backend: " << backend->Name()
-                  << " (--device=" << backend_options.device << ")";
+                  << " (--device=" << absl::GetFlag(FLAGS_device) << ")";
 
   std::string served_name = absl::GetFlag(FLAGS_served_model_name);
   if (served_name.empty()) {
@@ -364,8 +427,9 @@ absl::Status Run() {
       served_name, config.family,
       std::string(kernels::DTypeName(backend->weight_dtype())),
       std::string(backend->Kind()), kVersion};
-  metrics_options.rpc_names = {"Complete", "CompleteStream", "Score",
-                               "Tokenize", "Detokenize",     "GetModelInfo"};
+    metrics_options.rpc_names = {"Complete",   "CompleteStream", "Score",
+                               "ScoreStream", "Tokenize",      "Detokenize",
+                               "GetModelInfo"};
   for (const std::string& route : http::OpenAiApi::MetricRoutes()) {
     metrics_options.rpc_names.push_back(route);
   }

@@ -1,224 +1,116 @@
 #include "kernels/cpu/cpu_backend.h"
 
-#include <cblas.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <cmath>
+#include <chrono>
 #include <cstdint>
-#include <cstdlib>
 #include <cstring>
-#include <fstream>
-#include <mutex>
-#include <random>
-#include <string>
 #include <thread>
-#include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "kernels/cpu/thread_pool.h"
-#include "common/half.h"
+#include "common/logging.h"
 #include "common/status_macros.h"
-
-extern "C" void openblas_set_num_threads(int num_threads);
+#include "kernels/cpu/dispatch.h"
+#include "kernels/cpu/kernel_table.h"
+#include "kernels/cpu/packing.h"
+#include "kernels/host/checks.h"
+#include "kernels/host/host_backend.h"
 
 namespace alibi::kernels::cpu {
 namespace {
 
-// Columns per sgemm call. Fixed, so that where an output element sits inside
-// its sgemm call depends on N alone, never on the batch.
-constexpr int64_t kColumnBlock = 1024;
+constexpr absl::string_view kName = "cpu";
 
-void FreeAligned(void* ptr, void* /*ctx*/) { std::free(ptr); }
-
-// out[rows, n] = a[rows, k] * w[n, k]^T, single-threaded.
-void Sgemm(const float* a, int64_t lda, int64_t rows, const float* w,
-           int64_t ldw, int64_t n, int64_t k, float* out, int64_t ldo) {
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(rows),
-              static_cast<int>(n), static_cast<int>(k), 1.0f, a,
-              static_cast<int>(lda), w, static_cast<int>(ldw), 0.0f, out,
-              static_cast<int>(ldo));
-}
-
-// Whether sgemm's output row for a given input row is bitwise the same at
-// every position of a `tile`-row call, whatever the other rows hold.
-bool RowsArePositionInvariant(int tile, int64_t n, int64_t k,
-                              std::mt19937& rng) {
-  std::normal_distribution<float> normal;
-  std::vector<float> w(n * k), probe(k), a(tile * k), out(tile * n), ref(n);
-  for (float& x : w) x = normal(rng);
-  for (float& x : probe) x = normal(rng);
-  for (int pos = 0; pos < tile; ++pos) {
-    for (float& x : a) x = normal(rng);
-    std::copy(probe.begin(), probe.end(), a.begin() + pos * k);
-    Sgemm(a.data(), k, tile, w.data(), k, n, k, out.data(), n);
-    if (pos == 0) {
-      std::copy(out.begin(), out.begin() + n, ref.begin());
-    } else if (std::memcmp(out.data() + pos * n, ref.data(),
-                           n * sizeof(float)) != 0) {
-      return false;
-    }
+absl::StatusOr<int> KvFormatOf(DType dtype) {
+  switch (dtype) {
+    case DType::kF32:
+      return kKvF32;
+    case DType::kF16:
+      return kKvF16;
+    case DType::kBF16:
+      return kKvBF16;
+    default:
+      break;
   }
-  return true;
+  return absl::InvalidArgumentError(
+      absl::StrCat("cpu backend: KV cache dtype ", DTypeName(dtype),
+                   " (float32, float16 or bfloat16)"));
 }
 
-int ProbeRowTile() {
-  openblas_set_num_threads(1);
-  std::mt19937 rng(20240607);
-  for (int tile : {16, 8, 4, 2}) {
-    if (RowsArePositionInvariant(tile, 37, 96, rng) &&
-        RowsArePositionInvariant(tile, 300, 1031, rng) &&
-        RowsArePositionInvariant(tile, 1024, 64, rng)) {
-      return tile;
-    }
-  }
-  return 1;
+template <typename T>
+T* At(void* base, int64_t elements) {
+  return static_cast<T*>(base) + elements;
 }
 
-float Gelu(Activation act, float x) {
-  switch (act) {
-    case Activation::kNone:
-      return x;
-    case Activation::kGeluTanh:
-      return 0.5f * x *
-             (1.0f +
-              std::tanh(0.7978845608028654f * (x + 0.044715f * x * x * x)));
-    case Activation::kGeluErf:
-      return 0.5f * x * (1.0f + std::erf(x * 0.7071067811865476f));
-  }
-  return x;
-}
-
-absl::Status ExpectF32(const TensorView& t, absl::string_view what) {
-  if (t.dtype != DType::kF32) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "cpu backend: ", what, " must be float32, got ", DTypeName(t.dtype)));
-  }
-  if (t.data == nullptr && t.rows > 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("cpu backend: ", what, " is null"));
-  }
-  return absl::OkStatus();
-}
-
-inline float* Row(const TensorView& t, int64_t r) {
-  return static_cast<float*>(t.data) + r * t.row_stride;
-}
-
-class CpuBackend final : public Backend {
+class CpuBackend final : public host::HostBackend {
  public:
-  explicit CpuBackend(int num_threads) : num_threads_(num_threads) {}
+  CpuBackend(const KernelTable* kernels, int num_threads, DType weight_dtype,
+             int weight_format, DType kv_dtype, int kv_format)
+      : HostBackend(kName, num_threads),
+        kernels_(kernels),
+        weight_dtype_(weight_dtype),
+        weight_format_(weight_format),
+        kv_dtype_(kv_dtype),
+        kv_format_(kv_format) {}
 
   std::string Name() const override {
-    return absl::StrCat("cpu (", num_threads_, " threads, fp32)");
+    return absl::StrCat("cpu (", num_threads(), " threads, ", kernels_->name,
+                        " kernels, ", DTypeName(weight_dtype_), " weights, ",
+                        DTypeName(kv_dtype_), " KV)");
   }
-  absl::string_view Kind() const override { return "cpu"; }
-  DType weight_dtype() const override { return DType::kF32; }
-  DType activation_dtype() const override { return DType::kF32; }
-  DType kv_dtype() const override { return DType::kF32; }
+  DType weight_dtype() const override { return weight_dtype_; }
+  DType kv_dtype() const override { return kv_dtype_; }
 
-  absl::StatusOr<Buffer> Allocate(size_t bytes) override {
-    size_t rounded = (std::max<size_t>(bytes, 1) + 63) / 64 * 64;
-    void* ptr = std::aligned_alloc(64, rounded);
-    if (ptr == nullptr) {
-      return absl::ResourceExhaustedError(
-          absl::StrCat("cpu backend: cannot allocate ", bytes, " bytes"));
+  absl::StatusOr<Weight> UploadWeight(const void* src, DType src_dtype,
+                                      int64_t rows, int64_t cols) override {
+    if (src_dtype != DType::kF32 && src_dtype != DType::kF16 &&
+        src_dtype != DType::kBF16) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "cpu backend: cannot upload ", DTypeName(src_dtype), " weights"));
     }
-    return Buffer(ptr, bytes, &FreeAligned, nullptr);
-  }
-
-  absl::Status CopyToDevice(void* dst, const void* src, size_t bytes) override {
-    if (bytes > 0) std::memcpy(dst, src, bytes);
-    return absl::OkStatus();
-  }
-  absl::Status CopyToHost(void* dst, const void* src, size_t bytes) override {
-    if (bytes > 0) std::memcpy(dst, src, bytes);
-    return absl::OkStatus();
-  }
-  absl::Status Synchronize() override { return absl::OkStatus(); }
-
-  MemoryInfo GetMemoryInfo() const override {
-    MemoryInfo info;
-    const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
-    std::ifstream statm("/proc/self/statm");
-    size_t total_pages = 0, resident_pages = 0;
-    if (statm >> total_pages >> resident_pages) {
-      info.used_bytes = resident_pages * page;
-    }
-    info.total_bytes = static_cast<size_t>(sysconf(_SC_PHYS_PAGES)) * page;
-    return info;
-  }
-
-  absl::Status UploadConvert(const void* src, DType src_dtype, size_t count,
-                             void* dst, DType dst_dtype) override {
-    if (dst_dtype != DType::kF32) {
+    if (rows <= 0 || cols <= 0 || src == nullptr) {
       return absl::InvalidArgumentError(
-          "cpu backend: weights are stored as float32");
+          absl::StrCat("cpu backend: weight [", rows, ",", cols, "] is empty"));
     }
-    float* out = static_cast<float*>(dst);
-    const int64_t n = static_cast<int64_t>(count);
-    switch (src_dtype) {
-      case DType::kF32:
-        std::memcpy(out, src, count * sizeof(float));
-        return absl::OkStatus();
-      case DType::kF16: {
-        const uint16_t* in = static_cast<const uint16_t*>(src);
-        pool_.ParallelFor(n, kElementGrain, [&](int64_t b, int64_t e, int) {
-          for (int64_t i = b; i < e; ++i) out[i] = Fp16ToFloat(in[i]);
-        });
-        return absl::OkStatus();
-      }
-      case DType::kBF16: {
-        const uint16_t* in = static_cast<const uint16_t*>(src);
-        pool_.ParallelFor(n, kElementGrain, [&](int64_t b, int64_t e, int) {
-          for (int64_t i = b; i < e; ++i) out[i] = Bf16ToFloat(in[i]);
-        });
-        return absl::OkStatus();
-      }
-      case DType::kI32:
-        break;
+    ASSIGN_OR_RETURN(Buffer buffer,
+                     Allocate(PackedWeightBytes(weight_format_, rows, cols)));
+    uint8_t* dst = buffer.as<uint8_t>();
+    const int64_t panels = (rows + kPanel - 1) / kPanel;
+    pool().ParallelFor(panels, 4, [&](int64_t begin, int64_t end, int) {
+      PackWeightPanels(src, src_dtype, rows, cols, weight_format_, begin, end,
+                       dst);
+    });
+    Weight weight{std::move(buffer), {}};
+    weight.view = TensorView{
+        weight.buffer.data(), weight_dtype_, rows, cols, cols, /*packed=*/true};
+    return weight;
+  }
+
+  absl::Status DownloadWeight(TensorView weight, float* dst) override {
+    RETURN_IF_ERROR(CheckWeight(weight, "downloaded weight"));
+    for (int64_t r = 0; r < weight.rows; ++r) {
+      UnpackWeightRow(static_cast<const uint8_t*>(weight.data), weight_format_,
+                      weight.cols, r, dst + r * weight.cols);
     }
-    return absl::InvalidArgumentError(absl::StrCat(
-        "cpu backend: cannot convert ", DTypeName(src_dtype), " weights"));
+    return absl::OkStatus();
   }
 
   absl::Status Embedding(const int32_t* ids, int num_tokens, TensorView table,
                          TensorView out) override {
-    RETURN_IF_ERROR(ExpectF32(table, "embedding table"));
+    RETURN_IF_ERROR(CheckWeight(table, "embedding table"));
     RETURN_IF_ERROR(ExpectF32(out, "embedding output"));
     if (out.rows < num_tokens || out.cols != table.cols) {
       return absl::InvalidArgumentError(
           "cpu backend: embedding shape mismatch");
     }
-    for (int t = 0; t < num_tokens; ++t) {
-      if (ids[t] < 0 || ids[t] >= table.rows) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "token id ", ids[t], " outside [0, ", table.rows, ")"));
+    RETURN_IF_ERROR(
+        host::CheckIndices(ids, num_tokens, table.rows, kName, "token id"));
+    const int64_t h = table.cols;
+    pool().ParallelFor(num_tokens, RowGrain(h), [&](int64_t b, int64_t e, int) {
+      for (int64_t t = b; t < e; ++t) {
+        UnpackWeightRow(static_cast<const uint8_t*>(table.data), weight_format_,
+                        h, ids[t], At<float>(out.data, t * out.row_stride));
       }
-    }
-    for (int t = 0; t < num_tokens; ++t) {
-      std::memcpy(Row(out, t), Row(table, ids[t]), table.cols * sizeof(float));
-    }
-    return absl::OkStatus();
-  }
-
-  absl::Status GatherRows(TensorView in, const int32_t* rows, int num_rows,
-                          TensorView out) override {
-    RETURN_IF_ERROR(ExpectF32(in, "gather input"));
-    RETURN_IF_ERROR(ExpectF32(out, "gather output"));
-    if (out.rows < num_rows || out.cols != in.cols) {
-      return absl::InvalidArgumentError("cpu backend: gather shape mismatch");
-    }
-    for (int r = 0; r < num_rows; ++r) {
-      if (rows[r] < 0 || rows[r] >= in.rows) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("cpu backend: gather row ", rows[r], " outside [0, ",
-                         in.rows, ")"));
-      }
-    }
-    for (int r = 0; r < num_rows; ++r) {
-      std::memcpy(Row(out, r), Row(in, rows[r]), in.cols * sizeof(float));
-    }
+    });
     return absl::OkStatus();
   }
 
@@ -231,26 +123,10 @@ class CpuBackend final : public Backend {
           "cpu backend: layernorm shape mismatch");
     }
     const int64_t h = in.cols;
-    const int64_t grain = std::max<int64_t>(1, kElementGrain / h);
-    pool_.ParallelFor(in.rows, grain, [&](int64_t begin, int64_t end, int) {
-      for (int64_t t = begin; t < end; ++t) {
-        const float* x = Row(in, t);
-        float* y = Row(out, t);
-        double mean = 0.0;
-        for (int64_t i = 0; i < h; ++i) mean += x[i];
-        mean /= static_cast<double>(h);
-        double var = 0.0;
-        for (int64_t i = 0; i < h; ++i) {
-          const double d = x[i] - mean;
-          var += d * d;
-        }
-        var /= static_cast<double>(h);
-        const double inv = 1.0 / std::sqrt(var + eps);
-        for (int64_t i = 0; i < h; ++i) {
-          double v = (x[i] - mean) * inv * gamma[i];
-          if (beta != nullptr) v += beta[i];
-          y[i] = static_cast<float>(v);
-        }
+    pool().ParallelFor(in.rows, RowGrain(h), [&](int64_t b, int64_t e, int) {
+      for (int64_t t = b; t < e; ++t) {
+        kernels_->layer_norm(At<float>(in.data, t * in.row_stride), gamma, beta,
+                             eps, h, At<float>(out.data, t * out.row_stride));
       }
     });
     return absl::OkStatus();
@@ -259,7 +135,7 @@ class CpuBackend final : public Backend {
   absl::Status Linear(TensorView in, TensorView weight,
                       const LinearEpilogue& epi, TensorView out) override {
     RETURN_IF_ERROR(ExpectF32(in, "linear input"));
-    RETURN_IF_ERROR(ExpectF32(weight, "linear weight"));
+    RETURN_IF_ERROR(CheckWeight(weight, "linear weight"));
     RETURN_IF_ERROR(ExpectF32(out, "linear output"));
     const int64_t rows = in.rows, n = weight.rows, k = weight.cols;
     if (in.cols != k || out.rows != rows || out.cols != n) {
@@ -277,55 +153,45 @@ class CpuBackend final : public Backend {
     }
     if (rows == 0) return absl::OkStatus();
 
-    const int64_t tile = row_tile_;
-    const int64_t row_tiles = (rows + tile - 1) / tile;
-    const int64_t col_blocks = (n + kColumnBlock - 1) / kColumnBlock;
-    const float* w = static_cast<const float*>(weight.data);
-    // Per-thread scratch: a zero-padded input tile and one product block.
-    padded_in_.resize(pool_.num_threads());
-    product_.resize(pool_.num_threads());
-    pool_.ParallelFor(
-        row_tiles * col_blocks, 1, [&](int64_t begin, int64_t end, int thread) {
-          std::vector<float>& padded_in = padded_in_[thread];
-          std::vector<float>& product = product_[thread];
-          padded_in.resize(tile * k);
-          product.resize(tile * std::min(n, kColumnBlock));
-          for (int64_t task = begin; task < end; ++task) {
-            const int64_t rt = task / col_blocks, cb = task % col_blocks;
-            const int64_t r0 = rt * tile;
-            const int64_t live_rows = std::min(tile, rows - r0);
-            const int64_t c0 = cb * kColumnBlock;
-            const int64_t cols = std::min(kColumnBlock, n - c0);
-            // Always a full tile: copy and zero-pad a partial one.
-            const float* a = Row(in, r0);
-            int64_t lda = in.row_stride;
-            if (live_rows < tile) {
-              std::fill(padded_in.begin(), padded_in.end(), 0.0f);
-              for (int64_t r = 0; r < live_rows; ++r) {
-                std::memcpy(padded_in.data() + r * k, Row(in, r0 + r),
-                            k * sizeof(float));
-              }
-              a = padded_in.data();
-              lda = k;
-            }
-            Sgemm(a, lda, tile, w + c0 * weight.row_stride, weight.row_stride,
-                  cols, k, product.data(), cols);
-            for (int64_t r = 0; r < live_rows; ++r) {
-              const float* p = product.data() + r * cols;
-              float* y = Row(out, r0 + r) + c0;
-              const float* res =
-                  has_residual ? Row(epi.residual, r0 + r) + c0 : nullptr;
-              for (int64_t c = 0; c < cols; ++c) {
-                float v = epi.alpha * p[c];
-                if (epi.bias != nullptr) v += epi.bias[c0 + c];
-                if (epi.clamp > 0.0f) v = std::clamp(v, -epi.clamp, epi.clamp);
-                v = Gelu(epi.activation, v);
-                if (res != nullptr) v += res[c];
-                y[c] = v;
-              }
-            }
-          }
-        });
+    // Activations into the micro-kernels' order, a block of rows at a time.
+    const int format = weight_format_;
+    const int64_t a_bytes = kernels_->packed_a_bytes(format, rows, k);
+    RETURN_IF_ERROR(EnsureScratch(a_bytes));
+    const int64_t block_rows = kernels_->block_rows[format];
+    const int64_t blocks = (rows + block_rows - 1) / block_rows;
+    void* packed = scratch_.data();
+    pool().ParallelFor(blocks, 1, [&](int64_t b, int64_t e, int) {
+      kernels_->pack_a(format, static_cast<const float*>(in.data),
+                       in.row_stride, rows, k, b, e, packed);
+    });
+
+    GemmCall call;
+    call.format = format;
+    call.a = packed;
+    call.rows = rows;
+    call.k = k;
+    call.w = static_cast<const uint8_t*>(weight.data);
+    call.n = n;
+    call.panel_bytes = PanelBytes(format, k);
+    call.alpha = epi.alpha;
+    call.bias = epi.bias;
+    call.clamp = epi.clamp;
+    call.activation = static_cast<int>(epi.activation);
+    if (has_residual) {
+      call.residual = static_cast<const float*>(epi.residual.data);
+      call.residual_stride = epi.residual.row_stride;
+    }
+    call.out = static_cast<float*>(out.data);
+    call.out_stride = out.row_stride;
+    // Threads take slices of whole panels; four slices per thread balance
+    // the load when the machine is shared.
+    const int64_t panels = (n + kPanel - 1) / kPanel;
+    const int64_t slices = int64_t{num_threads()} * 4;
+    const int64_t grain =
+        std::max<int64_t>(4, ((panels + slices - 1) / slices + 3) / 4 * 4);
+    pool().ParallelFor(panels, grain, [&](int64_t b, int64_t e, int) {
+      kernels_->gemm(call, b, e);
+    });
     return absl::OkStatus();
   }
 
@@ -334,19 +200,12 @@ class CpuBackend final : public Backend {
     RETURN_IF_ERROR(ExpectF32(k, "kv key rows"));
     RETURN_IF_ERROR(ExpectF32(v, "kv value rows"));
     const int64_t width = static_cast<int64_t>(kv.num_kv_heads) * kv.head_dim;
-    if (kv.dtype != DType::kF32 || k.cols != width || v.cols != width ||
+    if (kv.dtype != kv_dtype_ || k.cols != width || v.cols != width ||
         k.rows < num_tokens || v.rows < num_tokens) {
       return absl::InvalidArgumentError("cpu backend: WriteKv shape mismatch");
     }
-    const int64_t slots = static_cast<int64_t>(kv.num_blocks) * kv.block_size;
-    for (int t = 0; t < num_tokens; ++t) {
-      if (slot_mapping[t] >= slots) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "cpu backend: slot ", slot_mapping[t], " outside the pool"));
-      }
-    }
-    float* kpool = static_cast<float*>(kv.k);
-    float* vpool = static_cast<float*>(kv.v);
+    RETURN_IF_ERROR(host::CheckSlots(slot_mapping, num_tokens, kv, kName));
+    const int64_t elem = static_cast<int64_t>(DTypeSize(kv.dtype));
     for (int t = 0; t < num_tokens; ++t) {
       const int32_t slot = slot_mapping[t];
       if (slot < 0) continue;  // padding row
@@ -354,11 +213,14 @@ class CpuBackend final : public Backend {
       for (int h = 0; h < kv.num_kv_heads; ++h) {
         const int64_t dst =
             ((block * kv.num_kv_heads + h) * kv.block_size + offset) *
-            kv.head_dim;
-        std::memcpy(kpool + dst, Row(k, t) + h * kv.head_dim,
-                    kv.head_dim * sizeof(float));
-        std::memcpy(vpool + dst, Row(v, t) + h * kv.head_dim,
-                    kv.head_dim * sizeof(float));
+            kv.head_dim * elem;
+        const int64_t src = int64_t{h} * kv.head_dim;
+        kernels_->store_kv(At<const float>(k.data, t * k.row_stride + src),
+                           kv.head_dim, kv_format_,
+                           static_cast<char*>(kv.k) + dst);
+        kernels_->store_kv(At<const float>(v.data, t * v.row_stride + src),
+                           kv.head_dim, kv_format_,
+                           static_cast<char*>(kv.v) + dst);
       }
     }
     return absl::OkStatus();
@@ -370,137 +232,190 @@ class CpuBackend final : public Backend {
                               TensorView out) override {
     RETURN_IF_ERROR(ExpectF32(q, "attention queries"));
     RETURN_IF_ERROR(ExpectF32(out, "attention output"));
-    const int d = kv.head_dim;
-    if (kv.dtype != DType::kF32 || num_heads <= 0 || kv.num_kv_heads <= 0 ||
-        num_heads % kv.num_kv_heads != 0 || q.cols != int64_t{num_heads} * d ||
-        out.cols != q.cols || q.rows < meta.num_tokens ||
-        out.rows < meta.num_tokens) {
+    if (kv.dtype != kv_dtype_) {
       return absl::InvalidArgumentError(
-          "cpu backend: attention shape mismatch");
+          absl::StrCat("cpu backend: the KV pool is ", DTypeName(kv_dtype_),
+                       ", got ", DTypeName(kv.dtype)));
     }
-    // Which sequence each query row belongs to, and its absolute position.
-    std::vector<int32_t> seq_of(meta.num_tokens), pos_of(meta.num_tokens);
-    for (int s = 0; s < meta.num_seqs; ++s) {
-      const int32_t begin = meta.query_start[s], end = meta.query_start[s + 1];
-      const int32_t ctx = meta.context_lens[s];
-      const int32_t window = meta.windows != nullptr ? meta.windows[s] : 0;
-      const int32_t first_block =
-          meta.first_blocks != nullptr ? meta.first_blocks[s] : 0;
-      const int32_t needed_blocks =
-          (ctx + kv.block_size - 1) / kv.block_size - first_block;
-      // The first key the sequence's first query row sees.
-      const int32_t first_pos = ctx - (end - begin);
-      const int32_t lowest_key =
-          window > 0 ? std::max(0, first_pos - window + 1) : 0;
-      if (begin < 0 || end < begin || end > meta.num_tokens ||
-          ctx < end - begin || window < 0 || first_block < 0 ||
-          needed_blocks > meta.max_blocks_per_seq ||
-          lowest_key < first_block * kv.block_size) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("cpu backend: attention metadata of sequence ", s,
-                         " is inconsistent"));
-      }
-      for (int32_t b = 0; b < needed_blocks; ++b) {
-        const int32_t block =
-            meta.block_tables[s * meta.max_blocks_per_seq + b];
-        if (block < 0 || block >= kv.num_blocks) {
-          return absl::InvalidArgumentError(
-              absl::StrCat("cpu backend: block ", block, " outside the pool"));
-        }
-      }
-      for (int32_t t = begin; t < end; ++t) {
-        seq_of[t] = s;
-        pos_of[t] = ctx - (end - begin) + (t - begin);
-      }
+    if (kv.head_dim > 256) {
+      return absl::InvalidArgumentError(
+          "cpu backend: head_dim above 256 is not supported");
     }
+    RETURN_IF_ERROR(host::ResolveAttentionRows(q, kv, meta, num_heads, out,
+                                               kName, &seq_of_, &pos_of_));
+    // One task per (token, KV head), costed by the keys it reads.
     const int group = num_heads / kv.num_kv_heads;
-    const float* kpool = static_cast<const float*>(kv.k);
-    const float* vpool = static_cast<const float*>(kv.v);
-    const int64_t tasks = int64_t{meta.num_tokens} * num_heads;
-    scores_.resize(pool_.num_threads());
-    acc_.resize(pool_.num_threads());
-    pool_.ParallelFor(tasks, 4, [&](int64_t begin, int64_t end, int thread) {
-      std::vector<float>& scores = scores_[thread];
-      std::vector<double>& acc = acc_[thread];
-      acc.resize(d);
-      for (int64_t task = begin; task < end; ++task) {
-        const int t = static_cast<int>(task / num_heads);
-        const int h = static_cast<int>(task % num_heads);
-        const int s = seq_of[t];
-        const int32_t pos = pos_of[t];
-        const int32_t window = meta.windows != nullptr ? meta.windows[s] : 0;
-        const int32_t first_block =
-            meta.first_blocks != nullptr ? meta.first_blocks[s] : 0;
-        const int32_t lo = window > 0 ? std::max(0, pos - window + 1) : 0;
-        const int32_t* table = meta.block_tables + s * meta.max_blocks_per_seq;
-        const int kvh = h / group;
-        const float* qv = Row(q, t) + h * d;
-        const float slope = slopes[h];
-        auto key_offset = [&](int32_t j) {
-          const int64_t block = table[j / kv.block_size - first_block];
-          return ((block * kv.num_kv_heads + kvh) * kv.block_size +
-                  j % kv.block_size) *
-                 d;
-        };
-        // Scores of keys lo..pos, with the ALiBi bias -slope * distance.
-        scores.resize(pos + 1 - lo);
-        float max_score = -INFINITY;
-        for (int32_t j = lo; j <= pos; ++j) {
-          const float* kp = kpool + key_offset(j);
-          float dot = 0.0f;
-          for (int i = 0; i < d; ++i) dot += qv[i] * kp[i];
-          const float score = scale * dot - slope * static_cast<float>(pos - j);
-          scores[j - lo] = score;
-          max_score = std::max(max_score, score);
-        }
-        double sum = 0.0;
-        std::fill(acc.begin(), acc.end(), 0.0);
-        for (int32_t j = lo; j <= pos; ++j) {
-          const double w =
-              std::exp(static_cast<double>(scores[j - lo] - max_score));
-          sum += w;
-          const float* vp = vpool + key_offset(j);
-          for (int i = 0; i < d; ++i) acc[i] += w * vp[i];
-        }
-        float* o = Row(out, t) + h * d;
-        for (int i = 0; i < d; ++i) o[i] = static_cast<float>(acc[i] / sum);
+    const int d = kv.head_dim;
+    tasks_.clear();
+    costs_.clear();
+    int64_t total = 0;
+    for (int t = 0; t < meta.num_tokens; ++t) {
+      const int s = seq_of_[t];
+      const int32_t pos = pos_of_[t];
+      AttentionTask task;
+      task.heads = group;
+      task.head_dim = d;
+      task.scale = scale;
+      task.pos = pos;
+      task.lo = host::FirstKey(meta, s, pos);
+      task.k = kv.k;
+      task.v = kv.v;
+      task.kv_format = kv_format_;
+      task.block_size = kv.block_size;
+      task.num_kv_heads = kv.num_kv_heads;
+      task.block_table = meta.block_tables + s * meta.max_blocks_per_seq;
+      task.first_block = host::FirstBlock(meta, s);
+      for (int kvh = 0; kvh < kv.num_kv_heads; ++kvh) {
+        task.kv_head = kvh;
+        task.q = At<const float>(q.data, t * q.row_stride + kvh * group * d);
+        task.out = At<float>(out.data, t * out.row_stride + kvh * group * d);
+        task.slopes = slopes + kvh * group;
+        tasks_.push_back(task);
+        total += int64_t{pos - task.lo + 1} * group;
+        costs_.push_back(total);
+      }
+    }
+    // Contiguous pieces of about equal cost, claimed dynamically.
+    const int64_t num_tasks = static_cast<int64_t>(tasks_.size());
+    const int64_t pieces =
+        std::min<int64_t>(num_tasks, int64_t{num_threads()} * 8);
+    piece_start_.assign(1, 0);
+    for (int64_t p = 1; p < pieces; ++p) {
+      const int64_t target = total * p / pieces;
+      const int64_t at =
+          std::lower_bound(costs_.begin(), costs_.end(), target) -
+          costs_.begin();
+      if (at > piece_start_.back()) piece_start_.push_back(at);
+    }
+    piece_start_.push_back(num_tasks);
+    const int64_t num_pieces = static_cast<int64_t>(piece_start_.size()) - 1;
+    pool().ParallelFor(num_pieces, 1, [&](int64_t b, int64_t e, int) {
+      for (int64_t i = piece_start_[b]; i < piece_start_[e]; ++i) {
+        kernels_->attention(tasks_[i]);
       }
     });
     return absl::OkStatus();
   }
 
-  void set_row_tile(int tile) { row_tile_ = tile; }
-
  private:
-  // Elements per parallel piece for cheap element-wise loops.
-  static constexpr int64_t kElementGrain = 1 << 16;
+  // Rows per parallel piece for row-wise ops over rows of `h` values.
+  static int64_t RowGrain(int64_t h) {
+    return std::max<int64_t>(1, (int64_t{1} << 15) / std::max<int64_t>(h, 1));
+  }
 
-  int num_threads_;
-  int row_tile_ = 1;
-  ThreadPool pool_{num_threads_};
-  // Per-thread scratch.
-  std::vector<std::vector<float>> padded_in_, product_, scores_;
-  std::vector<std::vector<double>> acc_;
+  absl::Status CheckWeight(const TensorView& w, absl::string_view what) const {
+    if (!w.packed || w.dtype != weight_dtype_ || w.data == nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "cpu backend: ", what, " must be a ", DTypeName(weight_dtype_),
+          " weight uploaded by this backend (UploadWeight)"));
+    }
+    return absl::OkStatus();
+  }
+
+  // Grows the activation scratch to `bytes` (never shrinks).
+  absl::Status EnsureScratch(int64_t bytes) {
+    if (static_cast<size_t>(bytes) <= scratch_.bytes()) return absl::OkStatus();
+    ASSIGN_OR_RETURN(scratch_, Allocate(static_cast<size_t>(bytes)));
+    return absl::OkStatus();
+  }
+
+  const KernelTable* const kernels_;
+  const DType weight_dtype_;
+  const int weight_format_;
+  const DType kv_dtype_;
+  const int kv_format_;
+  Buffer scratch_;  // packed activations
+  // Attention bookkeeping, reused across steps.
+  std::vector<int32_t> seq_of_, pos_of_;
+  std::vector<AttentionTask> tasks_;
+  std::vector<int64_t> costs_;  // cumulative
+  std::vector<int64_t> piece_start_;
 };
 
 }  // namespace
 
-int LinearRowTile() {
-  static const int tile = ProbeRowTile();
-  return tile;
-}
-
-absl::StatusOr<std::unique_ptr<Backend>> CreateCpuBackend(int num_threads) {
+absl::StatusOr<std::unique_ptr<Backend>> CreateCpuBackend(
+    const BackendOptions& options) {
+  int num_threads = options.num_threads;
   if (num_threads < 0) {
     return absl::InvalidArgumentError("cpu backend: num_threads must be >= 0");
   }
   if (num_threads == 0) {
-    num_threads = std::max(1u, std::thread::hardware_concurrency());
+    num_threads =
+        static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   }
-  openblas_set_num_threads(1);  // Linear parallelises over tiles itself
-  auto backend = std::make_unique<CpuBackend>(num_threads);
-  backend->set_row_tile(LinearRowTile());
+  ASSIGN_OR_RETURN(const int weight_format,
+                   WeightFormatOf(options.cpu_weight_dtype));
+  const DType kv_dtype = options.kv_dtype.value_or(DType::kF32);
+  ASSIGN_OR_RETURN(const int kv_format, KvFormatOf(kv_dtype));
+  ASSIGN_OR_RETURN(const KernelTable* kernels,
+                   SelectKernels(options.cpu_kernels));
+  auto backend = std::make_unique<CpuBackend>(
+      kernels, num_threads, options.cpu_weight_dtype, weight_format, kv_dtype,
+      kv_format);
+  ALIBI_LOG(INFO) << backend->Name() << ": " << kernels->description;
   return backend;
+}
+
+std::vector<std::string> SupportedKernelLevels() {
+  std::vector<std::string> names;
+  for (const KernelLevel& level : KernelLevels()) {
+    if (level.supported) names.push_back(level.table->name);
+  }
+  return names;
+}
+
+MachineLimits MeasureMachineLimits(int num_threads) {
+  const KernelTable* kernels = *SelectKernels("auto");
+  num_threads = std::max(num_threads, 1);
+  using Clock = std::chrono::steady_clock;
+  // Runs fn(thread) on num_threads threads at once; returns seconds.
+  auto timed = [&](const auto& fn) {
+    std::vector<std::thread> threads;
+    const auto start = Clock::now();
+    for (int t = 0; t < num_threads; ++t) threads.emplace_back(fn, t);
+    for (std::thread& th : threads) th.join();
+    return std::chrono::duration<double>(Clock::now() - start).count();
+  };
+  MachineLimits limits;
+  // Reads: 256 MiB per thread (far beyond the caches) in 1, 2, 4 or 8
+  // interleaved streams, the best of 3 runs each.
+  const int64_t per_thread = int64_t{256} << 20;
+  std::vector<std::vector<float>> buffers(num_threads);
+  // Distinct values on every page (a hypervisor may merge equal pages).
+  timed([&](int t) {
+    buffers[t].resize(static_cast<size_t>(per_thread / 4));
+    for (size_t i = 0; i < buffers[t].size(); ++i) {
+      buffers[t][i] = static_cast<float>(i + t);
+    }
+  });
+  for (int streams : {1, 2, 4, 8}) {
+    for (int rep = 0; rep < 3; ++rep) {
+      const double s = timed([&](int t) {
+        kernels->read_probe(buffers[t].data(), per_thread, streams);
+      });
+      limits.read_gb_per_s =
+          std::max(limits.read_gb_per_s,
+                   static_cast<double>(per_thread) * num_threads / s / 1e9);
+    }
+  }
+  buffers.clear();
+  // Multiply-adds from registers, best of 3.
+  auto rate = [&](double (*probe)(int64_t)) {
+    double best = 0;
+    for (int rep = 0; rep < 3; ++rep) {
+      std::vector<double> ops(num_threads);
+      const double s = timed([&](int t) { ops[t] = probe(int64_t{1} << 22); });
+      double total = 0;
+      for (double o : ops) total += o;
+      best = std::max(best, total / s / 1e9);
+    }
+    return best;
+  };
+  limits.fma_gflop_per_s = rate(kernels->fma_probe);
+  limits.bf16_gflop_per_s = rate(kernels->bf16_probe);
+  limits.int8_gop_per_s = rate(kernels->int8_probe);
+  return limits;
 }
 
 }  // namespace alibi::kernels::cpu

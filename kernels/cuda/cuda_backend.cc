@@ -73,6 +73,7 @@ std::optional<ElemType> ToElem(DType dtype) {
     case DType::kBF16:
       return ElemType::kBF16;
     case DType::kI32:
+    case DType::kI8:
       break;
   }
   return std::nullopt;
@@ -86,6 +87,7 @@ cudaDataType_t ToCudaType(DType dtype) {
       return CUDA_R_16BF;
     case DType::kF32:
     case DType::kI32:
+    case DType::kI8:
       break;
   }
   return CUDA_R_32F;

@@ -14,8 +14,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "nlohmann/json.hpp"
 #include "common/status_macros.h"
+#include "nlohmann/json.hpp"
 
 namespace alibi::model {
 namespace {
@@ -203,6 +203,32 @@ std::vector<std::string> Checkpoint::TensorNames() const {
   for (const auto& [name, where] : by_name_) names.push_back(name);
   std::sort(names.begin(), names.end());
   return names;
+}
+
+absl::StatusOr<kernels::DType> Checkpoint::StoredWeightDType() const {
+  int64_t f32 = 0, f16 = 0, bf16 = 0;
+  for (const auto& [name, where] : by_name_) {
+    const SafetensorsTensorInfo& info = *where.second;
+    switch (info.dtype) {
+      case SafetensorsDType::kF32:
+        f32 += info.numel();
+        break;
+      case SafetensorsDType::kF16:
+        f16 += info.numel();
+        break;
+      case SafetensorsDType::kBF16:
+        bf16 += info.numel();
+        break;
+      default:
+        break;
+    }
+  }
+  if (f32 + f16 + bf16 == 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(dir_, ": no F32, F16 or BF16 tensors"));
+  }
+  if (f32 >= f16 && f32 >= bf16) return kernels::DType::kF32;
+  return f16 >= bf16 ? kernels::DType::kF16 : kernels::DType::kBF16;
 }
 
 }  // namespace alibi::model

@@ -68,6 +68,10 @@ class Checkpoint {
 
   // Every tensor's name without the `transformer.` prefix, sorted.
   std::vector<std::string> TensorNames() const;
+  // The width most of the weights are stored in, by element count (kF32,
+  // kF16 or kBF16): what --cpu_weight_dtype=auto keeps.
+  // InvalidArgument when there is none.
+  absl::StatusOr<kernels::DType> StoredWeightDType() const;
   size_t num_tensors() const { return by_name_.size(); }
 
  private:

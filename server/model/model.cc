@@ -69,17 +69,14 @@ absl::StatusOr<TensorView> Model::UploadMatrix(const HostTensor& t) {
     return absl::InvalidArgumentError(
         absl::StrCat("tensor ", t.name, ": expected a matrix"));
   }
-  const DType dtype = backend_->weight_dtype();
-  const size_t count = static_cast<size_t>(t.numel());
-  ASSIGN_OR_RETURN(kernels::Buffer buffer,
-                   backend_->Allocate(count * DTypeSize(dtype)));
-  RETURN_IF_ERROR(Annotate(
-      backend_->UploadConvert(t.data, t.dtype, count, buffer.data(), dtype),
-      absl::StrCat("tensor ", t.name, ": ")));
-  weight_bytes_ += buffer.bytes();
-  TensorView view =
-      TensorView::Of(buffer.data(), dtype, t.shape[0], t.shape[1]);
-  weight_buffers_.push_back(std::move(buffer));
+  absl::StatusOr<kernels::Weight> weight =
+      backend_->UploadWeight(t.data, t.dtype, t.shape[0], t.shape[1]);
+  if (!weight.ok()) {
+    return Annotate(weight.status(), absl::StrCat("tensor ", t.name, ": "));
+  }
+  weight_bytes_ += weight->buffer.bytes();
+  const TensorView view = weight->view;
+  weight_buffers_.push_back(std::move(weight->buffer));
   return view;
 }
 

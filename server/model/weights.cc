@@ -42,6 +42,8 @@ std::vector<float> HostTensorToFloat(const HostTensor& tensor) {
       for (size_t i = 0; i < n; ++i) out[i] = static_cast<float>(p[i]);
       break;
     }
+    case kernels::DType::kI8:  // no checkpoint tensor is stored as such
+      break;
   }
   return out;
 }

@@ -1,7 +1,7 @@
 // The engine end to end on the CPU backend with the fixture models: batch
-// invariance (with preemption, chunked prefill and prefix caching), seeded
-// sampling, stop conditions, cancellation, admission control and failure
-// isolation.
+// invariance (with preemption, chunked prefill and prefix caching; at every
+// weight width), seeded sampling, stop conditions, cancellation, admission
+// control and failure isolation.
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -20,6 +20,7 @@
 #include "server/engine/engine_core.h"
 #include "server/metrics/metrics.h"
 #include "server/model/model.h"
+#include "tests/testing/backend_configs.h"
 #include "tests/testing/forwarding_backend.h"
 
 namespace alibi::engine {
@@ -52,13 +53,18 @@ struct TestEngine {
   std::unique_ptr<Engine> engine;
 };
 
-TestEngine MakeEngine(const std::string& model, EngineConfig config) {
+kernels::BackendOptions CpuBackend() {
+  kernels::BackendOptions options;
+  options.device = "cpu";
+  return options;
+}
+
+TestEngine MakeEngine(const std::string& model, EngineConfig config,
+                      kernels::BackendOptions options = CpuBackend()) {
   const std::string dir =
       model.find('/') == std::string::npos ? ModelDir(model) : model;
   TestEngine t;
   t.metrics = std::make_unique<metrics::Metrics>(metrics::MetricsOptions{});
-  kernels::BackendOptions options;
-  options.device = "cpu";
   options.num_threads = 2;
   auto cpu = kernels::CreateBackend(options);
   EXPECT_TRUE(cpu.ok()) << cpu.status();
@@ -185,13 +191,16 @@ struct InvarianceCase {
   bool windowed = false;  // every other request with a sliding window
 };
 
-class BatchInvarianceTest : public ::testing::TestWithParam<InvarianceCase> {};
+class BatchInvarianceTest
+    : public ::testing::TestWithParam<
+          std::tuple<InvarianceCase, testing::BackendConfig>> {};
 
 TEST_P(BatchInvarianceTest, ConcurrentGreedyEqualsAlone) {
-  const InvarianceCase& c = GetParam();
+    const InvarianceCase& c = std::get<0>(GetParam());
+  const kernels::BackendOptions& backend = std::get<1>(GetParam()).options;
   EngineConfig reference_config;
   reference_config.scheduler.kv.num_blocks = 64;
-  TestEngine alone = MakeEngine(c.model, reference_config);
+    TestEngine alone = MakeEngine(c.model, reference_config, backend);
   const int vocab = alone.engine->info().vocab_size;
   std::vector<EngineRequest> reqs = MixedRequests(vocab, c.shared_prefix, 17);
   if (c.windowed) {
@@ -206,7 +215,7 @@ TEST_P(BatchInvarianceTest, ConcurrentGreedyEqualsAlone) {
   config.scheduler.kv.num_blocks =
       std::max(8, NeededBlocks(reqs, 16) / c.pool_divisor);
   config.scheduler.max_num_batched_tokens = c.token_budget;
-  TestEngine together = MakeEngine(c.model, config);
+    TestEngine together = MakeEngine(c.model, config, backend);
   const auto results = RunTogether(*together.engine, reqs);
   for (size_t i = 0; i < reqs.size(); ++i) {
     ASSERT_TRUE(results[i].status.ok()) << results[i].status;
@@ -229,24 +238,26 @@ TEST_P(BatchInvarianceTest, ConcurrentGreedyEqualsAlone) {
 
 INSTANTIATE_TEST_SUITE_P(
     Cases, BatchInvarianceTest,
-    ::testing::Values(InvarianceCase{"tiny-bloom", false, 1, 2048},
-                      InvarianceCase{"tiny-mpt", false, 1, 2048},
-                      InvarianceCase{"tiny-bloom", false, 8, 2048},
-                      InvarianceCase{"tiny-mpt", false, 8, 2048},
-                      InvarianceCase{"tiny-bloom", false, 1, 8},
-                      InvarianceCase{"tiny-mpt", true, 1, 2048},
-                      InvarianceCase{"tiny-bloom", true, 8, 24},
-                      InvarianceCase{"tiny-bloom", false, 8, 2048, true},
-                      InvarianceCase{"tiny-mpt", false, 8, 24, true},
-                      InvarianceCase{"tiny-mpt", true, 1, 2048, true}),
+        ::testing::Combine(
+        ::testing::Values(InvarianceCase{"tiny-bloom", false, 1, 2048},
+                          InvarianceCase{"tiny-mpt", false, 1, 2048},
+                          InvarianceCase{"tiny-bloom", false, 8, 2048},
+                          InvarianceCase{"tiny-mpt", false, 8, 2048},
+                          InvarianceCase{"tiny-bloom", false, 1, 8},
+                          InvarianceCase{"tiny-mpt", true, 1, 2048},
+                          InvarianceCase{"tiny-bloom", true, 8, 24},
+                          InvarianceCase{"tiny-bloom", false, 8, 2048, true},
+                          InvarianceCase{"tiny-mpt", false, 8, 24, true},
+                          InvarianceCase{"tiny-mpt", true, 1, 2048, true}),
+        ::testing::ValuesIn(testing::CpuWeightWidths())),
     [](const auto& info) {
-      const InvarianceCase& c = info.param;
+      const InvarianceCase& c = std::get<0>(info.param);
       std::string name = c.model == "tiny-bloom" ? "Bloom" : "Mpt";
       if (c.shared_prefix) name += "SharedPrefix";
       if (c.pool_divisor > 1) name += "SmallPool";
       if (c.token_budget < 64) name += "ChunkedPrefill";
-      if (c.windowed) name += "Windowed";
-      return name;
+            if (c.windowed) name += "Windowed";
+      return name + "_" + std::get<1>(info.param).name;
     });
 
 TEST(EngineTest, SeededSamplingIsReproducibleAcrossBatches) {

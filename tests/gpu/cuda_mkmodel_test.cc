@@ -128,7 +128,7 @@ TEST_P(CudaMkModelTest, ForwardMatchesCpuWithinTheRoundingBudget) {
   }
 
   kernels::BackendOptions cpu_options;
-  cpu_options.device = "cpu";
+  cpu_options.device = "ref";
   auto cpu = kernels::CreateBackend(cpu_options);
   ASSERT_TRUE(cpu.ok());
   const std::vector<float> want =

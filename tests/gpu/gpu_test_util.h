@@ -90,7 +90,7 @@ class Backends {
  public:
   explicit Backends(DType dtype) : dtype_(dtype) {
     BackendOptions cpu_options;
-    cpu_options.device = "cpu";
+    cpu_options.device = "ref";
     cpu_options.num_threads = 0;  // every core: the oracle is the slow side
     auto cpu = CreateBackend(cpu_options);
     EXPECT_TRUE(cpu.ok()) << cpu.status();

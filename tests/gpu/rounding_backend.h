@@ -54,6 +54,12 @@ class RoundingBackend final : public ::alibi::testing::ForwardingBackend {
     }
     return s;
   }
+  // Weight matrices through this UploadConvert (rounded), as row-major fp32
+  // for the reference backend inside.
+  absl::StatusOr<Weight> UploadWeight(const void* src, DType src_dtype,
+                                      int64_t rows, int64_t cols) override {
+    return Backend::UploadWeight(src, src_dtype, rows, cols);
+  }
   absl::Status LayerNorm(TensorView in, const float* gamma, const float* beta,
                          float eps, TensorView out) override {
     absl::Status s = inner().LayerNorm(in, gamma, beta, eps, out);

@@ -48,7 +48,7 @@ TEST_P(RoundingBudgetTest, LogprobErrorsStayWithinTheGpuTolerances) {
   ASSERT_LE(int64_t{config->ffn_hidden_size},
             static_cast<int64_t>(kMatrixThreshold));
   BackendOptions options;
-  options.device = "cpu";
+  options.device = "ref";
   options.num_threads = 2;
   auto cpu = CreateBackend(options);
   ASSERT_TRUE(cpu.ok());

@@ -1,11 +1,11 @@
-#include "kernels/cpu/thread_pool.h"
+#include "kernels/host/thread_pool.h"
 
 #include <atomic>
 #include <vector>
 
 #include "gtest/gtest.h"
 
-namespace alibi::kernels::cpu {
+namespace alibi::kernels::host {
 namespace {
 
 TEST(ThreadPoolTest, VisitsEveryIndexOnceAcrossManyJobs) {
@@ -36,4 +36,4 @@ TEST(ThreadPoolTest, SingleThreadRunsInline) {
 }
 
 }  // namespace
-}  // namespace alibi::kernels::cpu
+}  // namespace alibi::kernels::host

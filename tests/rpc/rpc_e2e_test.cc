@@ -96,9 +96,12 @@ absl::StatusOr<std::chrono::milliseconds> WaitForIdleEngine(
 
 class RpcTest : public ::testing::Test {
  protected:
+  // fp32 weights: Score is compared with the float64 references at 1e-3
+  // (the fixtures are stored in BF16 and F16; the reduced widths' own error
+  // is held by tests/numerics).
   static void SetUpTestSuite() {
-    mpt_ = StartServer("tiny-mpt").release();
-    bloom_ = StartServer("tiny-bloom").release();
+    mpt_ = StartServer("tiny-mpt", {"--cpu_weight_dtype=f32"}).release();
+    bloom_ = StartServer("tiny-bloom", {"--cpu_weight_dtype=f32"}).release();
   }
   static void TearDownTestSuite() {
     delete mpt_;
@@ -255,6 +258,25 @@ TEST_F(RpcTest, ModelInfo) {
   EXPECT_EQ(info.device().rfind("cpu", 0), 0u);
   EXPECT_EQ(info.max_logprobs(), 20);
   EXPECT_FALSE(info.server_version().empty());
+}
+
+// GetModelInfo reports the weight width in use: by default the
+// checkpoint's own (tiny-mpt is stored in BF16), or --cpu_weight_dtype.
+TEST(RpcWeightWidthTest, ModelInfoReportsTheWidthInUse) {
+  for (const auto& [flags, want] :
+       std::vector<std::pair<std::vector<std::string>, std::string>>{
+           {{}, "bfloat16"}, {{"--cpu_weight_dtype=int8"}, "int8"}}) {
+    auto server = StartServer("tiny-mpt", flags);
+    ASSERT_NE(server, nullptr);
+    auto stub = Stub(*server);
+    grpc::ClientContext context;
+    SetDeadline(context);
+    v1::GetModelInfoResponse info;
+    ASSERT_TRUE(stub->GetModelInfo(&context, {}, &info).ok());
+    EXPECT_EQ(info.dtype(), want);
+    EXPECT_NE(info.device().find(want + " weights"), std::string::npos)
+        << info.device();
+  }
 }
 
 TEST_F(RpcTest, EchoAndLogprobs) {

@@ -55,6 +55,15 @@ class ForwardingBackend : public kernels::Backend {
   }
   absl::Status EndGraph(bool keep) override { return inner_->EndGraph(keep); }
   void ClearGraphs() override { inner_->ClearGraphs(); }
+  absl::StatusOr<kernels::Weight> UploadWeight(const void* src,
+                                               kernels::DType src_dtype,
+                                               int64_t rows,
+                                               int64_t cols) override {
+    return inner_->UploadWeight(src, src_dtype, rows, cols);
+  }
+  absl::Status DownloadWeight(kernels::TensorView weight, float* dst) override {
+    return inner_->DownloadWeight(weight, dst);
+  }
   absl::Status Embedding(const int32_t* ids, int num_tokens,
                          kernels::TensorView table,
                          kernels::TensorView out) override {

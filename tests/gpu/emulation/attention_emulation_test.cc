@@ -83,7 +83,7 @@ TEST_P(AttentionEmulationTest, MatchesCpuBackend) {
   const std::vector<float> slopes = gpu_test::CaseSlopes(c);
 
   BackendOptions options;
-  options.device = "cpu";
+  options.device = "ref";
   options.num_threads = 1;
   auto cpu = CreateBackend(options);
   ASSERT_TRUE(cpu.ok());

@@ -11,9 +11,9 @@
 #include <random>
 #include <vector>
 
+#include "common/half.h"
 #include "gtest/gtest.h"
 #include "kernels/backend.h"
-#include "common/half.h"
 #include "tests/gpu/emulation/emulated_kernels.h"
 
 namespace alibi::kernels {
@@ -27,7 +27,7 @@ class OpsEmulationTest : public ::testing::Test {
   void SetUp() override {
     emu::SetEmulationMode(false, false, 1);
     BackendOptions options;
-    options.device = "cpu";
+    options.device = "ref";
     options.num_threads = 1;
     auto cpu = CreateBackend(options);
     ASSERT_TRUE(cpu.ok());

@@ -1,15 +1,18 @@
-// A fixed pool of worker threads for the CPU backend's data-parallel loops.
-// Idle workers block on a condition variable (no spinning), so the pool
-// behaves on a busy machine where OpenMP's spin-waiting would burn the cores
-// the rest of the server needs.
+// A fixed pool of worker threads for the CPU backends' data-parallel loops.
+// After a job a worker spins for a short while (`spin`, default 200 us)
+// waiting for the next one, then blocks on a condition variable: the ops of
+// one forward pass follow each other within microseconds, so they are handed
+// out without a wake-up, while an idle server burns no core (OpenMP-style
+// long spinning would starve the rest of the server on a small machine).
 //
 // Thread-safety: ParallelFor may be called from one thread at a time (the
 // backend's owner); `fn` runs concurrently on the pool's threads and the
 // caller's.
-#ifndef ALIBI_KERNELS_CPU_THREAD_POOL_H_
-#define ALIBI_KERNELS_CPU_THREAD_POOL_H_
+#ifndef ALIBI_KERNELS_HOST_THREAD_POOL_H_
+#define ALIBI_KERNELS_HOST_THREAD_POOL_H_
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -17,12 +20,13 @@
 #include <thread>
 #include <vector>
 
-namespace alibi::kernels::cpu {
+namespace alibi::kernels::host {
 
 class ThreadPool {
  public:
   // `num_threads` >= 1 counts the calling thread: num_threads - 1 workers.
-  explicit ThreadPool(int num_threads);
+  explicit ThreadPool(int num_threads, std::chrono::microseconds spin =
+                                           std::chrono::microseconds(200));
   ~ThreadPool();
   ThreadPool(const ThreadPool&) = delete;
   ThreadPool& operator=(const ThreadPool&) = delete;
@@ -40,13 +44,15 @@ class ThreadPool {
   void WorkerLoop(int thread);
   void RunPieces(int thread);
 
+  const std::chrono::microseconds spin_;
   std::vector<std::thread> workers_;
   std::mutex mu_;
   std::condition_variable work_cv_;
-  std::condition_variable done_cv_;
-  uint64_t generation_ = 0;  // bumped per ParallelFor
-  int busy_workers_ = 0;
-  bool stop_ = false;
+  // Bumped per job (and at shutdown); workers watch it.
+  std::atomic<uint64_t> generation_{0};
+  std::atomic<int> sleeping_{0};  // workers blocked on work_cv_
+  std::atomic<int> busy_{0};      // workers inside the current job
+  std::atomic<bool> stop_{false};
   // The current job.
   const std::function<void(int64_t, int64_t, int)>* fn_ = nullptr;
   int64_t n_ = 0;
@@ -54,6 +60,6 @@ class ThreadPool {
   std::atomic<int64_t> next_{0};
 };
 
-}  // namespace alibi::kernels::cpu
+}  // namespace alibi::kernels::host
 
-#endif  // ALIBI_KERNELS_CPU_THREAD_POOL_H_
+#endif  // ALIBI_KERNELS_HOST_THREAD_POOL_H_

@@ -1,6 +1,7 @@
-// The CPU backend against naive double-precision references, and its
-// batch / chunk invariance (bitwise).
-#include "kernels/cpu/cpu_backend.h"
+// The reference backend against naive double-precision references, and its
+// batch / chunk invariance (bitwise). (Every other backend is compared with
+// it in backend_conformance_test.cc.)
+#include "kernels/reference/reference_backend.h"
 
 #include <cmath>
 #include <cstring>
@@ -15,11 +16,11 @@
 namespace alibi::kernels {
 namespace {
 
-class CpuBackendTest : public ::testing::Test {
+class ReferenceBackendTest : public ::testing::Test {
  protected:
   void SetUp() override {
     BackendOptions options;
-    options.device = "cpu";
+    options.device = "ref";
     options.num_threads = 2;
     auto backend = CreateBackend(options);
     ASSERT_TRUE(backend.ok()) << backend.status();
@@ -37,15 +38,15 @@ class CpuBackendTest : public ::testing::Test {
   std::mt19937 rng_{1234};
 };
 
-TEST_F(CpuBackendTest, NameAndDtypes) {
-  EXPECT_EQ(backend_->Kind(), "cpu");
+TEST_F(ReferenceBackendTest, NameAndDtypes) {
+  EXPECT_EQ(backend_->Kind(), "ref");
   EXPECT_EQ(backend_->weight_dtype(), DType::kF32);
-  EXPECT_GE(cpu::LinearRowTile(), 1);
+  EXPECT_GE(reference::LinearRowTile(), 1);
   EXPECT_GT(backend_->GetMemoryInfo().total_bytes, 0u);
   EXPECT_GT(backend_->GetMemoryInfo().used_bytes, 0u);
 }
 
-TEST_F(CpuBackendTest, LinearMatchesNaiveWithEpilogue) {
+TEST_F(ReferenceBackendTest, LinearMatchesNaiveWithEpilogue) {
   const int t = 7, k = 33, n = 1500;  // n spans two column blocks
   std::vector<float> x = Random(t * k), w = Random(n * k, 0.2f);
   std::vector<float> bias = Random(n), residual = Random(t * n);
@@ -82,7 +83,7 @@ TEST_F(CpuBackendTest, LinearMatchesNaiveWithEpilogue) {
   }
 }
 
-TEST_F(CpuBackendTest, LinearRowsDoNotDependOnTheBatch) {
+TEST_F(ReferenceBackendTest, LinearRowsDoNotDependOnTheBatch) {
   const int k = 96, n = 2100, max_t = 41;
   std::vector<float> w = Random(n * k, 0.1f), x = Random(max_t * k);
   std::vector<float> alone(n);
@@ -110,7 +111,7 @@ TEST_F(CpuBackendTest, LinearRowsDoNotDependOnTheBatch) {
   }
 }
 
-TEST_F(CpuBackendTest, LayerNormMatchesNaive) {
+TEST_F(ReferenceBackendTest, LayerNormMatchesNaive) {
   const int t = 5, h = 77;
   std::vector<float> x = Random(t * h, 3.0f), g = Random(h), b = Random(h);
   std::vector<float> out(t * h);
@@ -135,7 +136,7 @@ TEST_F(CpuBackendTest, LayerNormMatchesNaive) {
   }
 }
 
-TEST_F(CpuBackendTest, EmbeddingAndGatherCheckIndices) {
+TEST_F(ReferenceBackendTest, EmbeddingAndGatherCheckIndices) {
   std::vector<float> table = Random(10 * 4), out(3 * 4);
   std::vector<int32_t> ids = {3, 0, 9};
   auto table_view = TensorView::Of(table.data(), DType::kF32, 10, 4);
@@ -168,7 +169,7 @@ struct AttentionCase {
   int num_heads = 6, num_kv_heads = 6, head_dim = 8, block_size = 4;
   std::vector<int> lengths;                 // tokens per sequence
   std::vector<std::vector<float>> q, k, v;  // per sequence [len, heads*d]
-  int window = 0;  // sliding window (0: none)
+  int window = 0;                           // sliding window (0: none)
 };
 
 // Dense double-precision ALiBi attention of query position i over keys 0..i
@@ -204,7 +205,7 @@ std::vector<double> NaiveAttention(const AttentionCase& c, int seq, int pos,
   return out;
 }
 
-class PagedAttentionTest : public CpuBackendTest,
+class PagedAttentionTest : public ReferenceBackendTest,
                            public ::testing::WithParamInterface<int> {};
 
 // Runs every sequence of `c` through WriteKv + PagedAttention in chunks of
@@ -243,7 +244,7 @@ std::vector<std::vector<float>> RunChunked(Backend& backend,
       int64_t{c.num_kv_heads} * c.block_size * c.head_dim;
   while (true) {
     std::vector<int32_t> starts = {0}, ctx, slots, step_tables, windows,
-        first_blocks;
+                         first_blocks;
     std::vector<float> q, k, v;
     std::vector<int> seqs;
     for (int s = 0; s < num_seqs; ++s) {
@@ -304,8 +305,7 @@ std::vector<std::vector<float>> RunChunked(Backend& backend,
       done[s] += n;
       if (c.window > 0) {
         // Blocks no later query of s can see are released.
-        const int released =
-            std::max(0, done[s] - c.window + 1) / c.block_size;
+        const int released = std::max(0, done[s] - c.window + 1) / c.block_size;
         for (int b = 0; b < released; ++b) {
           const int64_t block = tables[s * max_blocks + b];
           std::fill_n(kpool.begin() + block * block_floats, block_floats, NAN);
@@ -352,7 +352,7 @@ TEST_P(PagedAttentionTest, MatchesDenseReferenceAndIsChunkInvariant) {
 INSTANTIATE_TEST_SUITE_P(KvHeads, PagedAttentionTest,
                          ::testing::Values(6, 3, 2, 1));
 
-TEST_F(CpuBackendTest, SlidingWindowAttentionMatchesBandedReference) {
+TEST_F(ReferenceBackendTest, SlidingWindowAttentionMatchesBandedReference) {
   const std::vector<float> slopes = {0.25f,       0.0625f, 0.015625f,
                                      0.00390625f, 0.5f,    0.125f};
   const float scale = 1.0f / std::sqrt(8.0f);
@@ -387,7 +387,7 @@ TEST_F(CpuBackendTest, SlidingWindowAttentionMatchesBandedReference) {
   }
 }
 
-TEST_F(CpuBackendTest, AttentionRejectsBadMetadata) {
+TEST_F(ReferenceBackendTest, AttentionRejectsBadMetadata) {
   std::vector<float> pool(4 * 2 * 4 * 8), q(2 * 16), out(2 * 16);
   PagedKvView kv{pool.data(), pool.data(), DType::kF32, 4, 4, 2, 8};
   std::vector<int32_t> starts = {0, 2}, ctx = {1}, tables = {0, 1};

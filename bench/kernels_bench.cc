@@ -1,0 +1,240 @@
+// The fast CPU backend's kernels next to the machine's own limits, measured
+// in the same run (kernels/cpu/cpu_backend.h MeasureMachineLimits): a
+// streaming-read bandwidth probe and multiply-add peak probes (float32 FMA,
+// bf16 and int8 dot products), all with the backend's thread count.
+//
+// - CpuGemv: one row (a decode step) times BLOOM-560m-shaped weights, cycling
+//   through 160 MiB or more of matrices so that every call reads its weights
+//   from memory: GB/s of weights, and % of the read probe.
+// - CpuGemm: 512 rows (a prefill chunk): GFLOP/s, and % of the FMA probe
+//   (f32, f16), the bf16 probe (bf16) or the int8 probe (int8).
+// - CpuAttention: decode (one query per sequence, 8 sequences of 2048
+//   tokens: GB/s of KV read) and prefill (512-token causal prompt: GFLOP/s).
+//
+// Run: build/bench/alibi-microbench --benchmark_filter=Cpu
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <memory>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "benchmark/benchmark.h"
+#include "common/logging.h"
+#include "kernels/backend.h"
+#include "kernels/cpu/cpu_backend.h"
+
+namespace alibi {
+namespace {
+
+using kernels::DType;
+
+constexpr int kThreads = 2;
+
+const kernels::cpu::MachineLimits& Limits() {
+  static const kernels::cpu::MachineLimits limits = [] {
+    SetMinLogSeverity(LogSeverity::kWarning);  // one line per backend made
+    const auto l = kernels::cpu::MeasureMachineLimits(kThreads);
+    std::fprintf(stderr,
+                 "machine limits (%d threads): read %.1f GB/s, f32 FMA %.1f "
+                 "GFLOP/s, bf16 dot %.1f GFLOP/s, int8 dot %.1f GOP/s\n",
+                 kThreads, l.read_gb_per_s, l.fma_gflop_per_s,
+                 l.bf16_gflop_per_s, l.int8_gop_per_s);
+    return l;
+  }();
+  return limits;
+}
+
+// The rate next to the machine's limit and the share of it.
+void Report(benchmark::State& state, const std::string& unit, double rate,
+            double limit) {
+  state.counters[unit] = rate;
+  state.counters["limit"] = limit;
+  state.counters["%limit"] = limit > 0 ? 100.0 * rate / limit : 0.0;
+}
+
+DType WidthOf(int64_t code) {
+  const DType widths[] = {DType::kF32, DType::kBF16, DType::kF16, DType::kI8};
+  return widths[code];
+}
+
+std::unique_ptr<kernels::Backend> MakeCpu(DType weights) {
+  kernels::BackendOptions options;
+  options.device = "cpu";
+  options.num_threads = kThreads;
+  options.cpu_weight_dtype = weights;
+  return std::move(*kernels::CreateBackend(options));
+}
+
+std::vector<float> RandomVector(size_t n, float scale, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal(0.0f, scale);
+  std::vector<float> v(n);
+  for (float& x : v) x = normal(rng);
+  return v;
+}
+
+// args: width (0 f32, 1 bf16, 2 f16, 3 int8), rows, N, K.
+void BM_CpuLinear(benchmark::State& state) {
+  const DType width = WidthOf(state.range(0));
+  const int64_t rows = state.range(1), n = state.range(2), k = state.range(3);
+  const kernels::cpu::MachineLimits& limits = Limits();
+  auto backend = MakeCpu(width);
+  // Enough matrices that the weights come from memory each call, each with
+  // its own values (a hypervisor may merge equal pages into one).
+  const int64_t bytes_each =
+      static_cast<int64_t>(n * k * kernels::DTypeSize(width));
+  const int copies = rows == 1 ? static_cast<int>(std::max<int64_t>(
+                                     2, (int64_t{160} << 20) / bytes_each + 1))
+                               : 1;
+  std::vector<kernels::Weight> weights;
+  for (int c = 0; c < copies; ++c) {
+    const std::vector<float> host = RandomVector(n * k, 0.03f, 1 + c);
+    weights.push_back(
+        std::move(*backend->UploadWeight(host.data(), DType::kF32, n, k)));
+  }
+  std::vector<float> x = RandomVector(rows * k, 1.0f, 2), y(rows * n);
+  const kernels::TensorView in =
+      kernels::TensorView::Of(x.data(), DType::kF32, rows, k);
+  const kernels::TensorView out =
+      kernels::TensorView::Of(y.data(), DType::kF32, rows, n);
+  size_t i = 0;
+  const auto start = std::chrono::steady_clock::now();
+  for (auto _ : state) {
+    if (!backend->Linear(in, weights[i++ % copies].view, {}, out).ok()) {
+      state.SkipWithError("Linear failed");
+      return;
+    }
+    benchmark::DoNotOptimize(y.data());
+  }
+  const double per_call =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+          .count() /
+      static_cast<double>(state.iterations());
+  if (rows == 1) {
+    const double bytes = static_cast<double>(weights[0].buffer.bytes());
+    Report(state, "GB/s", bytes / per_call / 1e9, limits.read_gb_per_s);
+  } else {
+    Report(state, "GFLOP/s", 2.0 * rows * n * k / per_call / 1e9,
+           width == DType::kBF16 ? limits.bf16_gflop_per_s
+           : width == DType::kI8 ? limits.int8_gop_per_s
+                                 : limits.fma_gflop_per_s);
+  }
+  state.SetLabel(std::string(kernels::DTypeName(width)));
+}
+
+void LinearArgs(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"width", "rows", "N", "K"});
+  for (int w = 0; w < 4; ++w) {
+    b->Args({w, 1, 4096, 1024});    // MLP up, one decode row
+    b->Args({w, 1, 1024, 4096});    // MLP down
+    b->Args({w, 512, 4096, 1024});  // a 512-token prefill chunk
+  }
+}
+BENCHMARK(BM_CpuLinear)
+    ->Apply(LinearArgs)
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond)
+    ->MinTime(1.0);
+
+// args: mode (0 decode: 8 sequences x 2048 keys, one query each; 1 prefill:
+// one 512-token prompt), KV dtype (0 f32, 1 bf16, 2 f16). 16 heads of 64.
+void BM_CpuAttention(benchmark::State& state) {
+  const bool decode = state.range(0) == 0;
+  const DType kv_dtype = WidthOf(state.range(1));
+  const kernels::cpu::MachineLimits& limits = Limits();
+  kernels::BackendOptions options;
+  options.device = "cpu";
+  options.num_threads = kThreads;
+  options.kv_dtype = kv_dtype;
+  auto backend = std::move(*kernels::CreateBackend(options));
+  const int heads = 16, d = 64, block = 16;
+  const int seqs = decode ? 8 : 1, ctx = decode ? 2048 : 512;
+  const int queries = decode ? 1 : ctx;
+  const int blocks_per_seq = ctx / block;
+  const int num_blocks = seqs * blocks_per_seq;
+  const size_t pool_elems = size_t{1} * num_blocks * heads * block * d;
+  const size_t elem = kernels::DTypeSize(kv_dtype);
+  std::vector<char> kpool(pool_elems * elem), vpool(pool_elems * elem);
+  kernels::PagedKvView kv{kpool.data(), vpool.data(), kv_dtype, num_blocks,
+                          block,        heads,        d};
+  // Fill the pool through WriteKv, every sequence's keys and values with
+  // their own values (a hypervisor may merge equal pages into one).
+  std::vector<int32_t> tables(num_blocks), starts = {0}, lens;
+  std::iota(tables.begin(), tables.end(), 0);
+  for (int s = 0; s < seqs; ++s) {
+    std::vector<float> k_rows =
+        RandomVector(static_cast<size_t>(ctx) * heads * d, 1.0f, 3 + s);
+    std::vector<float> v_rows =
+        RandomVector(static_cast<size_t>(ctx) * heads * d, 1.0f, 100 + s);
+    std::vector<int32_t> slots(ctx);
+    for (int p = 0; p < ctx; ++p) slots[p] = s * ctx + p;
+    const auto kview =
+        kernels::TensorView::Of(k_rows.data(), DType::kF32, ctx, heads * d);
+    const auto vview =
+        kernels::TensorView::Of(v_rows.data(), DType::kF32, ctx, heads * d);
+    if (!backend->WriteKv(kview, vview, slots.data(), ctx, kv).ok()) {
+      state.SkipWithError("WriteKv failed");
+      return;
+    }
+    starts.push_back(starts.back() + queries);
+    lens.push_back(ctx);
+  }
+  const int tokens = seqs * queries;
+  std::vector<float> q = RandomVector(static_cast<size_t>(tokens) * heads * d,
+                                      1.0f, 4),
+                     o(q.size());
+  std::vector<float> slopes(heads);
+  for (int h = 0; h < heads; ++h) slopes[h] = std::pow(2.0f, -0.5f * (h + 1));
+  kernels::AttentionMeta meta;
+  meta.num_seqs = seqs;
+  meta.num_tokens = tokens;
+  meta.query_start = starts.data();
+  meta.context_lens = lens.data();
+  meta.block_tables = tables.data();
+  meta.max_blocks_per_seq = blocks_per_seq;
+  meta.max_query_len = queries;
+  meta.max_context_len = ctx;
+  const auto qv =
+      kernels::TensorView::Of(q.data(), DType::kF32, tokens, heads * d);
+  const auto ov =
+      kernels::TensorView::Of(o.data(), DType::kF32, tokens, heads * d);
+  const auto start = std::chrono::steady_clock::now();
+  for (auto _ : state) {
+    if (!backend->PagedAttention(qv, kv, meta, slopes.data(), heads, 0.125f, ov)
+             .ok()) {
+      state.SkipWithError("PagedAttention failed");
+      return;
+    }
+    benchmark::DoNotOptimize(o.data());
+  }
+  const double per_call =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+          .count() /
+      static_cast<double>(state.iterations());
+  if (decode) {
+    Report(state, "GB/s", 2.0 * pool_elems * elem / per_call / 1e9,
+           limits.read_gb_per_s);
+  } else {
+    // q.k and p.v over the causal triangle.
+    const double flops =
+        4.0 * heads * d * (static_cast<double>(ctx) * (ctx + 1) / 2);
+    Report(state, "GFLOP/s", flops / per_call / 1e9, limits.fma_gflop_per_s);
+  }
+  state.SetLabel(std::string(decode ? "decode, KV " : "prefill, KV ") +
+                 std::string(kernels::DTypeName(kv_dtype)));
+}
+BENCHMARK(BM_CpuAttention)
+    ->ArgNames({"prefill", "kv"})
+    ->Args({0, 0})
+    ->Args({0, 1})
+    ->Args({1, 0})
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond)
+    ->MinTime(1.0);
+
+}  // namespace
+}  // namespace alibi

@@ -1,0 +1,54 @@
+// Argument checks shared by the host (CPU) backends: every index an op is
+// about to follow is checked first, so bad input is an InvalidArgument
+// status naming the thing, never a wild read.
+//
+// Thread-safety: pure functions.
+#ifndef ALIBI_KERNELS_HOST_CHECKS_H_
+#define ALIBI_KERNELS_HOST_CHECKS_H_
+
+#include <cstdint>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+#include "kernels/backend.h"
+
+namespace alibi::kernels::host {
+
+// `view` has dtype `dtype` and data unless it is empty.
+absl::Status ExpectDType(const TensorView& view, DType dtype,
+                         absl::string_view backend, absl::string_view what);
+
+// Each of ids[0..n) is in [0, limit).
+absl::Status CheckIndices(const int32_t* ids, int n, int64_t limit,
+                          absl::string_view backend, absl::string_view what);
+
+// Each slot is below the pool's num_blocks * block_size (negative: padding
+// rows, skipped by WriteKv).
+absl::Status CheckSlots(const int32_t* slots, int n, const PagedKvView& kv,
+                        absl::string_view backend);
+
+// Checks a PagedAttention call (shapes, head counts, every sequence's
+// metadata and the block-table entries its keys live in) and fills, for each
+// query row t, its sequence and absolute position.
+absl::Status ResolveAttentionRows(const TensorView& q, const PagedKvView& kv,
+                                  const AttentionMeta& meta, int num_heads,
+                                  const TensorView& out,
+                                  absl::string_view backend,
+                                  std::vector<int32_t>* seq_of,
+                                  std::vector<int32_t>* pos_of);
+
+// The first key position query position `pos` of sequence s attends to.
+inline int32_t FirstKey(const AttentionMeta& meta, int s, int32_t pos) {
+  const int32_t window = meta.windows != nullptr ? meta.windows[s] : 0;
+  return window > 0 && pos - window + 1 > 0 ? pos - window + 1 : 0;
+}
+
+// Sequence s's first logical block (its block table's entry 0).
+inline int32_t FirstBlock(const AttentionMeta& meta, int s) {
+  return meta.first_blocks != nullptr ? meta.first_blocks[s] : 0;
+}
+
+}  // namespace alibi::kernels::host
+
+#endif  // ALIBI_KERNELS_HOST_CHECKS_H_

@@ -1,0 +1,124 @@
+#include "kernels/host/host_backend.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+
+#include "absl/strings/str_cat.h"
+#include "common/half.h"
+#include "common/status_macros.h"
+#include "kernels/host/checks.h"
+
+namespace alibi::kernels::host {
+namespace {
+
+void FreeAligned(void* ptr, void* /*ctx*/) { std::free(ptr); }
+
+// Elements per parallel piece of a conversion.
+constexpr int64_t kConvertGrain = 1 << 16;
+
+}  // namespace
+
+HostBackend::HostBackend(absl::string_view kind, int num_threads)
+    : kind_(kind), pool_(num_threads) {}
+
+absl::StatusOr<Buffer> HostBackend::Allocate(size_t bytes) {
+  const size_t rounded = (std::max<size_t>(bytes, 1) + 63) / 64 * 64;
+  void* ptr = std::aligned_alloc(64, rounded);
+  if (ptr == nullptr) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat(kind_, " backend: cannot allocate ", bytes, " bytes"));
+  }
+  return Buffer(ptr, bytes, &FreeAligned, nullptr);
+}
+
+absl::Status HostBackend::CopyToDevice(void* dst, const void* src,
+                                       size_t bytes) {
+  if (bytes > 0) std::memcpy(dst, src, bytes);
+  return absl::OkStatus();
+}
+
+absl::Status HostBackend::CopyToHost(void* dst, const void* src, size_t bytes) {
+  if (bytes > 0) std::memcpy(dst, src, bytes);
+  return absl::OkStatus();
+}
+
+MemoryInfo HostBackend::GetMemoryInfo() const {
+  MemoryInfo info;
+  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  std::ifstream statm("/proc/self/statm");
+  size_t total_pages = 0, resident_pages = 0;
+  if (statm >> total_pages >> resident_pages) {
+    info.used_bytes = resident_pages * page;
+  }
+  info.total_bytes = static_cast<size_t>(sysconf(_SC_PHYS_PAGES)) * page;
+  return info;
+}
+
+absl::Status HostBackend::UploadConvert(const void* src, DType src_dtype,
+                                        size_t count, void* dst,
+                                        DType dst_dtype) {
+  if (dst_dtype != DType::kF32) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(kind_, " backend: UploadConvert writes float32, not ",
+                     DTypeName(dst_dtype)));
+  }
+  float* out = static_cast<float*>(dst);
+  const int64_t n = static_cast<int64_t>(count);
+  switch (src_dtype) {
+    case DType::kF32:
+      std::memcpy(out, src, count * sizeof(float));
+      return absl::OkStatus();
+    case DType::kF16: {
+      const uint16_t* in = static_cast<const uint16_t*>(src);
+      pool_.ParallelFor(n, kConvertGrain, [&](int64_t b, int64_t e, int) {
+        for (int64_t i = b; i < e; ++i) out[i] = Fp16ToFloat(in[i]);
+      });
+      return absl::OkStatus();
+    }
+    case DType::kBF16: {
+      const uint16_t* in = static_cast<const uint16_t*>(src);
+      pool_.ParallelFor(n, kConvertGrain, [&](int64_t b, int64_t e, int) {
+        for (int64_t i = b; i < e; ++i) out[i] = Bf16ToFloat(in[i]);
+      });
+      return absl::OkStatus();
+    }
+    case DType::kI32:
+    case DType::kI8:
+      break;
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      kind_, " backend: cannot convert ", DTypeName(src_dtype), " weights"));
+}
+
+absl::Status HostBackend::ExpectF32(const TensorView& view,
+                                    absl::string_view what) const {
+  if (view.packed) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(kind_, " backend: ", what, " is a packed weight"));
+  }
+  return ExpectDType(view, DType::kF32, kind_, what);
+}
+
+absl::Status HostBackend::GatherRows(TensorView in, const int32_t* rows,
+                                     int num_rows, TensorView out) {
+  RETURN_IF_ERROR(ExpectF32(in, "gather input"));
+  RETURN_IF_ERROR(ExpectF32(out, "gather output"));
+  if (out.rows < num_rows || out.cols != in.cols) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(kind_, " backend: gather shape mismatch"));
+  }
+  RETURN_IF_ERROR(CheckIndices(rows, num_rows, in.rows, kind_, "gather row"));
+  for (int r = 0; r < num_rows; ++r) {
+    std::memcpy(static_cast<float*>(out.data) + r * out.row_stride,
+                static_cast<const float*>(in.data) + rows[r] * in.row_stride,
+                in.cols * sizeof(float));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace alibi::kernels::host
