@@ -8,48 +8,9 @@
 namespace alibi::frontend {
 
 // ---------------------------------------------------------------------------
-// OutputExecutor
-
-OutputExecutor::OutputExecutor(int num_threads) {
-  for (int i = 0; i < std::max(1, num_threads); ++i) {
-    threads_.emplace_back([this] { Run(); });
-  }
-}
-
-OutputExecutor::~OutputExecutor() {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    stopping_ = true;
-  }
-  cv_.notify_all();
-  for (std::thread& t : threads_) t.join();
-}
-
-void OutputExecutor::Post(std::function<void()> task) {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    tasks_.push_back(std::move(task));
-  }
-  cv_.notify_one();
-}
-
-void OutputExecutor::Run() {
-  std::unique_lock<std::mutex> lock(mu_);
-  while (true) {
-    cv_.wait(lock, [this] { return stopping_ || !tasks_.empty(); });
-    if (tasks_.empty()) return;
-    std::function<void()> task = std::move(tasks_.front());
-    tasks_.pop_front();
-    lock.unlock();
-    task();
-    lock.lock();
-  }
-}
-
-// ---------------------------------------------------------------------------
 // InferenceCall
 
-InferenceCall::InferenceCall(engine::Engine* engine, OutputExecutor* executor,
+InferenceCall::InferenceCall(engine::Engine* engine, TaskPool* executor,
                              const tokenizer::Tokenizer& tokenizer,
                              PreparedRequest prepared,
                              std::function<void()> on_ready)

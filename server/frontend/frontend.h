@@ -21,19 +21,17 @@
 #define ALIBI_SERVER_FRONTEND_FRONTEND_H_
 
 #include <atomic>
-#include <condition_variable>
-#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "common/task_pool.h"
 #include "server/engine/engine.h"
 #include "server/frontend/chat_template.h"
 #include "server/frontend/input_processor.h"
@@ -42,24 +40,6 @@
 #include "server/tokenizer/tokenizer.h"
 
 namespace alibi::frontend {
-
-// A fixed pool of threads running posted tasks (the frontend's output
-// threads).
-class OutputExecutor {
- public:
-  explicit OutputExecutor(int num_threads);
-  // Runs what is queued, then joins.
-  ~OutputExecutor();
-  void Post(std::function<void()> task);
-
- private:
-  void Run();
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<std::function<void()>> tasks_;
-  bool stopping_ = false;
-  std::vector<std::thread> threads_;
-};
 
 // One request in flight: one completion, or n completions of one prompt
 // (CompletionParams::n) that the engine runs as a group sharing the
@@ -97,7 +77,7 @@ class InferenceCall : public std::enable_shared_from_this<InferenceCall> {
   // A scoring call's result from all of its chunks merged.
   ScoreResult ToScoreResult(CompletionChunk all) const;
 
-  InferenceCall(engine::Engine* engine, OutputExecutor* executor,
+  InferenceCall(engine::Engine* engine, TaskPool* executor,
                 const tokenizer::Tokenizer& tokenizer, PreparedRequest prepared,
                 std::function<void()> on_ready);
 
@@ -112,7 +92,7 @@ class InferenceCall : public std::enable_shared_from_this<InferenceCall> {
   bool ReadyLocked(size_t i) const;
 
   engine::Engine* const engine_;
-  OutputExecutor* const executor_;
+  TaskPool* const executor_;
   const tokenizer::Tokenizer& tokenizer_;
   const std::function<void()> on_ready_;
   const std::vector<int32_t> prompt_;
@@ -182,7 +162,7 @@ class Frontend {
   engine::Engine* const engine_;
   const InputProcessor input_;
   const std::shared_ptr<const ChatTemplate> chat_template_;
-  OutputExecutor executor_;
+  TaskPool executor_;
 };
 
 }  // namespace alibi::frontend

@@ -231,22 +231,31 @@ absl::StatusOr<int> InputProcessor::Window(const std::optional<int>& kv_window,
   return *kv_window;
 }
 
-absl::StatusOr<PreparedRequest> InputProcessor::PrepareCompletion(
-    const CompletionParams& params, const FieldNamer& name) const {
-  PreparedRequest out;
-  engine::EngineRequest& r = out.request;
-  if (static_cast<int>(params.request_id.size()) >
-      limits_.max_request_id_bytes) {
+absl::Status InputProcessor::PrepareCommon(const std::string& request_id,
+                                           const std::optional<int>& kv_window,
+                                           const Prompt& prompt,
+                                           const FieldNamer& name,
+                                           engine::EngineRequest& r) const {
+  if (static_cast<int>(request_id.size()) > limits_.max_request_id_bytes) {
     return Invalid(
         name, "request_id",
         absl::StrCat("longer than ", limits_.max_request_id_bytes, " bytes"));
   }
-  if (!IsValidUtf8(params.request_id)) {
+  if (!IsValidUtf8(request_id)) {
     return Invalid(name, "request_id", "is not valid UTF-8");
   }
-  r.client_request_id = params.request_id;
-  ASSIGN_OR_RETURN(r.kv_window, Window(params.kv_window, name));
-  ASSIGN_OR_RETURN(r.prompt, PromptTokens(params.prompt, name));
+  r.client_request_id = request_id;
+  ASSIGN_OR_RETURN(r.kv_window, Window(kv_window, name));
+  ASSIGN_OR_RETURN(r.prompt, PromptTokens(prompt, name));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<PreparedRequest> InputProcessor::PrepareCompletion(
+    const CompletionParams& params, const FieldNamer& name) const {
+    PreparedRequest out;
+  engine::EngineRequest& r = out.request;
+  RETURN_IF_ERROR(PrepareCommon(params.request_id, params.kv_window,
+                                params.prompt, name, r));
   const int prompt_len = static_cast<int>(r.prompt.size());
   // A windowed request holds O(kv_window) memory: only positions cap it.
   const int room = r.kv_window > 0
@@ -319,20 +328,10 @@ absl::StatusOr<PreparedRequest> InputProcessor::PrepareCompletion(
 
 absl::StatusOr<PreparedRequest> InputProcessor::PrepareScore(
     const ScoreParams& params, const FieldNamer& name) const {
-  PreparedRequest out;
+    PreparedRequest out;
   engine::EngineRequest& r = out.request;
-  if (static_cast<int>(params.request_id.size()) >
-      limits_.max_request_id_bytes) {
-    return Invalid(
-        name, "request_id",
-        absl::StrCat("longer than ", limits_.max_request_id_bytes, " bytes"));
-  }
-  if (!IsValidUtf8(params.request_id)) {
-    return Invalid(name, "request_id", "is not valid UTF-8");
-  }
-  r.client_request_id = params.request_id;
-  ASSIGN_OR_RETURN(r.kv_window, Window(params.kv_window, name));
-  ASSIGN_OR_RETURN(r.prompt, PromptTokens(params.input, name));
+  RETURN_IF_ERROR(PrepareCommon(params.request_id, params.kv_window,
+                                params.input, name, r));
   const int n = static_cast<int>(r.prompt.size());
   const char* field = params.input.token_ids.empty() ? "text" : "token_ids";
   if (n < 2) {

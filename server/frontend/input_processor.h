@@ -81,9 +81,15 @@ class InputProcessor {
       const Prompt& prompt, const FieldNamer& name) const;
   absl::Status ConvertSampling(const SamplingOptions& s, const FieldNamer& name,
                                PreparedRequest& out) const;
-  // The request's sliding window (its own, else the server's default).
+    // The request's sliding window (its own, else the server's default).
   absl::StatusOr<int> Window(const std::optional<int>& kv_window,
                              const FieldNamer& name) const;
+  // What every request has: the caller's request_id, the window and the
+  // prompt's tokens, checked and copied into `r`.
+  absl::Status PrepareCommon(const std::string& request_id,
+                             const std::optional<int>& kv_window,
+                             const Prompt& prompt, const FieldNamer& name,
+                             engine::EngineRequest& r) const;
   // logit_bias, allowed_token_ids and bad_words.
   absl::Status ConvertTokenConstraints(const SamplingOptions& s,
                                        const FieldNamer& name,

@@ -246,28 +246,21 @@ std::vector<std::string> OpenAiApi::MetricRoutes() {
 }
 
 void OpenAiApi::SetFrontend(frontend::Frontend* frontend) {
-  frontend_.store(frontend);
+  admission_.SetFrontend(frontend);
 }
 
-void OpenAiApi::StartDraining() { draining_.store(true); }
+void OpenAiApi::StartDraining() { admission_.StartDraining(); }
 
 bool OpenAiApi::WaitForIdle(absl::Duration timeout) {
-  std::unique_lock<std::mutex> lock(mu_);
-  return idle_cv_.wait_for(lock, absl::ToChronoNanoseconds(timeout),
-                           [this] { return in_flight_ == 0; });
+  return admission_.WaitForIdle(timeout);
 }
 
-int OpenAiApi::in_flight() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  return in_flight_;
-}
+int OpenAiApi::in_flight() const { return admission_.in_flight(); }
 
 void OpenAiApi::Done(absl::string_view label, absl::StatusCode code,
                      bool admitted) {
   if (metrics_ != nullptr) metrics_->RecordRequest(label, code);
-  if (!admitted) return;
-  std::lock_guard<std::mutex> lock(mu_);
-  if (--in_flight_ == 0) idle_cv_.notify_all();
+  if (admitted) admission_.Exit();
 }
 
 void OpenAiApi::Fail(Responder& responder, absl::string_view label,
@@ -389,18 +382,10 @@ void OpenAiApi::Handle(HttpRequest request,
     Done(label, absl::StatusCode::kUnimplemented, false);
     return;
   }
-  frontend::Frontend* frontend = frontend_.load();
-  if (draining_.load() || frontend == nullptr) {
-    Fail(*responder, label,
-         absl::UnavailableError(frontend == nullptr
-                                    ? "the model is still loading"
-                                    : "the server is shutting down"),
-         false);
+  if (absl::StatusOr<frontend::Frontend*> admitted = admission_.Enter();
+      !admitted.ok()) {
+    Fail(*responder, label, admitted.status(), false);
     return;
-  }
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    ++in_flight_;
   }
   if (path == "/v1/completions") {
     Completions(request, std::move(responder));
@@ -416,31 +401,17 @@ void OpenAiApi::Handle(HttpRequest request,
 }
 
 void OpenAiApi::Health(Responder& responder) const {
-  frontend::Frontend* frontend = frontend_.load();
-  std::string problem;
-  if (frontend == nullptr) {
-    problem = "the model is still loading";
-  } else if (draining_.load()) {
-    problem = "the server is shutting down";
-  } else {
-    const engine::EngineSnapshot s = frontend->engine().GetSnapshot();
-    if (s.has_work && Now() - s.last_progress >
-                          absl::ToChronoNanoseconds(options_.stall_timeout)) {
-      problem = absl::StrCat("the engine made no progress for ",
-                             absl::FormatDuration(options_.stall_timeout),
-                             " with work pending");
-    }
-  }
-  if (problem.empty()) {
+  const absl::Status health = admission_.Health(options_.stall_timeout);
+  if (health.ok()) {
     responder.Respond(200, {{"Content-Type", "text/plain; charset=utf-8"}}, "");
   } else {
     responder.Respond(503, {{"Content-Type", kJson}, {"Retry-After", "1"}},
-                      ErrorBody(503, problem));
+                      ErrorBody(503, health.message()));
   }
 }
 
 void OpenAiApi::Models(const HttpRequest& request, Responder& responder) {
-  const engine::EngineInfo& info = frontend_.load()->info();
+  const engine::EngineInfo& info = admission_.frontend()->info();
   const Json model = {{"id", options_.served_model_name},
                       {"object", "model"},
                       {"created", created_},
@@ -469,7 +440,7 @@ void OpenAiApi::Completions(const HttpRequest& request,
   std::optional<CompletionRequest> r =
       Parsed(ParseCompletionRequest(request.body), *responder, kLabel);
   if (!r.has_value()) return;
-  frontend::Frontend* frontend = frontend_.load();
+  frontend::Frontend* frontend = admission_.frontend();
   Exchange::Settings settings;
   settings.label = kLabel;
   settings.stream = r->stream;
@@ -505,7 +476,7 @@ void OpenAiApi::ChatCompletions(const HttpRequest& request,
   std::optional<ChatRequest> r =
       Parsed(ParseChatRequest(request.body), *responder, kLabel);
   if (!r.has_value()) return;
-  frontend::Frontend* frontend = frontend_.load();
+  frontend::Frontend* frontend = admission_.frontend();
   absl::StatusOr<std::string> prompt = frontend->ApplyChatTemplate(
       r->messages, r->add_generation_prompt, ChatFieldName);
   if (!prompt.ok()) {
@@ -539,7 +510,7 @@ void OpenAiApi::Tokenize(const HttpRequest& request, Responder& responder) {
   std::optional<TokenizeRequest> r =
       Parsed(ParseTokenizeRequest(request.body), responder, kLabel);
   if (!r.has_value()) return;
-  frontend::Frontend* frontend = frontend_.load();
+  frontend::Frontend* frontend = admission_.frontend();
   std::string text;
   if (r->prompt.has_value()) {
     text = *r->prompt;
@@ -572,7 +543,7 @@ void OpenAiApi::Detokenize(const HttpRequest& request, Responder& responder) {
   std::optional<DetokenizeRequest> r =
       Parsed(ParseDetokenizeRequest(request.body), responder, kLabel);
   if (!r.has_value()) return;
-  auto text = frontend_.load()->Detokenize(
+  auto text = admission_.frontend()->Detokenize(
       r->tokens, /*skip_special_tokens=*/true, [](absl::string_view canonical) {
         return absl::StrCat("tokens", canonical.substr(9));  // "token_ids[i]"
       });

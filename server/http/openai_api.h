@@ -30,11 +30,8 @@
 #ifndef ALIBI_SERVER_HTTP_OPENAI_API_H_
 #define ALIBI_SERVER_HTTP_OPENAI_API_H_
 
-#include <atomic>
-#include <condition_variable>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <utility>
@@ -44,6 +41,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "server/frontend/admission.h"
 #include "server/frontend/frontend.h"
 #include "server/http_server/http_server.h"
 #include "server/metrics/metrics.h"
@@ -133,12 +131,7 @@ class OpenAiApi {
   metrics::Metrics* const metrics_;
   const int64_t created_;    // the server's start, for /v1/models
   const std::string nonce_;  // makes response ids unique across restarts
-  std::atomic<frontend::Frontend*> frontend_{nullptr};
-  std::atomic<bool> draining_{false};
-
-  mutable std::mutex mu_;
-  std::condition_variable idle_cv_;
-  int in_flight_ = 0;
+  frontend::Admission admission_;
 };
 
 }  // namespace alibi::http

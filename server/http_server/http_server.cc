@@ -24,6 +24,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/clock.h"
 #include "common/logging.h"
+#include "common/task_pool.h"
 
 namespace alibi::http_server {
 namespace {
@@ -68,56 +69,6 @@ std::pair<std::string, std::string> PlainErrorBody(int status,
   return {"text/plain; charset=utf-8",
           absl::StrCat(status, " ", ReasonPhrase(status), ": ", message, "\n")};
 }
-
-// A fixed pool of threads running queued tasks in order of submission.
-class WorkerPool {
- public:
-  explicit WorkerPool(int n) {
-    for (int i = 0; i < n; ++i) threads_.emplace_back([this] { Run(); });
-  }
-  ~WorkerPool() { Stop(); }
-  void Post(std::function<void()> task) {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (stopped_) return;
-      tasks_.push_back(std::move(task));
-    }
-    cv_.notify_one();
-  }
-  // Runs what is queued, then joins.
-  void Stop() {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      stopping_ = true;
-    }
-    cv_.notify_all();
-    for (std::thread& t : threads_) {
-      if (t.joinable()) t.join();
-    }
-    std::lock_guard<std::mutex> lock(mu_);
-    stopped_ = true;
-  }
-
- private:
-  void Run() {
-    std::unique_lock<std::mutex> lock(mu_);
-    while (true) {
-      cv_.wait(lock, [this] { return stopping_ || !tasks_.empty(); });
-      if (tasks_.empty()) return;
-      std::function<void()> task = std::move(tasks_.front());
-      tasks_.pop_front();
-      lock.unlock();
-      task();
-      lock.lock();
-    }
-  }
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<std::function<void()>> tasks_;
-  bool stopping_ = false;
-  bool stopped_ = false;
-  std::vector<std::thread> threads_;
-};
 
 // Loads the certificate chain, the key (checked against the certificate)
 // and, with a client CA, client verification into `ctx`. Errors name the
@@ -319,7 +270,7 @@ class HttpServer::Impl {
 
   HttpServerOptions options_;
   HttpHandler handler_;
-  WorkerPool workers_;
+  TaskPool workers_;
   SSL_CTX* ssl_ctx_ = nullptr;
   int listen_fd_ = -1;
   int epoll_fd_ = -1;

@@ -73,14 +73,64 @@ struct ReactorLink {
 
 }  // namespace
 
+// What the unary and the streaming reactors share: the link through which
+// the call's output notifications reach the reactor while it exists, the
+// client's cancellation (before or after Start), and the bookkeeping once
+// gRPC is done with the call. `Derived` has OnReady().
+template <typename GrpcReactor, typename Derived>
+class InferenceService::CallReactor : public GrpcReactor {
+ public:
+  using Link = ReactorLink<Derived>;
+
+  std::function<void()> Notifier() { return Link::Notifier(link_); }
+
+  void OnCancel() override {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (started_ && call_ != nullptr) {
+      call_->Cancel(AbandonedStatus(*context_));
+    } else {
+      cancel_requested_ = true;
+    }
+  }
+
+  void OnDone() override {
+    link_->Detach();
+    service_->CallDone(rpc_, call_.get(),
+                       context_->IsCancelled()
+                           ? ToGrpcStatus(AbandonedStatus(*context_))
+                           : status_);
+    delete this;
+  }
+
+ protected:
+  CallReactor(InferenceService* service, grpc::CallbackServerContext* context,
+              absl::string_view rpc)
+      : service_(service),
+        context_(context),
+        rpc_(rpc),
+        link_(std::make_shared<Link>()) {
+    link_->reactor = static_cast<Derived*>(this);
+  }
+
+  InferenceService* const service_;
+  grpc::CallbackServerContext* const context_;
+  const std::string rpc_;
+  const std::shared_ptr<Link> link_;
+  std::mutex mu_;
+  bool started_ = false;
+  bool cancel_requested_ = false;
+  std::shared_ptr<frontend::InferenceCall> call_;
+  grpc::Status status_;
+};
+
 // A unary call backed by one frontend call: Complete or Score. The response
 // is built on a frontend output thread once the last chunk arrived.
 //
 // Finish() lets gRPC delete the reactor at any time after, so it is always
 // the last thing a method does, and never before Start() has returned.
-class InferenceService::UnaryReactor : public grpc::ServerUnaryReactor {
+class InferenceService::UnaryReactor
+    : public CallReactor<grpc::ServerUnaryReactor, UnaryReactor> {
  public:
-  using Link = ReactorLink<UnaryReactor>;
   // Fills the response from the call's completions, each with every chunk
   // merged (all[i] is completion i).
   using Builder =
@@ -89,14 +139,7 @@ class InferenceService::UnaryReactor : public grpc::ServerUnaryReactor {
 
   UnaryReactor(InferenceService* service, grpc::CallbackServerContext* context,
                absl::string_view rpc)
-      : service_(service),
-        context_(context),
-        rpc_(rpc),
-        link_(std::make_shared<Link>()) {
-    link_->reactor = this;
-  }
-
-  std::function<void()> Notifier() { return Link::Notifier(link_); }
+      : CallReactor(service, context, rpc) {}
 
   // Submits `call`; `build` fills the response when it is complete.
   void Start(std::shared_ptr<frontend::InferenceCall> call, Builder build) {
@@ -148,41 +191,14 @@ class InferenceService::UnaryReactor : public grpc::ServerUnaryReactor {
     FinishCall(status);
   }
 
-  void OnCancel() override {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (started_) {
-      call_->Cancel(AbandonedStatus(*context_));
-    } else {
-      cancel_requested_ = true;
-    }
-  }
-
-  void OnDone() override {
-    link_->Detach();
-    service_->CallDone(rpc_, call_.get(),
-                       context_->IsCancelled()
-                           ? ToGrpcStatus(AbandonedStatus(*context_))
-                           : status_);
-    delete this;
-  }
-
  private:
   void FinishCall(const grpc::Status& status) {
     status_ = status;
     Finish(status);
   }
 
-  InferenceService* const service_;
-  grpc::CallbackServerContext* const context_;
-  const std::string rpc_;
-  const std::shared_ptr<Link> link_;
-  std::shared_ptr<frontend::InferenceCall> call_;
   Builder build_;
-  grpc::Status status_;
-  std::mutex mu_;
-  bool started_ = false;
   bool ready_pending_ = false;
-  bool cancel_requested_ = false;
   bool finishing_ = false;
   std::vector<frontend::CompletionChunk> all_;
 };
@@ -198,22 +214,23 @@ class InferenceService::UnaryReactor : public grpc::ServerUnaryReactor {
 // method does, and never before Start() has returned.
 template <typename Response>
 class InferenceService::StreamReactor
-    : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
+    : public CallReactor<grpc::ServerWriteReactor<grpc::ByteBuffer>,
+                         StreamReactor<Response>> {
+  using Base = CallReactor<grpc::ServerWriteReactor<grpc::ByteBuffer>,
+                           StreamReactor<Response>>;
+  using Base::call_;
+  using Base::cancel_requested_;
+  using Base::context_;
+  using Base::mu_;
+  using Base::started_;
+  using Base::status_;
+
  public:
-  using Link = ReactorLink<StreamReactor>;
   using Format = std::function<void(frontend::CompletionChunk&, Response*)>;
 
   StreamReactor(InferenceService* service, grpc::CallbackServerContext* context,
                 absl::string_view rpc, Format format)
-      : service_(service),
-        context_(context),
-        rpc_(rpc),
-        format_(std::move(format)),
-        link_(std::make_shared<Link>()) {
-    link_->reactor = this;
-  }
-
-  std::function<void()> Notifier() { return Link::Notifier(link_); }
+      : Base(service, context, rpc), format_(std::move(format)) {}
 
   void Start(std::shared_ptr<frontend::InferenceCall> call) {
     call_ = std::move(call);
@@ -266,24 +283,6 @@ class InferenceService::StreamReactor
                                              : TryWriteLocked();
     }
     Run(terminal);
-  }
-
-  void OnCancel() override {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (started_ && call_ != nullptr) {
-      call_->Cancel(AbandonedStatus(*context_));
-    } else {
-      cancel_requested_ = true;
-    }
-  }
-
-  void OnDone() override {
-    link_->Detach();
-    service_->CallDone(rpc_, call_.get(),
-                       context_->IsCancelled()
-                           ? ToGrpcStatus(AbandonedStatus(*context_))
-                           : status_);
-    delete this;
   }
 
  private:
@@ -344,23 +343,13 @@ class InferenceService::StreamReactor
     return {Terminal::kWriteAndFinish, grpc::Status::OK};
   }
 
-  InferenceService* const service_;
-  grpc::CallbackServerContext* const context_;
-  const std::string rpc_;
   const Format format_;  // called under mu_
-  const std::shared_ptr<Link> link_;
-
-  std::mutex mu_;
-  bool started_ = false;
-  std::shared_ptr<frontend::InferenceCall> call_;
   Response response_;        // the message being written
   grpc::ByteBuffer buffer_;  // ... as bytes
   bool writing_ = false;
   bool finished_ = false;
   bool broken_ = false;
-  bool cancel_requested_ = false;
   std::optional<grpc::Status> pending_finish_;
-  grpc::Status status_;
 };
 
 // A streaming call refused before it started (auth, loading, draining).
@@ -390,36 +379,23 @@ InferenceService::InferenceService(ServiceOptions options,
     : options_(std::move(options)), metrics_(metrics) {}
 
 void InferenceService::SetFrontend(frontend::Frontend* frontend) {
-  frontend_.store(frontend);
+  admission_.SetFrontend(frontend);
 }
 
-void InferenceService::StartDraining() { draining_.store(true); }
+void InferenceService::StartDraining() { admission_.StartDraining(); }
 
 bool InferenceService::WaitForIdle(absl::Duration timeout) {
-  std::unique_lock<std::mutex> lock(mu_);
-  return idle_cv_.wait_for(lock, absl::ToChronoNanoseconds(timeout),
-                           [this] { return in_flight_ == 0; });
+  return admission_.WaitForIdle(timeout);
 }
 
-int InferenceService::in_flight() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  return in_flight_;
-}
+int InferenceService::in_flight() const { return admission_.in_flight(); }
 
 absl::Status InferenceService::Admit(const grpc::CallbackServerContext& context,
                                      frontend::Frontend** frontend) {
   if (!options_.api_key.empty()) {
     RETURN_IF_ERROR(CheckBearer(context, options_.api_key));
   }
-  if (draining_.load()) {
-    return absl::UnavailableError("the server is shutting down");
-  }
-  *frontend = frontend_.load();
-  if (*frontend == nullptr) {
-    return absl::UnavailableError("the model is still loading");
-  }
-  std::lock_guard<std::mutex> lock(mu_);
-  ++in_flight_;
+  ASSIGN_OR_RETURN(*frontend, admission_.Enter());
   return absl::OkStatus();
 }
 
@@ -437,8 +413,7 @@ void InferenceService::CallDone(absl::string_view rpc,
     metrics_->RecordRequest(rpc,
                             static_cast<absl::StatusCode>(status.error_code()));
   }
-  std::lock_guard<std::mutex> lock(mu_);
-  if (--in_flight_ == 0) idle_cv_.notify_all();
+  admission_.Exit();
 }
 
 grpc::ServerUnaryReactor* InferenceService::FinishNow(

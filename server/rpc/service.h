@@ -18,13 +18,11 @@
 
 #include <grpcpp/grpcpp.h>
 
-#include <atomic>
-#include <condition_variable>
-#include <mutex>
 #include <string>
 
 #include "absl/time/time.h"
 #include "alibi/v1/inference.grpc.pb.h"
+#include "server/frontend/admission.h"
 #include "server/frontend/frontend.h"
 #include "server/metrics/metrics.h"
 
@@ -93,9 +91,13 @@ class InferenceService final : public RawInferenceService {
                                          grpc::ByteBuffer* response) override;
 
  private:
+  template <typename GrpcReactor, typename Derived>
+  class CallReactor;
   class UnaryReactor;
   template <typename Response>
   class StreamReactor;
+  template <typename GrpcReactor, typename Derived>
+  friend class CallReactor;
   friend class UnaryReactor;
   template <typename Response>
   friend class StreamReactor;
@@ -116,12 +118,7 @@ class InferenceService final : public RawInferenceService {
                                       bool admitted);
   const ServiceOptions options_;
   metrics::Metrics* const metrics_;
-  std::atomic<frontend::Frontend*> frontend_{nullptr};
-  std::atomic<bool> draining_{false};
-
-  mutable std::mutex mu_;
-  std::condition_variable idle_cv_;
-  int in_flight_ = 0;
+  frontend::Admission admission_;
 };
 
 }  // namespace alibi::rpc
