@@ -8,6 +8,7 @@
 #include <mutex>
 #include <thread>
 
+#include "alibi/v1/inference.grpc.pb.h"
 #include "gtest/gtest.h"
 #include "kernels/backend.h"
 #include "tests/testing/forwarding_backend.h"
@@ -127,8 +128,18 @@ TEST(HealthStallTest, NotServingWhileTheEngineIsStuck) {
   auto server = testing::StartRpcServer(server_options);
   ASSERT_TRUE(server.ok()) << server.status();
   auto channel = testing::ChannelTo(**server);
-  // Loading: NOT_SERVING until the engine is set.
+    // Loading: NOT_SERVING, and calls UNAVAILABLE, until the engine is set.
   ASSERT_TRUE(WaitForHealth(*channel, false, std::chrono::seconds(5)));
+  {
+    auto stub = v1::InferenceService::NewStub(channel);
+    grpc::ClientContext context;
+    v1::CompleteRequest request;
+    request.mutable_params()->set_text("x");
+    v1::CompleteResponse response;
+    const grpc::Status s = stub->Complete(&context, request, &response);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE);
+    EXPECT_EQ(s.error_message(), "the model is still loading");
+  }
   (*server)->SetFrontend(stack->frontend.get());
   ASSERT_TRUE(WaitForHealth(*channel, true, std::chrono::seconds(5)));
 
