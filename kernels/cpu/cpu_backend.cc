@@ -116,12 +116,7 @@ class CpuBackend final : public host::HostBackend {
 
   absl::Status LayerNorm(TensorView in, const float* gamma, const float* beta,
                          float eps, TensorView out) override {
-    RETURN_IF_ERROR(ExpectF32(in, "layernorm input"));
-    RETURN_IF_ERROR(ExpectF32(out, "layernorm output"));
-    if (in.rows != out.rows || in.cols != out.cols || gamma == nullptr) {
-      return absl::InvalidArgumentError(
-          "cpu backend: layernorm shape mismatch");
-    }
+        RETURN_IF_ERROR(host::CheckLayerNorm(in, gamma, out, kName));
     const int64_t h = in.cols;
     pool().ParallelFor(in.rows, RowGrain(h), [&](int64_t b, int64_t e, int) {
       for (int64_t t = b; t < e; ++t) {
@@ -134,23 +129,10 @@ class CpuBackend final : public host::HostBackend {
 
   absl::Status Linear(TensorView in, TensorView weight,
                       const LinearEpilogue& epi, TensorView out) override {
-    RETURN_IF_ERROR(ExpectF32(in, "linear input"));
-    RETURN_IF_ERROR(CheckWeight(weight, "linear weight"));
-    RETURN_IF_ERROR(ExpectF32(out, "linear output"));
+        RETURN_IF_ERROR(CheckWeight(weight, "linear weight"));
+    RETURN_IF_ERROR(host::CheckLinear(in, weight, epi, out, kName));
     const int64_t rows = in.rows, n = weight.rows, k = weight.cols;
-    if (in.cols != k || out.rows != rows || out.cols != n) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "cpu backend: linear shapes [", rows, ",", in.cols, "] x [", n, ",",
-          k, "]^T -> [", out.rows, ",", out.cols, "]"));
-    }
     const bool has_residual = epi.residual.data != nullptr;
-    if (has_residual) {
-      RETURN_IF_ERROR(ExpectF32(epi.residual, "linear residual"));
-      if (epi.residual.rows != rows || epi.residual.cols != n) {
-        return absl::InvalidArgumentError(
-            "cpu backend: linear residual shape mismatch");
-      }
-    }
     if (rows == 0) return absl::OkStatus();
 
     // Activations into the micro-kernels' order, a block of rows at a time.
@@ -197,14 +179,8 @@ class CpuBackend final : public host::HostBackend {
 
   absl::Status WriteKv(TensorView k, TensorView v, const int32_t* slot_mapping,
                        int num_tokens, const PagedKvView& kv) override {
-    RETURN_IF_ERROR(ExpectF32(k, "kv key rows"));
-    RETURN_IF_ERROR(ExpectF32(v, "kv value rows"));
-    const int64_t width = static_cast<int64_t>(kv.num_kv_heads) * kv.head_dim;
-    if (kv.dtype != kv_dtype_ || k.cols != width || v.cols != width ||
-        k.rows < num_tokens || v.rows < num_tokens) {
-      return absl::InvalidArgumentError("cpu backend: WriteKv shape mismatch");
-    }
-    RETURN_IF_ERROR(host::CheckSlots(slot_mapping, num_tokens, kv, kName));
+        RETURN_IF_ERROR(host::CheckWriteKv(k, v, slot_mapping, num_tokens, kv,
+                                       kv_dtype_, kName));
     const int64_t elem = static_cast<int64_t>(DTypeSize(kv.dtype));
     for (int t = 0; t < num_tokens; ++t) {
       const int32_t slot = slot_mapping[t];

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 
 namespace alibi::kernels::host {
 
@@ -18,6 +19,54 @@ absl::Status ExpectDType(const TensorView& view, DType dtype,
         absl::StrCat(backend, " backend: ", what, " is null"));
   }
   return absl::OkStatus();
+}
+
+absl::Status CheckLayerNorm(const TensorView& in, const float* gamma,
+                            const TensorView& out, absl::string_view backend) {
+  RETURN_IF_ERROR(ExpectDType(in, DType::kF32, backend, "layernorm input"));
+  RETURN_IF_ERROR(ExpectDType(out, DType::kF32, backend, "layernorm output"));
+  if (in.rows != out.rows || in.cols != out.cols || gamma == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(backend, " backend: layernorm shape mismatch"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckLinear(const TensorView& in, const TensorView& weight,
+                         const LinearEpilogue& epi, const TensorView& out,
+                         absl::string_view backend) {
+  RETURN_IF_ERROR(ExpectDType(in, DType::kF32, backend, "linear input"));
+  RETURN_IF_ERROR(ExpectDType(out, DType::kF32, backend, "linear output"));
+  const int64_t rows = in.rows, n = weight.rows, k = weight.cols;
+  if (in.cols != k || out.rows != rows || out.cols != n) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        backend, " backend: linear shapes [", rows, ",", in.cols, "] x [", n,
+        ",", k, "]^T -> [", out.rows, ",", out.cols, "]"));
+  }
+  if (epi.residual.data != nullptr) {
+    RETURN_IF_ERROR(
+        ExpectDType(epi.residual, DType::kF32, backend, "linear residual"));
+    if (epi.residual.rows != rows || epi.residual.cols != n) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(backend, " backend: linear residual shape mismatch"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckWriteKv(const TensorView& k, const TensorView& v,
+                          const int32_t* slot_mapping, int num_tokens,
+                          const PagedKvView& kv, DType kv_dtype,
+                          absl::string_view backend) {
+  RETURN_IF_ERROR(ExpectDType(k, DType::kF32, backend, "kv key rows"));
+  RETURN_IF_ERROR(ExpectDType(v, DType::kF32, backend, "kv value rows"));
+  const int64_t width = static_cast<int64_t>(kv.num_kv_heads) * kv.head_dim;
+  if (kv.dtype != kv_dtype || k.cols != width || v.cols != width ||
+      k.rows < num_tokens || v.rows < num_tokens) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(backend, " backend: WriteKv shape mismatch"));
+  }
+  return CheckSlots(slot_mapping, num_tokens, kv, backend);
 }
 
 absl::Status CheckIndices(const int32_t* ids, int n, int64_t limit,

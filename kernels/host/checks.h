@@ -19,6 +19,24 @@ namespace alibi::kernels::host {
 absl::Status ExpectDType(const TensorView& view, DType dtype,
                          absl::string_view backend, absl::string_view what);
 
+// The f32 operands of LayerNorm (in and out [T, H], gamma non-null).
+absl::Status CheckLayerNorm(const TensorView& in, const float* gamma,
+                            const TensorView& out, absl::string_view backend);
+
+// The f32 operands of Linear: in [rows, K] x weight [N, K]^T -> out
+// [rows, N], and the residual [rows, N] when there is one (the weight's
+// dtype is the backend's to check).
+absl::Status CheckLinear(const TensorView& in, const TensorView& weight,
+                         const LinearEpilogue& epi, const TensorView& out,
+                         absl::string_view backend);
+
+// The operands of WriteKv: k and v f32 [>= num_tokens, kv heads x head_dim]
+// into a pool of `kv_dtype`, and every slot in the pool.
+absl::Status CheckWriteKv(const TensorView& k, const TensorView& v,
+                          const int32_t* slot_mapping, int num_tokens,
+                          const PagedKvView& kv, DType kv_dtype,
+                          absl::string_view backend);
+
 // Each of ids[0..n) is in [0, limit).
 absl::Status CheckIndices(const int32_t* ids, int n, int64_t limit,
                           absl::string_view backend, absl::string_view what);

@@ -119,12 +119,7 @@ class ReferenceBackend final : public host::HostBackend {
 
   absl::Status LayerNorm(TensorView in, const float* gamma, const float* beta,
                          float eps, TensorView out) override {
-    RETURN_IF_ERROR(ExpectF32(in, "layernorm input"));
-    RETURN_IF_ERROR(ExpectF32(out, "layernorm output"));
-    if (in.rows != out.rows || in.cols != out.cols || gamma == nullptr) {
-      return absl::InvalidArgumentError(
-          "ref backend: layernorm shape mismatch");
-    }
+        RETURN_IF_ERROR(host::CheckLayerNorm(in, gamma, out, Kind()));
     const int64_t h = in.cols;
     const int64_t grain = std::max<int64_t>(1, kElementGrain / h);
     pool().ParallelFor(in.rows, grain, [&](int64_t begin, int64_t end, int) {
@@ -153,23 +148,10 @@ class ReferenceBackend final : public host::HostBackend {
 
   absl::Status Linear(TensorView in, TensorView weight,
                       const LinearEpilogue& epi, TensorView out) override {
-    RETURN_IF_ERROR(ExpectF32(in, "linear input"));
-    RETURN_IF_ERROR(ExpectF32(weight, "linear weight"));
-    RETURN_IF_ERROR(ExpectF32(out, "linear output"));
+        RETURN_IF_ERROR(ExpectF32(weight, "linear weight"));
+    RETURN_IF_ERROR(host::CheckLinear(in, weight, epi, out, Kind()));
     const int64_t rows = in.rows, n = weight.rows, k = weight.cols;
-    if (in.cols != k || out.rows != rows || out.cols != n) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "ref backend: linear shapes [", rows, ",", in.cols, "] x [", n, ",",
-          k, "]^T -> [", out.rows, ",", out.cols, "]"));
-    }
     const bool has_residual = epi.residual.data != nullptr;
-    if (has_residual) {
-      RETURN_IF_ERROR(ExpectF32(epi.residual, "linear residual"));
-      if (epi.residual.rows != rows || epi.residual.cols != n) {
-        return absl::InvalidArgumentError(
-            "ref backend: linear residual shape mismatch");
-      }
-    }
     if (rows == 0) return absl::OkStatus();
 
     const int64_t tile = row_tile_;
@@ -226,14 +208,8 @@ class ReferenceBackend final : public host::HostBackend {
 
   absl::Status WriteKv(TensorView k, TensorView v, const int32_t* slot_mapping,
                        int num_tokens, const PagedKvView& kv) override {
-    RETURN_IF_ERROR(ExpectF32(k, "kv key rows"));
-    RETURN_IF_ERROR(ExpectF32(v, "kv value rows"));
-    const int64_t width = static_cast<int64_t>(kv.num_kv_heads) * kv.head_dim;
-    if (kv.dtype != DType::kF32 || k.cols != width || v.cols != width ||
-        k.rows < num_tokens || v.rows < num_tokens) {
-      return absl::InvalidArgumentError("ref backend: WriteKv shape mismatch");
-    }
-    RETURN_IF_ERROR(host::CheckSlots(slot_mapping, num_tokens, kv, Kind()));
+        RETURN_IF_ERROR(host::CheckWriteKv(k, v, slot_mapping, num_tokens, kv,
+                                       DType::kF32, Kind()));
     float* kpool = static_cast<float*>(kv.k);
     float* vpool = static_cast<float*>(kv.v);
     for (int t = 0; t < num_tokens; ++t) {

@@ -59,41 +59,35 @@ class Translator {
   }
   bool HasAhead(size_t ahead) const { return pos_ + ahead < in_.size(); }
 
+    // A class shorthand (\\s, \\w, \\h: `set`; negated, \\S, \\W, \\H, which
+  // only stand outside a class).
+  absl::StatusOr<bool> ClassEscape(absl::string_view set, bool negated,
+                                   bool in_class) {
+    if (negated && in_class) {
+      return Unsupported(absl::StrCat("\\", std::string(1, Peek(1)),
+                                      " inside a class"),
+                         pos_, in_);
+    }
+    out_ += in_class ? std::string(set)
+                     : absl::StrCat(negated ? "[^" : "[", set, "]");
+    pos_ += 2;
+    return true;
+  }
+
   // Handles `\x` escapes common to both contexts; returns true if it wrote
   // something, false if the escape should be copied verbatim.
-  absl::StatusOr<bool> Escape(bool in_class) {
+    absl::StatusOr<bool> Escape(bool in_class) {
     const char c = Peek(1);
     switch (c) {
       case 's':
-        out_ += in_class ? std::string(kSpaceSet)
-                         : absl::StrCat("[", kSpaceSet, "]");
-        pos_ += 2;
-        return true;
       case 'S':
-        if (in_class) return Unsupported("\\S inside a class", pos_, in_);
-        out_ += absl::StrCat("[^", kSpaceSet, "]");
-        pos_ += 2;
-        return true;
+        return ClassEscape(kSpaceSet, c == 'S', in_class);
       case 'w':
-        out_ +=
-            in_class ? std::string(kWordSet) : absl::StrCat("[", kWordSet, "]");
-        pos_ += 2;
-        return true;
       case 'W':
-        if (in_class) return Unsupported("\\W inside a class", pos_, in_);
-        out_ += absl::StrCat("[^", kWordSet, "]");
-        pos_ += 2;
-        return true;
+        return ClassEscape(kWordSet, c == 'W', in_class);
       case 'h':
-        out_ +=
-            in_class ? std::string(kHexSet) : absl::StrCat("[", kHexSet, "]");
-        pos_ += 2;
-        return true;
       case 'H':
-        if (in_class) return Unsupported("\\H inside a class", pos_, in_);
-        out_ += absl::StrCat("[^", kHexSet, "]");
-        pos_ += 2;
-        return true;
+        return ClassEscape(kHexSet, c == 'H', in_class);
       case 'v':
         out_ += "\\x{B}";
         pos_ += 2;
