@@ -18,6 +18,7 @@ Needs Debian's python3-grpcio and python3-protobuf, and protoc.
 import argparse
 import json
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -29,6 +30,16 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.normpath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, os.path.join(REPO, "client", "examples", "python"))
 from alibi_client import load_protos, unary  # noqa: E402
+
+
+def machine():
+    try:
+        with open("/proc/cpuinfo") as f:
+            names = [l.split(":", 1)[1].strip() for l in f
+                     if l.startswith("model name")]
+        return "%s, %d cores" % (names[0], len(names))
+    except (OSError, IndexError):
+        return "unknown"
 
 
 def scrape(url):
@@ -54,6 +65,8 @@ def main():
     parser.add_argument("--interval", type=float, default=10.0)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", required=True)
+    parser.add_argument("--server_flags", default="",
+                        help="how the server was started, for the record")
     args = parser.parse_args()
 
     pb, _ = load_protos(REPO)
@@ -101,6 +114,10 @@ def main():
     rss = [s["rss_bytes"] for s in samples if "rss_bytes" in s]
     kv = [s["kv_blocks_used"] for s in samples if "kv_blocks_used" in s]
     result = {
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "commit": subprocess.run(["git", "-C", REPO, "rev-parse", "HEAD"],
+                                 capture_output=True, text=True).stdout.strip(),
+        "machine": machine(), "server_flags": args.server_flags,
         "model": info.model, "device": info.device,
         "server_version": info.server_version,
         "kv_block_size": info.kv_block_size, "kv_num_blocks": info.kv_num_blocks,

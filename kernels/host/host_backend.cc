@@ -1,8 +1,10 @@
 #include "kernels/host/host_backend.h"
 
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -18,6 +20,10 @@ namespace {
 
 void FreeAligned(void* ptr, void* /*ctx*/) { std::free(ptr); }
 
+// Large buffers are mapped, with the mapping's length as the context.
+void Unmap(void* ptr, void* ctx) { munmap(ptr, reinterpret_cast<size_t>(ctx)); }
+constexpr size_t kMapAbove = size_t{1} << 20;
+
 // Elements per parallel piece of a conversion.
 constexpr int64_t kConvertGrain = 1 << 16;
 
@@ -27,12 +33,27 @@ HostBackend::HostBackend(absl::string_view kind, int num_threads)
     : kind_(kind), pool_(num_threads) {}
 
 absl::StatusOr<Buffer> HostBackend::Allocate(size_t bytes) {
+  // Memory is committed and zeroed now: the process holds from the start
+  // what it will hold (a KV pool's pages are not faulted in one by one as
+  // requests first reach them, so RSS does not creep up to the pool's size
+  // under load), and nothing reads stale memory. Large buffers come zeroed
+  // and populated from the kernel in one call.
   const size_t rounded = (std::max<size_t>(bytes, 1) + 63) / 64 * 64;
+  if (rounded >= kMapAbove) {
+    void* ptr = mmap(nullptr, rounded, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+    if (ptr == MAP_FAILED) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          kind_, " backend: cannot map ", bytes, " bytes: ", strerror(errno)));
+    }
+    return Buffer(ptr, bytes, &Unmap, reinterpret_cast<void*>(rounded));
+  }
   void* ptr = std::aligned_alloc(64, rounded);
   if (ptr == nullptr) {
     return absl::ResourceExhaustedError(
         absl::StrCat(kind_, " backend: cannot allocate ", bytes, " bytes"));
   }
+  std::memset(ptr, 0, rounded);
   return Buffer(ptr, bytes, &FreeAligned, nullptr);
 }
 
