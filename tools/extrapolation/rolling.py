@@ -28,6 +28,7 @@ import concurrent.futures
 import json
 import math
 import os
+import subprocess
 import sys
 import time
 
@@ -122,6 +123,7 @@ def main():
                         help="strided Score calls in flight")
     parser.add_argument("--skip_full", action="store_true",
                         help="leave out the full-context Score (O(N^2))")
+    parser.add_argument("--texts", default="sotu_2000_2021,moby_dick")
     parser.add_argument("--out", default=os.path.join(HERE, "rolling.json"))
     args = parser.parse_args()
     windows = [int(w) for w in args.windows.split(",")]
@@ -142,11 +144,15 @@ def main():
                  pb.GetModelInfoResponse)(pb.GetModelInfoRequest(), timeout=60)
 
     documents = corpora.documents(args.corpora)
-    result = {"model": info.model, "device": info.device,
+    result = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+              "commit": subprocess.run(
+                  ["git", "-C", REPO, "rev-parse", "HEAD"],
+                  capture_output=True, text=True).stdout.strip(),
+              "model": info.model, "device": info.device,
               "server_version": info.server_version,
               "max_context_length": info.max_context_length,
               "texts": {}}
-    for name in ("sotu_2000_2021", "moby_dick"):
+    for name in args.texts.split(","):
         ids = token_stream(tokenize, pb, documents[name])
         entry = {"tokens": len(ids), "rolling": {}, "strided": {}}
         for w in windows:
