@@ -1,9 +1,9 @@
 // Sliding-window KV (issue 16) through the real engine on the CPU backend:
 // windowed scoring equals the banded-mask reference (the whole text in one
-// forward pass with the window as a mask, nothing evicted) on both fixture
-// families, whatever the chunking, bit for bit across chunk sizes and equal
-// to plain scoring when the window covers the text; a long windowed
-// generation holds a bounded number of blocks.
+// forward pass on the reference backend with the window as a mask, nothing
+// evicted) on both fixture families, whatever the chunking, bit for bit
+// across chunk sizes and equal to plain scoring when the window covers the
+// text; a long windowed generation holds a bounded number of blocks.
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -28,9 +28,11 @@ std::string ModelDir(const std::string& name) {
   return std::string(ALIBI_TEST_DATA_DIR) + "/models/" + name;
 }
 
-std::unique_ptr<kernels::Backend> Cpu() {
+// The fast CPU backend ("cpu") serves; the reference oracle ("ref") computes
+// the banded reference.
+std::unique_ptr<kernels::Backend> Cpu(const std::string& device = "cpu") {
   kernels::BackendOptions options;
-  options.device = "cpu";
+  options.device = device;
   options.num_threads = 2;
   auto backend = kernels::CreateBackend(options);
   EXPECT_TRUE(backend.ok()) << backend.status();
@@ -49,7 +51,7 @@ std::vector<int32_t> RandomText(int n, uint32_t seed) {
 std::vector<double> BandedReference(const std::string& name,
                                     const std::vector<int32_t>& ids,
                                     int window) {
-  std::unique_ptr<kernels::Backend> backend = Cpu();
+    std::unique_ptr<kernels::Backend> backend = Cpu("ref");
   auto model = model::Model::Load(ModelDir(name), backend.get());
   EXPECT_TRUE(model.ok()) << model.status();
   const int n = static_cast<int>(ids.size());
