@@ -26,7 +26,7 @@
 #     tests.txt         the gpu-labelled tests (skips count as failures),
 #                       among them the fixture models served by the real
 #                       alibi-server with --device=cuda and scored against the
-#                       float64 references (cuda_server_e2e_test)
+#                       float64 references (gpu_test: CudaServerTest)
 #     gpubench.txt      alibi-gpubench on BLOOM-560m and BLOOM-7b1 shapes
 #                       (checkpoints written there by alibi-mkmodel), every
 #                       figure with its floor and ratio
@@ -47,10 +47,9 @@ bundle=$pack_dir/bundle.tar.xz
 readonly travel_limit_mib=60  # of the 64 MiB the device tool carries
 
 # What the device run executes (bin/ of the bundle).
-executables=(alibi-server alibi-mkmodel alibi-gpubench cuda_backend_test
-  cuda_model_test cuda_mkmodel_test cuda_server_e2e_test libalibi_cuda.so)
-gpu_tests=(cuda_backend_test cuda_model_test cuda_mkmodel_test
-  cuda_server_e2e_test)
+executables=(alibi-server alibi-mkmodel alibi-gpubench gpu_test
+  libalibi_cuda.so)
+gpu_tests=(gpu_test)
 
 die() {
   echo "gpu-check: $*" >&2
@@ -305,24 +304,28 @@ device_run() {
   return "$status"
 }
 
-# The gpu-labelled test binaries, concurrently, each under ALIBI_REQUIRE_GPU=1
-# with JSON results; then one line per binary and a total. A skipped test
-# counts as a failure.
+# The gpu-labelled test binary in 4 concurrent shards (GTEST_TOTAL_SHARDS),
+# each under ALIBI_REQUIRE_GPU=1 with JSON results; then one line per shard
+# and a total. A skipped test counts as a failure.
 run_gpu_tests() {
-  local bin=$1 work=$2 pids=() rc=0
+  local bin=$1 work=$2 pids=() runs=() rc=0 shards=4
   export ALIBI_REQUIRE_GPU=1
   for t in "${gpu_tests[@]}"; do
-    "$bin/bin/$t" --gtest_output="json:$work/json/$t.json" \
-      >"$work/logs/$t.log" 2>&1 &
-    pids+=($!)
+    for ((i = 0; i < shards; ++i)); do
+      GTEST_TOTAL_SHARDS=$shards GTEST_SHARD_INDEX=$i "$bin/bin/$t" \
+        --gtest_output="json:$work/json/$t.$i.json" \
+        >"$work/logs/$t.$i.log" 2>&1 &
+      pids+=($!)
+      runs+=("$t.$i")
+    done
   done
   for pid in "${pids[@]}"; do wait "$pid" || rc=1; done
-  for t in "${gpu_tests[@]}"; do
+  for t in "${runs[@]}"; do
     echo "---- $t"
     grep -E "^\[  (FAILED|SKIPPED) |^\[  PASSED|Failure|ALIBI_REQUIRE_GPU" \
       "$work/logs/$t.log" | head -60 || true
   done
-  python3 - "$work/json" "${gpu_tests[@]}" <<'PY' || rc=1
+  python3 - "$work/json" "${runs[@]}" <<'PY' || rc=1
 import json, os, sys
 directory, names = sys.argv[1], sys.argv[2:]
 total = failed = skipped = 0
