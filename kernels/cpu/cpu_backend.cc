@@ -96,14 +96,8 @@ class CpuBackend final : public host::HostBackend {
 
   absl::Status Embedding(const int32_t* ids, int num_tokens, TensorView table,
                          TensorView out) override {
-    RETURN_IF_ERROR(CheckWeight(table, "embedding table"));
-    RETURN_IF_ERROR(ExpectF32(out, "embedding output"));
-    if (out.rows < num_tokens || out.cols != table.cols) {
-      return absl::InvalidArgumentError(
-          "cpu backend: embedding shape mismatch");
-    }
-    RETURN_IF_ERROR(
-        host::CheckIndices(ids, num_tokens, table.rows, kName, "token id"));
+        RETURN_IF_ERROR(CheckWeight(table, "embedding table"));
+    RETURN_IF_ERROR(host::CheckEmbedding(ids, num_tokens, table, out, kName));
     const int64_t h = table.cols;
     pool().ParallelFor(num_tokens, RowGrain(h), [&](int64_t b, int64_t e, int) {
       for (int64_t t = b; t < e; ++t) {

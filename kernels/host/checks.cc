@@ -21,6 +21,17 @@ absl::Status ExpectDType(const TensorView& view, DType dtype,
   return absl::OkStatus();
 }
 
+absl::Status CheckEmbedding(const int32_t* ids, int num_tokens,
+                            const TensorView& table, const TensorView& out,
+                            absl::string_view backend) {
+  RETURN_IF_ERROR(ExpectDType(out, DType::kF32, backend, "embedding output"));
+  if (out.rows < num_tokens || out.cols != table.cols) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(backend, " backend: embedding shape mismatch"));
+  }
+  return CheckIndices(ids, num_tokens, table.rows, backend, "token id");
+}
+
 absl::Status CheckLayerNorm(const TensorView& in, const float* gamma,
                             const TensorView& out, absl::string_view backend) {
   RETURN_IF_ERROR(ExpectDType(in, DType::kF32, backend, "layernorm input"));

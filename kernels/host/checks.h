@@ -19,6 +19,12 @@ namespace alibi::kernels::host {
 absl::Status ExpectDType(const TensorView& view, DType dtype,
                          absl::string_view backend, absl::string_view what);
 
+// The operands of Embedding: out f32 [>= num_tokens, table.cols], every id a
+// row of the table (the table's dtype is the backend's to check).
+absl::Status CheckEmbedding(const int32_t* ids, int num_tokens,
+                            const TensorView& table, const TensorView& out,
+                            absl::string_view backend);
+
 // The f32 operands of LayerNorm (in and out [T, H], gamma non-null).
 absl::Status CheckLayerNorm(const TensorView& in, const float* gamma,
                             const TensorView& out, absl::string_view backend);

@@ -103,14 +103,8 @@ class ReferenceBackend final : public host::HostBackend {
 
   absl::Status Embedding(const int32_t* ids, int num_tokens, TensorView table,
                          TensorView out) override {
-    RETURN_IF_ERROR(ExpectF32(table, "embedding table"));
-    RETURN_IF_ERROR(ExpectF32(out, "embedding output"));
-    if (out.rows < num_tokens || out.cols != table.cols) {
-      return absl::InvalidArgumentError(
-          "ref backend: embedding shape mismatch");
-    }
-    RETURN_IF_ERROR(
-        host::CheckIndices(ids, num_tokens, table.rows, Kind(), "token id"));
+        RETURN_IF_ERROR(ExpectF32(table, "embedding table"));
+    RETURN_IF_ERROR(host::CheckEmbedding(ids, num_tokens, table, out, Kind()));
     for (int t = 0; t < num_tokens; ++t) {
       std::memcpy(Row(out, t), Row(table, ids[t]), table.cols * sizeof(float));
     }

@@ -5,6 +5,12 @@
 
 namespace alibi::frontend {
 
+bool EngineStalled(Frontend& frontend, absl::Duration stall_timeout) {
+  const engine::EngineSnapshot s = frontend.engine().GetSnapshot();
+  return s.has_work &&
+         Now() - s.last_progress > absl::ToChronoNanoseconds(stall_timeout);
+}
+
 absl::StatusOr<Frontend*> Admission::Enter() {
   if (draining_.load()) {
     return absl::UnavailableError("the server is shutting down");
@@ -42,9 +48,7 @@ absl::Status Admission::Health(absl::Duration stall_timeout) const {
   if (draining_.load()) {
     return absl::UnavailableError("the server is shutting down");
   }
-  const engine::EngineSnapshot s = frontend->engine().GetSnapshot();
-  if (s.has_work &&
-      Now() - s.last_progress > absl::ToChronoNanoseconds(stall_timeout)) {
+    if (EngineStalled(*frontend, stall_timeout)) {
     return absl::UnavailableError(
         absl::StrCat("the engine made no progress for ",
                      absl::FormatDuration(stall_timeout), " with work pending"));

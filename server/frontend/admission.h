@@ -16,6 +16,10 @@
 
 namespace alibi::frontend {
 
+// Whether `frontend`'s engine finished no step for `stall_timeout` with work
+// pending (a long step that keeps issuing work is progress, not a stall).
+bool EngineStalled(Frontend& frontend, absl::Duration stall_timeout);
+
 class Admission {
  public:
   // The model is loaded: admit calls to `frontend` (which must outlive

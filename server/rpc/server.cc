@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
+#include "server/frontend/admission.h"
 #include "server/http_server/http_server.h"
 #include "server/rpc/wire.h"
 
@@ -178,10 +179,8 @@ void RpcServer::Watchdog() {
     cv_.wait_for(lock, kWatchdogPeriod);
     frontend::Frontend* frontend = frontend_.load();
     if (stopping_ || !serving_ || frontend == nullptr) continue;
-    const engine::EngineSnapshot s = frontend->engine().GetSnapshot();
-    const bool stalled =
-        s.has_work && Now() - s.last_progress >
-                          absl::ToChronoNanoseconds(options_.stall_timeout);
+        const bool stalled =
+        frontend::EngineStalled(*frontend, options_.stall_timeout);
     if (stalled == healthy) {
       healthy = !stalled;
       if (stalled) {
