@@ -35,14 +35,20 @@ std::vector<double> Latencies(int n) {
   return v;
 }
 
-// Everything the engine records once per step, latencies in one call.
-void BM_MetricsStepRecording(benchmark::State& state) {
+// Everything the engine records once per step for `seqs` running sequences:
+// the inter-token latencies in one call (batched) or one call each, the step
+// histogram, token counters, queue and KV gauges.
+void StepRecording(benchmark::State& state, bool batched) {
   const int seqs = static_cast<int>(state.range(0));
   Metrics metrics(BenchOptions());
   const std::vector<double> itl = Latencies(seqs);
   int64_t step = 0;
   for (auto _ : state) {
-    metrics.ObserveInterTokenLatencies(itl);
+    if (batched) {
+      metrics.ObserveInterTokenLatencies(itl);
+    } else {
+      for (double latency : itl) metrics.ObserveInterTokenLatency(latency);
+    }
     metrics.ObserveStep(0.015, seqs);
     metrics.AddGenerationTokens(seqs);
     metrics.AddPromptTokens(0);
@@ -56,25 +62,15 @@ void BM_MetricsStepRecording(benchmark::State& state) {
       static_cast<double>(seqs) * static_cast<double>(state.iterations()),
       benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
 }
+
+void BM_MetricsStepRecording(benchmark::State& state) {
+  StepRecording(state, /*batched=*/true);
+}
 BENCHMARK(BM_MetricsStepRecording)->Arg(1)->Arg(64)->Arg(256);
 
 // The same with one histogram observation (and lock) per sequence.
 void BM_MetricsStepRecordingUnbatched(benchmark::State& state) {
-  const int seqs = static_cast<int>(state.range(0));
-  Metrics metrics(BenchOptions());
-  const std::vector<double> itl = Latencies(seqs);
-  int64_t step = 0;
-  for (auto _ : state) {
-    for (double latency : itl) metrics.ObserveInterTokenLatency(latency);
-    metrics.ObserveStep(0.015, seqs);
-    metrics.AddGenerationTokens(seqs);
-    metrics.AddPromptTokens(0);
-    metrics.AddPreemptions(0);
-    metrics.AddPrefixCache(0, 0);
-    metrics.SetRequests(seqs, 8);
-    metrics.SetKvCacheBlocks(1000 + (step & 7), 200, 800);
-    ++step;
-  }
+  StepRecording(state, /*batched=*/false);
 }
 BENCHMARK(BM_MetricsStepRecordingUnbatched)->Arg(256);
 

@@ -21,7 +21,7 @@ namespace alibi::client {
 
 // The canonical upper-case name of a code ("OK", "INVALID_ARGUMENT"), as in
 // the server's alibi_requests_total{code} label; "UNKNOWN" when out of range.
-const char* StatusCodeName(grpc::StatusCode code);
+std::string StatusCodeName(grpc::StatusCode code);
 
 // "length", "stop", "eos", "cancelled", "error"; "unspecified" for 0.
 std::string FinishReasonName(v1::FinishReason reason);

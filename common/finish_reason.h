@@ -7,6 +7,9 @@
 #define ALIBI_COMMON_FINISH_REASON_H_
 
 #include <cstdint>
+#include <iterator>
+
+#include "common/enum_names.h"
 
 namespace alibi {
 
@@ -21,40 +24,21 @@ enum class FinishReason : uint8_t {
 
 // "length", "stop", "eos", "scored", "cancelled", "error".
 inline const char* FinishReasonName(FinishReason reason) {
-  switch (reason) {
-    case FinishReason::kLength:
-      return "length";
-    case FinishReason::kStop:
-      return "stop";
-    case FinishReason::kEos:
-      return "eos";
-    case FinishReason::kScored:
-      return "scored";
-    case FinishReason::kCancelled:
-      return "cancelled";
-    case FinishReason::kError:
-      return "error";
-  }
-  return "unknown";
+  constexpr const char* kNames[] = {"length", "stop",      "eos",
+                                    "scored", "cancelled", "error"};
+  static_assert(std::size(kNames) == EnumCount(FinishReason::kError));
+  return EnumName(reason, kNames, "unknown");
 }
 
 // vLLM's alibi_request_finished_total label: "length", "stop", "abort" or
 // "error" (an EOS is a stop; a scored input, like vLLM's prefill-only
 // request, a length).
 inline const char* FinishReasonMetricLabel(FinishReason reason) {
-  switch (reason) {
-    case FinishReason::kStop:
-    case FinishReason::kEos:
-      return "stop";
-    case FinishReason::kLength:
-    case FinishReason::kScored:
-      return "length";
-    case FinishReason::kCancelled:
-      return "abort";
-    case FinishReason::kError:
-      return "error";
-  }
-  return "error";
+  // In FinishReason's order.
+  constexpr const char* kLabels[] = {"length", "stop",  "stop",
+                                     "length", "abort", "error"};
+  static_assert(std::size(kLabels) == EnumCount(FinishReason::kError));
+  return EnumName(reason, kLabels, "error");
 }
 
 }  // namespace alibi

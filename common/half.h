@@ -5,22 +5,18 @@
 #ifndef ALIBI_COMMON_HALF_H_
 #define ALIBI_COMMON_HALF_H_
 
+#include <bit>
 #include <cmath>
 #include <cstdint>
-#include <cstring>
 
 namespace alibi {
 
 inline float Bf16ToFloat(uint16_t h) {
-  uint32_t bits = static_cast<uint32_t>(h) << 16;
-  float f;
-  std::memcpy(&f, &bits, sizeof(f));
-  return f;
+  return std::bit_cast<float>(static_cast<uint32_t>(h) << 16);
 }
 
 inline uint16_t FloatToBf16(float f) {
-  uint32_t bits;
-  std::memcpy(&bits, &f, sizeof(bits));
+  const uint32_t bits = std::bit_cast<uint32_t>(f);
   if (std::isnan(f)) return static_cast<uint16_t>((bits >> 16) | 0x40);
   uint32_t rounding = 0x7FFF + ((bits >> 16) & 1);
   return static_cast<uint16_t>((bits + rounding) >> 16);
@@ -48,21 +44,18 @@ inline float Fp16ToFloat(uint16_t h) {
   } else {
     bits = sign | (exp + 127 - 15) << 23 | mant << 13;
   }
-  float f;
-  std::memcpy(&f, &bits, sizeof(f));
-  return f;
+  return std::bit_cast<float>(bits);
 }
 
 inline uint16_t FloatToFp16(float f) {
-  uint32_t bits;
-  std::memcpy(&bits, &f, sizeof(bits));
+  const uint32_t bits = std::bit_cast<uint32_t>(f);
   uint16_t sign = static_cast<uint16_t>((bits >> 16) & 0x8000);
   uint32_t abs = bits & 0x7FFFFFFFu;
   if (abs >= 0x7F800000u) {  // inf or nan
     return sign | 0x7C00 | (abs > 0x7F800000u ? 0x200 : 0);
   }
   if (abs >= 0x477FF000u) return sign | 0x7C00;  // rounds to inf
-  if (abs < 0x38800000u) {  // subnormal or zero in fp16
+  if (abs < 0x38800000u) {                       // subnormal or zero in fp16
     if (abs < 0x33000000u) return sign;  // below half the smallest subnormal
     uint32_t mant = (abs & 0x7FFFFF) | 0x800000;
     int shift = 126 - static_cast<int>(abs >> 23);  // 14..24

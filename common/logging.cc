@@ -3,10 +3,12 @@
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
+#include <iterator>
 #include <mutex>
 
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "common/enum_names.h"
 
 namespace alibi {
 namespace {
@@ -19,19 +21,9 @@ std::mutex& OutputMutex() {
 }
 
 char SeverityLetter(LogSeverity s) {
-  switch (s) {
-    case LogSeverity::kDebug:
-      return 'D';
-    case LogSeverity::kInfo:
-      return 'I';
-    case LogSeverity::kWarning:
-      return 'W';
-    case LogSeverity::kError:
-      return 'E';
-    case LogSeverity::kFatal:
-      return 'F';
-  }
-  return '?';
+  constexpr char kLetters[] = {'D', 'I', 'W', 'E', 'F'};
+  static_assert(std::size(kLetters) == EnumCount(LogSeverity::kFatal));
+  return EnumName(s, kLetters, '?');
 }
 
 absl::string_view Basename(absl::string_view path) {

@@ -29,6 +29,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <iterator>
 #include <memory>
 #include <optional>
 #include <string>
@@ -39,6 +40,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "common/enum_names.h"
 #include "common/half.h"
 
 namespace alibi::kernels {
@@ -63,19 +65,10 @@ inline size_t DTypeSize(DType dtype) {
 }
 // "float32", "float16", "bfloat16", "int32", "int8".
 inline absl::string_view DTypeName(DType dtype) {
-  switch (dtype) {
-    case DType::kF32:
-      return "float32";
-    case DType::kF16:
-      return "float16";
-    case DType::kBF16:
-      return "bfloat16";
-    case DType::kI32:
-      return "int32";
-    case DType::kI8:
-      return "int8";
-  }
-  return "unknown";
+  constexpr absl::string_view kNames[] = {"float32", "float16", "bfloat16",
+                                          "int32", "int8"};
+  static_assert(std::size(kNames) == EnumCount(DType::kI8));
+  return EnumName(dtype, kNames, absl::string_view("unknown"));
 }
 // Parses DTypeName's output (and "f32"/"fp32"/"f16"/"fp16"/"bf16"/"i8").
 absl::StatusOr<DType> ParseDType(absl::string_view name);

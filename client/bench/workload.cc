@@ -2,10 +2,13 @@
 
 #include <algorithm>
 #include <cmath>
+#include <iterator>
+#include <optional>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "client/bench/arrivals.h"
+#include "common/enum_names.h"
 
 namespace alibi::client::bench {
 namespace {
@@ -14,26 +17,21 @@ bool IsSpace(char c) {
   return absl::ascii_isspace(static_cast<unsigned char>(c));
 }
 
+constexpr const char* kWorkloadKindNames[] = {"random", "corpus", "score"};
+static_assert(std::size(kWorkloadKindNames) == EnumCount(WorkloadKind::kScore));
+
 }  // namespace
 
 absl::StatusOr<WorkloadKind> ParseWorkloadKind(absl::string_view name) {
-  if (name == "random") return WorkloadKind::kRandom;
-  if (name == "corpus") return WorkloadKind::kCorpus;
-  if (name == "score") return WorkloadKind::kScore;
+  std::optional<WorkloadKind> kind =
+      EnumFromName<WorkloadKind>(name, kWorkloadKindNames);
+  if (kind.has_value()) return *kind;
   return absl::InvalidArgumentError(absl::StrCat(
       "--workload: expected random, corpus or score, got \"", name, "\""));
 }
 
 const char* WorkloadKindName(WorkloadKind kind) {
-  switch (kind) {
-    case WorkloadKind::kRandom:
-      return "random";
-    case WorkloadKind::kCorpus:
-      return "corpus";
-    case WorkloadKind::kScore:
-      return "score";
-  }
-  return "random";
+  return EnumName(kind, kWorkloadKindNames, "random");
 }
 
 std::pair<int, int> LengthRange(int len, double range_ratio, int min_len) {

@@ -96,7 +96,7 @@ class CpuBackend final : public host::HostBackend {
 
   absl::Status Embedding(const int32_t* ids, int num_tokens, TensorView table,
                          TensorView out) override {
-        RETURN_IF_ERROR(CheckWeight(table, "embedding table"));
+    RETURN_IF_ERROR(CheckWeight(table, "embedding table"));
     RETURN_IF_ERROR(host::CheckEmbedding(ids, num_tokens, table, out, kName));
     const int64_t h = table.cols;
     pool().ParallelFor(num_tokens, RowGrain(h), [&](int64_t b, int64_t e, int) {
@@ -110,7 +110,7 @@ class CpuBackend final : public host::HostBackend {
 
   absl::Status LayerNorm(TensorView in, const float* gamma, const float* beta,
                          float eps, TensorView out) override {
-        RETURN_IF_ERROR(host::CheckLayerNorm(in, gamma, out, kName));
+    RETURN_IF_ERROR(host::CheckLayerNorm(in, gamma, out, kName));
     const int64_t h = in.cols;
     pool().ParallelFor(in.rows, RowGrain(h), [&](int64_t b, int64_t e, int) {
       for (int64_t t = b; t < e; ++t) {
@@ -123,7 +123,7 @@ class CpuBackend final : public host::HostBackend {
 
   absl::Status Linear(TensorView in, TensorView weight,
                       const LinearEpilogue& epi, TensorView out) override {
-        RETURN_IF_ERROR(CheckWeight(weight, "linear weight"));
+    RETURN_IF_ERROR(CheckWeight(weight, "linear weight"));
     RETURN_IF_ERROR(host::CheckLinear(in, weight, epi, out, kName));
     const int64_t rows = in.rows, n = weight.rows, k = weight.cols;
     const bool has_residual = epi.residual.data != nullptr;
@@ -173,26 +173,18 @@ class CpuBackend final : public host::HostBackend {
 
   absl::Status WriteKv(TensorView k, TensorView v, const int32_t* slot_mapping,
                        int num_tokens, const PagedKvView& kv) override {
-        RETURN_IF_ERROR(host::CheckWriteKv(k, v, slot_mapping, num_tokens, kv,
+    RETURN_IF_ERROR(host::CheckWriteKv(k, v, slot_mapping, num_tokens, kv,
                                        kv_dtype_, kName));
     const int64_t elem = static_cast<int64_t>(DTypeSize(kv.dtype));
-    for (int t = 0; t < num_tokens; ++t) {
-      const int32_t slot = slot_mapping[t];
-      if (slot < 0) continue;  // padding row
-      const int64_t block = slot / kv.block_size, offset = slot % kv.block_size;
-      for (int h = 0; h < kv.num_kv_heads; ++h) {
-        const int64_t dst =
-            ((block * kv.num_kv_heads + h) * kv.block_size + offset) *
-            kv.head_dim * elem;
-        const int64_t src = int64_t{h} * kv.head_dim;
-        kernels_->store_kv(At<const float>(k.data, t * k.row_stride + src),
-                           kv.head_dim, kv_format_,
-                           static_cast<char*>(kv.k) + dst);
-        kernels_->store_kv(At<const float>(v.data, t * v.row_stride + src),
-                           kv.head_dim, kv_format_,
-                           static_cast<char*>(kv.v) + dst);
-      }
-    }
+    ForEachKvRow(slot_mapping, num_tokens, kv, [&](int t, int h, int64_t dst) {
+      const int64_t src = int64_t{h} * kv.head_dim;
+      kernels_->store_kv(At<const float>(k.data, t * k.row_stride + src),
+                         kv.head_dim, kv_format_,
+                         static_cast<char*>(kv.k) + dst * elem);
+      kernels_->store_kv(At<const float>(v.data, t * v.row_stride + src),
+                         kv.head_dim, kv_format_,
+                         static_cast<char*>(kv.v) + dst * elem);
+    });
     return absl::OkStatus();
   }
 
@@ -200,19 +192,12 @@ class CpuBackend final : public host::HostBackend {
                               const AttentionMeta& meta, const float* slopes,
                               int num_heads, float scale,
                               TensorView out) override {
-    RETURN_IF_ERROR(ExpectF32(q, "attention queries"));
-    RETURN_IF_ERROR(ExpectF32(out, "attention output"));
-    if (kv.dtype != kv_dtype_) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("cpu backend: the KV pool is ", DTypeName(kv_dtype_),
-                       ", got ", DTypeName(kv.dtype)));
-    }
     if (kv.head_dim > 256) {
       return absl::InvalidArgumentError(
           "cpu backend: head_dim above 256 is not supported");
     }
-    RETURN_IF_ERROR(host::ResolveAttentionRows(q, kv, meta, num_heads, out,
-                                               kName, &seq_of_, &pos_of_));
+    RETURN_IF_ERROR(CheckAttention(q, kv, kv_dtype_, meta, num_heads, out,
+                                   &seq_of_, &pos_of_));
     // One task per (token, KV head), costed by the keys it reads.
     const int group = num_heads / kv.num_kv_heads;
     const int d = kv.head_dim;

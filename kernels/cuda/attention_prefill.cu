@@ -204,15 +204,16 @@ __global__ void __launch_bounds__(kAttentionThreads)
           live ? 16 : 0);
     }
   }
+    // Starts copying keys (or values) [key, key + kPrefillBlockN) into `tile`.
+  auto load_tile = [&](T* tile, const T* pool, int key) {
+    LoadKvTile<T, D>(tile, pool, table, key, key_lo, num_keys, a.block_size,
+                     first_block, a.num_blocks, a.num_kv_heads, kv_head,
+                     a.error_word);
+    CpAsyncCommit();
+  };
   const int key_start = first_key_tile * kPrefillBlockN;
-  LoadKvTile<T, D>(k_tile, k_pool, table, key_start, key_lo, num_keys,
-                   a.block_size, first_block, a.num_blocks, a.num_kv_heads,
-                   kv_head, a.error_word);
-  CpAsyncCommit();
-  LoadKvTile<T, D>(v_tile, v_pool, table, key_start, key_lo, num_keys,
-                   a.block_size, first_block, a.num_blocks, a.num_kv_heads,
-                   kv_head, a.error_word);
-  CpAsyncCommit();
+  load_tile(k_tile, k_pool, key_start);
+  load_tile(v_tile, v_pool, key_start);
 
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int g = lane >> 2, quad = lane & 3;
@@ -270,13 +271,8 @@ __global__ void __launch_bounds__(kAttentionThreads)
         Mma<T>(s[nt], qf[ks], b0, b1);
       }
     }
-    __syncthreads();  // every warp is done with K(kt)
-    if (more) {
-      LoadKvTile<T, D>(k_tile, k_pool, table, key0 + kPrefillBlockN, key_lo,
-                       num_keys, a.block_size, first_block, a.num_blocks,
-                       a.num_kv_heads, kv_head, a.error_word);
-      CpAsyncCommit();
-    }
+        __syncthreads();  // every warp is done with K(kt)
+    if (more) load_tile(k_tile, k_pool, key0 + kPrefillBlockN);
 
     // Scale, ALiBi bias, causal and window masks (log2 domain).
     const bool need_mask = key0 + kPrefillBlockN - 1 > pos0 || window > 0;
@@ -360,13 +356,8 @@ __global__ void __launch_bounds__(kAttentionThreads)
         Mma<T>(o[dt], pf[kk], b0, b1);
       }
     }
-    __syncthreads();  // every warp is done with V(kt)
-    if (more) {
-      LoadKvTile<T, D>(v_tile, v_pool, table, key0 + kPrefillBlockN, key_lo,
-                       num_keys, a.block_size, first_block, a.num_blocks,
-                       a.num_kv_heads, kv_head, a.error_word);
-      CpAsyncCommit();
-    }
+        __syncthreads();  // every warp is done with V(kt)
+    if (more) load_tile(v_tile, v_pool, key0 + kPrefillBlockN);
   }
 
   // Full row sums over the quad, normalise, store two elements per lane.

@@ -125,6 +125,23 @@ absl::Status HostBackend::ExpectF32(const TensorView& view,
   return ExpectDType(view, DType::kF32, kind_, what);
 }
 
+absl::Status HostBackend::CheckAttention(const TensorView& q,
+                                         const PagedKvView& kv, DType kv_dtype,
+                                         const AttentionMeta& meta,
+                                         int num_heads, const TensorView& out,
+                                         std::vector<int32_t>* seq_of,
+                                         std::vector<int32_t>* pos_of) const {
+  RETURN_IF_ERROR(ExpectF32(q, "attention queries"));
+  RETURN_IF_ERROR(ExpectF32(out, "attention output"));
+  if (kv.dtype != kv_dtype) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(kind_, " backend: the KV pool is ", DTypeName(kv_dtype),
+                     ", got ", DTypeName(kv.dtype)));
+  }
+  return ResolveAttentionRows(q, kv, meta, num_heads, out, kind_, seq_of,
+                              pos_of);
+}
+
 absl::Status HostBackend::GatherRows(TensorView in, const int32_t* rows,
                                      int num_rows, TensorView out) {
   RETURN_IF_ERROR(ExpectF32(in, "gather input"));

@@ -7,7 +7,9 @@
 #define ALIBI_KERNELS_HOST_HOST_BACKEND_H_
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -43,6 +45,33 @@ class HostBackend : public Backend {
   ThreadPool& pool() { return pool_; }
   // `view` is a float32 row-major tensor (not a packed weight).
   absl::Status ExpectF32(const TensorView& view, absl::string_view what) const;
+  // Calls fn(t, h, dst) for each (token t, KV head h) that WriteKv stores:
+  // dst is the element offset of that head's row in the pool
+  // [num_blocks, num_kv_heads, block_size, head_dim]; padding rows (slot < 0)
+  // are skipped.
+  template <typename Fn>
+  static void ForEachKvRow(const int32_t* slot_mapping, int num_tokens,
+                           const PagedKvView& kv, Fn&& fn) {
+    for (int t = 0; t < num_tokens; ++t) {
+      const int32_t slot = slot_mapping[t];
+      if (slot < 0) continue;
+      const int64_t block = slot / kv.block_size;
+      const int64_t offset = slot % kv.block_size;
+      for (int h = 0; h < kv.num_kv_heads; ++h) {
+        fn(t, h,
+           ((block * kv.num_kv_heads + h) * kv.block_size + offset) *
+               kv.head_dim);
+      }
+    }
+  }
+  // Checks a PagedAttention call: float32 q [num_tokens, num_heads * head_dim]
+  // and out, a KV pool of `kv_dtype`, the shapes and every sequence's
+  // metadata; fills each query row's sequence and absolute position.
+  absl::Status CheckAttention(const TensorView& q, const PagedKvView& kv,
+                              DType kv_dtype, const AttentionMeta& meta,
+                              int num_heads, const TensorView& out,
+                              std::vector<int32_t>* seq_of,
+                              std::vector<int32_t>* pos_of) const;
 
  private:
   const std::string kind_;

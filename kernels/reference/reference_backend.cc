@@ -103,7 +103,7 @@ class ReferenceBackend final : public host::HostBackend {
 
   absl::Status Embedding(const int32_t* ids, int num_tokens, TensorView table,
                          TensorView out) override {
-        RETURN_IF_ERROR(ExpectF32(table, "embedding table"));
+    RETURN_IF_ERROR(ExpectF32(table, "embedding table"));
     RETURN_IF_ERROR(host::CheckEmbedding(ids, num_tokens, table, out, Kind()));
     for (int t = 0; t < num_tokens; ++t) {
       std::memcpy(Row(out, t), Row(table, ids[t]), table.cols * sizeof(float));
@@ -113,7 +113,7 @@ class ReferenceBackend final : public host::HostBackend {
 
   absl::Status LayerNorm(TensorView in, const float* gamma, const float* beta,
                          float eps, TensorView out) override {
-        RETURN_IF_ERROR(host::CheckLayerNorm(in, gamma, out, Kind()));
+    RETURN_IF_ERROR(host::CheckLayerNorm(in, gamma, out, Kind()));
     const int64_t h = in.cols;
     const int64_t grain = std::max<int64_t>(1, kElementGrain / h);
     pool().ParallelFor(in.rows, grain, [&](int64_t begin, int64_t end, int) {
@@ -142,7 +142,7 @@ class ReferenceBackend final : public host::HostBackend {
 
   absl::Status Linear(TensorView in, TensorView weight,
                       const LinearEpilogue& epi, TensorView out) override {
-        RETURN_IF_ERROR(ExpectF32(weight, "linear weight"));
+    RETURN_IF_ERROR(ExpectF32(weight, "linear weight"));
     RETURN_IF_ERROR(host::CheckLinear(in, weight, epi, out, Kind()));
     const int64_t rows = in.rows, n = weight.rows, k = weight.cols;
     const bool has_residual = epi.residual.data != nullptr;
@@ -202,24 +202,16 @@ class ReferenceBackend final : public host::HostBackend {
 
   absl::Status WriteKv(TensorView k, TensorView v, const int32_t* slot_mapping,
                        int num_tokens, const PagedKvView& kv) override {
-        RETURN_IF_ERROR(host::CheckWriteKv(k, v, slot_mapping, num_tokens, kv,
+    RETURN_IF_ERROR(host::CheckWriteKv(k, v, slot_mapping, num_tokens, kv,
                                        DType::kF32, Kind()));
     float* kpool = static_cast<float*>(kv.k);
     float* vpool = static_cast<float*>(kv.v);
-    for (int t = 0; t < num_tokens; ++t) {
-      const int32_t slot = slot_mapping[t];
-      if (slot < 0) continue;  // padding row
-      const int64_t block = slot / kv.block_size, offset = slot % kv.block_size;
-      for (int h = 0; h < kv.num_kv_heads; ++h) {
-        const int64_t dst =
-            ((block * kv.num_kv_heads + h) * kv.block_size + offset) *
-            kv.head_dim;
-        std::memcpy(kpool + dst, Row(k, t) + h * kv.head_dim,
-                    kv.head_dim * sizeof(float));
-        std::memcpy(vpool + dst, Row(v, t) + h * kv.head_dim,
-                    kv.head_dim * sizeof(float));
-      }
-    }
+    ForEachKvRow(slot_mapping, num_tokens, kv, [&](int t, int h, int64_t dst) {
+      std::memcpy(kpool + dst, Row(k, t) + h * kv.head_dim,
+                  kv.head_dim * sizeof(float));
+      std::memcpy(vpool + dst, Row(v, t) + h * kv.head_dim,
+                  kv.head_dim * sizeof(float));
+    });
     return absl::OkStatus();
   }
 
@@ -227,15 +219,10 @@ class ReferenceBackend final : public host::HostBackend {
                               const AttentionMeta& meta, const float* slopes,
                               int num_heads, float scale,
                               TensorView out) override {
-    RETURN_IF_ERROR(ExpectF32(q, "attention queries"));
-    RETURN_IF_ERROR(ExpectF32(out, "attention output"));
-    if (kv.dtype != DType::kF32) {
-      return absl::InvalidArgumentError("ref backend: the KV pool is float32");
-    }
     // Which sequence each query row belongs to, and its absolute position.
     std::vector<int32_t> seq_of, pos_of;
-    RETURN_IF_ERROR(host::ResolveAttentionRows(q, kv, meta, num_heads, out,
-                                               Kind(), &seq_of, &pos_of));
+    RETURN_IF_ERROR(CheckAttention(q, kv, DType::kF32, meta, num_heads, out,
+                                   &seq_of, &pos_of));
     const int d = kv.head_dim;
     const int group = num_heads / kv.num_kv_heads;
     const float* kpool = static_cast<const float*>(kv.k);

@@ -37,6 +37,27 @@ absl::Status CheckRange(const FieldNamer& name, absl::string_view field,
   return absl::OkStatus();
 }
 
+// A list field holds at most `limit` entries (`what`: e.g. "stop strings").
+absl::Status CheckCount(const FieldNamer& name, absl::string_view field,
+                        size_t count, int limit, absl::string_view what) {
+  if (count > static_cast<size_t>(limit)) {
+    return Invalid(name, field,
+                   absl::StrCat("at most ", limit, " ", what, ", got ", count));
+  }
+  return absl::OkStatus();
+}
+
+// A string entry of a list: at most `max_bytes` bytes of valid UTF-8.
+absl::Status CheckEntryText(const FieldNamer& name, absl::string_view field,
+                            absl::string_view text, int max_bytes) {
+  if (text.size() > static_cast<size_t>(max_bytes)) {
+    return Invalid(name, field,
+                   absl::StrCat("longer than ", max_bytes, " bytes"));
+  }
+  if (!IsValidUtf8(text)) return Invalid(name, field, "is not valid UTF-8");
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 std::string TokenTextOf(const tokenizer::Tokenizer& tokenizer, int32_t id) {
@@ -64,10 +85,7 @@ absl::StatusOr<std::vector<int32_t>> InputProcessor::PromptTokens(
     return Invalid(name, "text", "the prompt is empty (set text or token_ids)");
   }
   if (!prompt.token_ids.empty()) {
-    for (size_t i = 0; i < prompt.token_ids.size(); ++i) {
-      RETURN_IF_ERROR(CheckTokenId(prompt.token_ids[i], name,
-                                   absl::StrCat("token_ids[", i, "]")));
-    }
+    RETURN_IF_ERROR(CheckTokenIds(prompt.token_ids, name, "token_ids"));
     return prompt.token_ids;
   }
   if (!IsValidUtf8(prompt.text)) {
@@ -119,33 +137,21 @@ absl::Status InputProcessor::ConvertSampling(const SamplingOptions& s,
   o.seed = s.seed;
 
   out.request.ignore_eos = s.ignore_eos;
-  if (static_cast<int>(s.stop.size()) > limits_.max_stop_strings) {
-    return Invalid(name, "sampling.stop",
-                   absl::StrCat("at most ", limits_.max_stop_strings,
-                                " stop strings, got ", s.stop.size()));
-  }
+  RETURN_IF_ERROR(CheckCount(name, "sampling.stop", s.stop.size(),
+                             limits_.max_stop_strings, "stop strings"));
   for (size_t i = 0; i < s.stop.size(); ++i) {
     const std::string field = absl::StrCat("sampling.stop[", i, "]");
     const std::string& stop = s.stop[i];
     if (stop.empty()) return Invalid(name, field, "must not be empty");
-    if (static_cast<int>(stop.size()) > limits_.max_stop_string_bytes) {
-      return Invalid(name, field,
-                     absl::StrCat("longer than ", limits_.max_stop_string_bytes,
-                                  " bytes"));
-    }
-    if (!IsValidUtf8(stop)) return Invalid(name, field, "is not valid UTF-8");
+    RETURN_IF_ERROR(
+        CheckEntryText(name, field, stop, limits_.max_stop_string_bytes));
     out.output.stop.push_back(stop);
   }
-  if (static_cast<int>(s.stop_token_ids.size()) > limits_.max_stop_token_ids) {
-    return Invalid(name, "sampling.stop_token_ids",
-                   absl::StrCat("at most ", limits_.max_stop_token_ids,
-                                " ids, got ", s.stop_token_ids.size()));
-  }
-  for (size_t i = 0; i < s.stop_token_ids.size(); ++i) {
-    RETURN_IF_ERROR(
-        CheckTokenId(s.stop_token_ids[i], name,
-                     absl::StrCat("sampling.stop_token_ids[", i, "]")));
-  }
+  RETURN_IF_ERROR(CheckCount(name, "sampling.stop_token_ids",
+                             s.stop_token_ids.size(),
+                             limits_.max_stop_token_ids, "ids"));
+  RETURN_IF_ERROR(
+      CheckTokenIds(s.stop_token_ids, name, "sampling.stop_token_ids"));
   out.request.stop_token_ids = s.stop_token_ids;
   if (s.min_tokens < 0) {
     return Invalid(name, "sampling.min_tokens",
@@ -168,40 +174,37 @@ absl::Status InputProcessor::CheckTokenId(int32_t id, const FieldNamer& name,
   return absl::OkStatus();
 }
 
+absl::Status InputProcessor::CheckTokenIds(absl::Span<const int32_t> ids,
+                                           const FieldNamer& name,
+                                           absl::string_view field) const {
+  for (size_t i = 0; i < ids.size(); ++i) {
+    RETURN_IF_ERROR(
+        CheckTokenId(ids[i], name, absl::StrCat(field, "[", i, "]")));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status InputProcessor::ConvertTokenConstraints(
     const SamplingOptions& s, const FieldNamer& name,
     engine::SamplingParams& out) const {
-  if (static_cast<int>(s.logit_bias.size()) > limits_.max_logit_bias) {
-    return Invalid(name, "sampling.logit_bias",
-                   absl::StrCat("at most ", limits_.max_logit_bias,
-                                " entries, got ", s.logit_bias.size()));
-  }
+  RETURN_IF_ERROR(CheckCount(name, "sampling.logit_bias", s.logit_bias.size(),
+                             limits_.max_logit_bias, "entries"));
   for (const auto& [token, bias] : s.logit_bias) {
     const std::string field = absl::StrCat("sampling.logit_bias[", token, "]");
     RETURN_IF_ERROR(CheckTokenId(token, name, field));
     RETURN_IF_ERROR(CheckRange(name, field, bias, -100.0f, 100.0f, false));
   }
   out.logit_bias = s.logit_bias;
-  for (size_t i = 0; i < s.allowed_token_ids.size(); ++i) {
-    RETURN_IF_ERROR(
-        CheckTokenId(s.allowed_token_ids[i], name,
-                     absl::StrCat("sampling.allowed_token_ids[", i, "]")));
-  }
+  RETURN_IF_ERROR(
+      CheckTokenIds(s.allowed_token_ids, name, "sampling.allowed_token_ids"));
   out.allowed_token_ids = s.allowed_token_ids;
-  if (static_cast<int>(s.bad_words.size()) > limits_.max_bad_words) {
-    return Invalid(name, "sampling.bad_words",
-                   absl::StrCat("at most ", limits_.max_bad_words,
-                                " words, got ", s.bad_words.size()));
-  }
+  RETURN_IF_ERROR(CheckCount(name, "sampling.bad_words", s.bad_words.size(),
+                             limits_.max_bad_words, "words"));
   for (size_t i = 0; i < s.bad_words.size(); ++i) {
     const std::string field = absl::StrCat("sampling.bad_words[", i, "]");
     const std::string& word = s.bad_words[i];
-    if (static_cast<int>(word.size()) > limits_.max_bad_word_bytes) {
-      return Invalid(
-          name, field,
-          absl::StrCat("longer than ", limits_.max_bad_word_bytes, " bytes"));
-    }
-    if (!IsValidUtf8(word)) return Invalid(name, field, "is not valid UTF-8");
+    RETURN_IF_ERROR(
+        CheckEntryText(name, field, word, limits_.max_bad_word_bytes));
     const absl::string_view stripped = absl::StripLeadingAsciiWhitespace(word);
     if (stripped.empty()) return Invalid(name, field, "must not be blank");
     // At the start of the text and after a space (vLLM): both encodings.
@@ -252,7 +255,7 @@ absl::Status InputProcessor::PrepareCommon(const std::string& request_id,
 
 absl::StatusOr<PreparedRequest> InputProcessor::PrepareCompletion(
     const CompletionParams& params, const FieldNamer& name) const {
-    PreparedRequest out;
+  PreparedRequest out;
   engine::EngineRequest& r = out.request;
   RETURN_IF_ERROR(PrepareCommon(params.request_id, params.kv_window,
                                 params.prompt, name, r));
@@ -328,7 +331,7 @@ absl::StatusOr<PreparedRequest> InputProcessor::PrepareCompletion(
 
 absl::StatusOr<PreparedRequest> InputProcessor::PrepareScore(
     const ScoreParams& params, const FieldNamer& name) const {
-    PreparedRequest out;
+  PreparedRequest out;
   engine::EngineRequest& r = out.request;
   RETURN_IF_ERROR(PrepareCommon(params.request_id, params.kv_window,
                                 params.input, name, r));
@@ -363,10 +366,7 @@ absl::StatusOr<PreparedRequest> InputProcessor::PrepareScore(
 absl::StatusOr<std::string> InputProcessor::Detokenize(
     absl::Span<const int32_t> token_ids, bool skip_special_tokens,
     const FieldNamer& name) const {
-  for (size_t i = 0; i < token_ids.size(); ++i) {
-    RETURN_IF_ERROR(
-        CheckTokenId(token_ids[i], name, absl::StrCat("token_ids[", i, "]")));
-  }
+  RETURN_IF_ERROR(CheckTokenIds(token_ids, name, "token_ids"));
   return tokenizer_->Decode(token_ids, skip_special_tokens);
 }
 

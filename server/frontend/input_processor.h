@@ -81,7 +81,7 @@ class InputProcessor {
       const Prompt& prompt, const FieldNamer& name) const;
   absl::Status ConvertSampling(const SamplingOptions& s, const FieldNamer& name,
                                PreparedRequest& out) const;
-    // The request's sliding window (its own, else the server's default).
+  // The request's sliding window (its own, else the server's default).
   absl::StatusOr<int> Window(const std::optional<int>& kv_window,
                              const FieldNamer& name) const;
   // What every request has: the caller's request_id, the window and the
@@ -96,6 +96,10 @@ class InputProcessor {
                                        engine::SamplingParams& out) const;
   absl::Status CheckTokenId(int32_t id, const FieldNamer& name,
                             absl::string_view field) const;
+  // Each of ids is a token id; an error names `field`[i].
+  absl::Status CheckTokenIds(absl::Span<const int32_t> ids,
+                             const FieldNamer& name,
+                             absl::string_view field) const;
 
   const std::shared_ptr<const tokenizer::Tokenizer> tokenizer_;
   const int vocab_size_;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <type_traits>
 #include <utility>
 
 #include "absl/strings/ascii.h"
@@ -112,6 +113,14 @@ absl::StatusOr<std::optional<bool>> OptBool(const Json& obj, const char* name) {
   return v->get<bool>();
 }
 
+// `value`, with an absent member replaced by `fallback`.
+template <typename T>
+absl::StatusOr<T> Or(absl::StatusOr<std::optional<T>> value,
+                     std::type_identity_t<T> fallback) {
+  if (!value.ok()) return value.status();
+  return value->value_or(std::move(fallback));
+}
+
 absl::StatusOr<std::optional<float>> OptNumber(const Json& obj,
                                                const char* name) {
   const Json* v = Member(obj, name);
@@ -191,8 +200,7 @@ absl::StatusOr<std::string> Model(const Json& obj) {
 // stream and stream_options.include_usage.
 absl::Status ParseStreaming(const Json& obj, bool* stream,
                             bool* include_usage) {
-  ASSIGN_OR_RETURN(std::optional<bool> s, OptBool(obj, "stream"));
-  *stream = s.value_or(false);
+  ASSIGN_OR_RETURN(*stream, Or(OptBool(obj, "stream"), false));
   const Json* options = Member(obj, "stream_options");
   if (options == nullptr) return absl::OkStatus();
   if (!options->is_object()) {
@@ -214,8 +222,7 @@ absl::Status ParseStreaming(const Json& obj, bool* stream,
 // The sampling parameters both endpoints share (OpenAI's and vLLM's).
 absl::Status ParseSampling(const Json& obj, frontend::CompletionParams& p) {
   frontend::SamplingOptions& s = p.sampling;
-  ASSIGN_OR_RETURN(std::optional<int32_t> n, OptInt(obj, "n"));
-  p.n = n.value_or(1);
+  ASSIGN_OR_RETURN(p.n, Or(OptInt(obj, "n"), 1));
   if (const Json* best_of = Member(obj, "best_of"); best_of != nullptr) {
     ASSIGN_OR_RETURN(int32_t b, ToInt32(*best_of, "best_of"));
     if (b != p.n) {
@@ -224,17 +231,14 @@ absl::Status ParseSampling(const Json& obj, frontend::CompletionParams& p) {
   }
   ASSIGN_OR_RETURN(s.temperature, OptNumber(obj, "temperature"));
   ASSIGN_OR_RETURN(s.top_p, OptNumber(obj, "top_p"));
-  ASSIGN_OR_RETURN(std::optional<int32_t> top_k, OptInt(obj, "top_k"));
-  s.top_k = top_k.value_or(0) == -1 ? 0 : top_k.value_or(0);  // vLLM's -1
-  ASSIGN_OR_RETURN(std::optional<float> min_p, OptNumber(obj, "min_p"));
-  s.min_p = min_p.value_or(0.0f);
+  ASSIGN_OR_RETURN(s.top_k, Or(OptInt(obj, "top_k"), 0));
+  if (s.top_k == -1) s.top_k = 0;  // vLLM's "off"
+  ASSIGN_OR_RETURN(s.min_p, Or(OptNumber(obj, "min_p"), 0.0f));
   ASSIGN_OR_RETURN(s.repetition_penalty, OptNumber(obj, "repetition_penalty"));
-  ASSIGN_OR_RETURN(std::optional<float> presence,
-                   OptNumber(obj, "presence_penalty"));
-  s.presence_penalty = presence.value_or(0.0f);
-  ASSIGN_OR_RETURN(std::optional<float> frequency,
-                   OptNumber(obj, "frequency_penalty"));
-  s.frequency_penalty = frequency.value_or(0.0f);
+  ASSIGN_OR_RETURN(s.presence_penalty,
+                   Or(OptNumber(obj, "presence_penalty"), 0.0f));
+  ASSIGN_OR_RETURN(s.frequency_penalty,
+                   Or(OptNumber(obj, "frequency_penalty"), 0.0f));
   if (const Json* seed = Member(obj, "seed"); seed != nullptr) {
     if (!seed->is_number_integer())
       return TypeError("seed", "an integer", *seed);
@@ -252,14 +256,10 @@ absl::Status ParseSampling(const Json& obj, frontend::CompletionParams& p) {
   if (const Json* ids = Member(obj, "stop_token_ids"); ids != nullptr) {
     ASSIGN_OR_RETURN(s.stop_token_ids, IntList(*ids, "stop_token_ids"));
   }
-  ASSIGN_OR_RETURN(std::optional<bool> ignore_eos, OptBool(obj, "ignore_eos"));
-  s.ignore_eos = ignore_eos.value_or(false);
-  ASSIGN_OR_RETURN(std::optional<int32_t> min_tokens,
-                   OptInt(obj, "min_tokens"));
-  s.min_tokens = min_tokens.value_or(0);
-  ASSIGN_OR_RETURN(std::optional<bool> include_stop,
-                   OptBool(obj, "include_stop_str_in_output"));
-  s.include_stop_str_in_output = include_stop.value_or(false);
+  ASSIGN_OR_RETURN(s.ignore_eos, Or(OptBool(obj, "ignore_eos"), false));
+  ASSIGN_OR_RETURN(s.min_tokens, Or(OptInt(obj, "min_tokens"), 0));
+  ASSIGN_OR_RETURN(s.include_stop_str_in_output,
+                   Or(OptBool(obj, "include_stop_str_in_output"), false));
   ASSIGN_OR_RETURN(s.skip_special_tokens, OptBool(obj, "skip_special_tokens"));
   if (const Json* bias = Member(obj, "logit_bias"); bias != nullptr) {
     if (!bias->is_object()) {
@@ -289,11 +289,9 @@ absl::Status ParseSampling(const Json& obj, frontend::CompletionParams& p) {
   if (const Json* bad = Member(obj, "bad_words"); bad != nullptr) {
     ASSIGN_OR_RETURN(s.bad_words, StringList(*bad, "bad_words"));
   }
-  ASSIGN_OR_RETURN(std::optional<int32_t> priority, OptInt(obj, "priority"));
-  p.priority = priority.value_or(0);
-  ASSIGN_OR_RETURN(std::optional<std::string> request_id,
-                   OptString(obj, "request_id"));
-  p.request_id = request_id.value_or("");
+  ASSIGN_OR_RETURN(p.priority, Or(OptInt(obj, "priority"), 0));
+  ASSIGN_OR_RETURN(p.request_id,
+                   Or(OptString(obj, "request_id"), std::string()));
   ASSIGN_OR_RETURN(std::optional<std::string> user, OptString(obj, "user"));
   (void)user;  // accepted; identifies the end user for the caller's logs
   return absl::OkStatus();
@@ -435,8 +433,7 @@ absl::StatusOr<CompletionRequest> ParseCompletionRequest(
   RETURN_IF_ERROR(Unsupported(obj, "suffix", "is not supported"));
   ASSIGN_OR_RETURN(r.params.max_tokens, OptInt(obj, "max_tokens"));
   ASSIGN_OR_RETURN(r.params.logprobs, OptInt(obj, "logprobs"));
-  ASSIGN_OR_RETURN(std::optional<bool> echo, OptBool(obj, "echo"));
-  r.params.echo = echo.value_or(false);
+  ASSIGN_OR_RETURN(r.params.echo, Or(OptBool(obj, "echo"), false));
   RETURN_IF_ERROR(ParseSampling(obj, r.params));
   RETURN_IF_ERROR(ParseStreaming(obj, &r.stream, &r.include_usage));
   return r;
@@ -467,9 +464,8 @@ absl::StatusOr<ChatRequest> ParseChatRequest(absl::string_view body) {
   }
   RETURN_IF_ERROR(
       Unsupported(obj, "continue_final_message", "is not supported"));
-  ASSIGN_OR_RETURN(std::optional<bool> add_generation,
-                   OptBool(obj, "add_generation_prompt"));
-  r.add_generation_prompt = add_generation.value_or(true);
+  ASSIGN_OR_RETURN(r.add_generation_prompt,
+                   Or(OptBool(obj, "add_generation_prompt"), true));
   ASSIGN_OR_RETURN(std::optional<int32_t> max_completion,
                    OptInt(obj, "max_completion_tokens"));
   ASSIGN_OR_RETURN(std::optional<int32_t> max_tokens,
@@ -477,8 +473,7 @@ absl::StatusOr<ChatRequest> ParseChatRequest(absl::string_view body) {
   r.params.max_tokens =
       max_completion.has_value() ? max_completion : max_tokens;
   r.params.max_tokens_fills_context = true;
-  ASSIGN_OR_RETURN(std::optional<bool> logprobs, OptBool(obj, "logprobs"));
-  r.logprobs = logprobs.value_or(false);
+  ASSIGN_OR_RETURN(r.logprobs, Or(OptBool(obj, "logprobs"), false));
   ASSIGN_OR_RETURN(std::optional<int32_t> top, OptInt(obj, "top_logprobs"));
   if (top.has_value() && !r.logprobs) {
     return Invalid("top_logprobs", "needs \"logprobs\": true");
@@ -499,16 +494,15 @@ absl::StatusOr<TokenizeRequest> ParseTokenizeRequest(absl::string_view body) {
       return Invalid("prompt", "is required (or \"messages\")");
     }
     ASSIGN_OR_RETURN(r.messages, ParseMessages(obj));
-    ASSIGN_OR_RETURN(std::optional<bool> add_generation,
-                     OptBool(obj, "add_generation_prompt"));
-    r.add_generation_prompt = add_generation.value_or(true);
+    ASSIGN_OR_RETURN(r.add_generation_prompt,
+                     Or(OptBool(obj, "add_generation_prompt"), true));
   }
   // add_special_tokens is accepted: these models' tokenizers add none.
   ASSIGN_OR_RETURN(std::optional<bool> special,
                    OptBool(obj, "add_special_tokens"));
   (void)special;
-  ASSIGN_OR_RETURN(std::optional<bool> strs, OptBool(obj, "return_token_strs"));
-  r.return_token_strs = strs.value_or(false);
+  ASSIGN_OR_RETURN(r.return_token_strs,
+                   Or(OptBool(obj, "return_token_strs"), false));
   return r;
 }
 

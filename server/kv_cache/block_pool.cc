@@ -65,22 +65,18 @@ void BlockPool::Unlink(int32_t block) {
   prev_[block] = next_[block] = kNone;
 }
 
-void BlockPool::PushFront(int32_t block) {
-  const int32_t sentinel = num_blocks_;
-  const int32_t first = next_[sentinel];
-  prev_[block] = sentinel;
-  next_[block] = first;
-  prev_[first] = block;
-  next_[sentinel] = block;
+void BlockPool::InsertAfter(int32_t block, int32_t prev) {
+  const int32_t next = next_[prev];
+  prev_[block] = prev;
+  next_[block] = next;
+  prev_[next] = block;
+  next_[prev] = block;
 }
 
+void BlockPool::PushFront(int32_t block) { InsertAfter(block, num_blocks_); }
+
 void BlockPool::PushBack(int32_t block) {
-  const int32_t sentinel = num_blocks_;
-  const int32_t last = prev_[sentinel];
-  prev_[block] = last;
-  next_[block] = sentinel;
-  next_[last] = block;
-  prev_[sentinel] = block;
+  InsertAfter(block, prev_[num_blocks_]);
 }
 
 void BlockPool::Evict(int32_t block) {

@@ -117,7 +117,9 @@ class BlockPool {
 
   bool SameContent(int32_t block, uint64_t parent,
                    absl::Span<const int32_t> tokens) const;
+  // The free list is circular through the sentinel num_blocks_.
   void Unlink(int32_t block);
+  void InsertAfter(int32_t block, int32_t prev);
   void PushFront(int32_t block);
   void PushBack(int32_t block);
   void Evict(int32_t block);

@@ -335,34 +335,28 @@ class Metrics::Impl {
   prometheus::Gauge* memory_total_;
 
  private:
-  prometheus::Histogram& AddHistogram(int index,
-                                      const std::vector<double>& bounds) {
+  // Registers family `index` of Families() from a prometheus::BuildCounter()
+  // (Gauge, Histogram) builder, with the constant labels.
+  template <typename Builder>
+  auto& Register(Builder&& builder, int index) {
     const FamilyInfo& info = Families()[index];
-    return prometheus::BuildHistogram()
-        .Name(info.name)
-        .Help(info.help)
-        .Labels(constant_labels_)
-        .Register(*registry_)
-        .Add({}, bounds);
-  }
-  prometheus::Family<prometheus::Counter>& CounterFamily(int index) {
-    const FamilyInfo& info = Families()[index];
-    return prometheus::BuildCounter()
-        .Name(info.name)
+    return builder.Name(info.name)
         .Help(info.help)
         .Labels(constant_labels_)
         .Register(*registry_);
+  }
+  prometheus::Histogram& AddHistogram(int index,
+                                      const std::vector<double>& bounds) {
+    return Register(prometheus::BuildHistogram(), index).Add({}, bounds);
+  }
+  prometheus::Family<prometheus::Counter>& CounterFamily(int index) {
+    return Register(prometheus::BuildCounter(), index);
   }
   prometheus::Counter& AddCounter(int index) {
     return CounterFamily(index).Add({});
   }
   prometheus::Family<prometheus::Gauge>& GaugeFamily(int index) {
-    const FamilyInfo& info = Families()[index];
-    return prometheus::BuildGauge()
-        .Name(info.name)
-        .Help(info.help)
-        .Labels(constant_labels_)
-        .Register(*registry_);
+    return Register(prometheus::BuildGauge(), index);
   }
   prometheus::Gauge& AddGauge(int index) { return GaugeFamily(index).Add({}); }
 

@@ -1,25 +1,21 @@
 #include "server/scheduler/scheduler.h"
 
 #include <algorithm>
+#include <iterator>
 #include <limits>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/enum_names.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
 
 namespace alibi {
 
 absl::string_view RequestStateName(RequestState state) {
-  switch (state) {
-    case RequestState::kWaiting:
-      return "waiting";
-    case RequestState::kRunning:
-      return "running";
-    case RequestState::kPreempted:
-      return "preempted";
-  }
-  return "unknown";
+  constexpr absl::string_view kNames[] = {"waiting", "running", "preempted"};
+  static_assert(std::size(kNames) == EnumCount(RequestState::kPreempted));
+  return EnumName(state, kNames, absl::string_view("unknown"));
 }
 
 void StepPlan::Clear() {

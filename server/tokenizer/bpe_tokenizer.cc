@@ -7,9 +7,9 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
-#include "nlohmann/json.hpp"
 #include "common/status_macros.h"
 #include "common/utf8.h"
+#include "nlohmann/json.hpp"
 #include "server/tokenizer/byte_level.h"
 #include "server/tokenizer/regex.h"
 #include "server/tokenizer/unicode.h"
@@ -51,6 +51,21 @@ absl::StatusOr<std::optional<std::string>> GetOptionalString(
     return Invalid(absl::StrCat(where, ".", key), "expected a string");
   }
   return it->get<std::string>();
+}
+
+// Calls parse(item, where) for each item of a Sequence step's `key` array.
+template <typename Parse>
+absl::Status ForEachInSequence(const Json& sequence, absl::string_view where,
+                               const char* key, Parse&& parse) {
+  const auto list = sequence.find(key);
+  if (list == sequence.end() || !list->is_array()) {
+    return Invalid(where, absl::StrCat("Sequence needs a \"", key, "\" array"));
+  }
+  for (size_t i = 0; i < list->size(); ++i) {
+    RETURN_IF_ERROR(
+        parse((*list)[i], absl::StrCat(where, ".", key, "[", i, "]")));
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::string> GetType(const Json& obj, absl::string_view where) {
@@ -126,15 +141,10 @@ class TokenizerJsonParser {
       return absl::OkStatus();
     }
     if (type == "Sequence") {
-      const auto list = j.find("normalizers");
-      if (list == j.end() || !list->is_array()) {
-        return Invalid(where, "Sequence needs a \"normalizers\" array");
-      }
-      for (size_t i = 0; i < list->size(); ++i) {
-        RETURN_IF_ERROR(ParseNormalizer(
-            (*list)[i], absl::StrCat(where, ".normalizers[", i, "]"), steps));
-      }
-      return absl::OkStatus();
+      return ForEachInSequence(j, where, "normalizers",
+                               [&](const Json& item, const std::string& at) {
+                                 return ParseNormalizer(item, at, steps);
+                               });
     }
     return NotSupported(where, type, "NFC, Sequence");
   }
@@ -143,15 +153,10 @@ class TokenizerJsonParser {
     if (j.is_null()) return absl::OkStatus();
     ASSIGN_OR_RETURN(const std::string type, GetType(j, where));
     if (type == "Sequence") {
-      const auto list = j.find("pretokenizers");
-      if (list == j.end() || !list->is_array()) {
-        return Invalid(where, "Sequence needs a \"pretokenizers\" array");
-      }
-      for (size_t i = 0; i < list->size(); ++i) {
-        RETURN_IF_ERROR(ParsePreTokenizer(
-            (*list)[i], absl::StrCat(where, ".pretokenizers[", i, "]")));
-      }
-      return absl::OkStatus();
+      return ForEachInSequence(j, where, "pretokenizers",
+                               [&](const Json& item, const std::string& at) {
+                                 return ParsePreTokenizer(item, at);
+                               });
     }
     if (type == "ByteLevel") {
       ASSIGN_OR_RETURN(const bool add_prefix_space,

@@ -62,22 +62,16 @@ absl::StatusOr<std::vector<Range>> SplitRanges(absl::string_view text,
     case SplitBehavior::kRemoved:
       splits = found;
       break;
-    case SplitBehavior::kContiguous: {
-      bool previous_match = false;
-      for (const Flagged& f : found) {
-        if (f.flag == previous_match && !splits.empty()) {
-          splits.back().range.second = f.range.second;
-        } else {
-          splits.push_back({f.range, false});
-        }
-        previous_match = f.flag;
-      }
-      break;
-    }
+    case SplitBehavior::kContiguous:
     case SplitBehavior::kMergedWithPrevious: {
+      // Contiguous: a run of matches (or of non-matches) is one piece;
+      // merged with previous: a match joins the piece before it.
+      const bool contiguous = behavior == SplitBehavior::kContiguous;
       bool previous_match = false;
       for (const Flagged& f : found) {
-        if (f.flag && !previous_match && !splits.empty()) {
+        const bool merge =
+            contiguous ? f.flag == previous_match : f.flag && !previous_match;
+        if (merge && !splits.empty()) {
           splits.back().range.second = f.range.second;
         } else {
           splits.push_back({f.range, false});

@@ -59,14 +59,14 @@ class Translator {
   }
   bool HasAhead(size_t ahead) const { return pos_ + ahead < in_.size(); }
 
-    // A class shorthand (\\s, \\w, \\h: `set`; negated, \\S, \\W, \\H, which
+  // A class shorthand (\\s, \\w, \\h: `set`; negated, \\S, \\W, \\H, which
   // only stand outside a class).
   absl::StatusOr<bool> ClassEscape(absl::string_view set, bool negated,
                                    bool in_class) {
     if (negated && in_class) {
-      return Unsupported(absl::StrCat("\\", std::string(1, Peek(1)),
-                                      " inside a class"),
-                         pos_, in_);
+      return Unsupported(
+          absl::StrCat("\\", std::string(1, Peek(1)), " inside a class"), pos_,
+          in_);
     }
     out_ += in_class ? std::string(set)
                      : absl::StrCat(negated ? "[^" : "[", set, "]");
@@ -76,7 +76,7 @@ class Translator {
 
   // Handles `\x` escapes common to both contexts; returns true if it wrote
   // something, false if the escape should be copied verbatim.
-    absl::StatusOr<bool> Escape(bool in_class) {
+  absl::StatusOr<bool> Escape(bool in_class) {
     const char c = Peek(1);
     switch (c) {
       case 's':
@@ -120,19 +120,22 @@ class Translator {
     pos_ += len;
   }
 
+  // An escape at pos_: translated by Escape, or copied as it stands.
+  absl::Status Backslash(bool in_class) {
+    if (!HasAhead(1)) return Unsupported("trailing backslash", pos_, in_);
+    absl::StatusOr<bool> handled = Escape(in_class);
+    if (!handled.ok()) return handled.status();
+    if (!*handled) {
+      out_.push_back('\\');
+      ++pos_;
+      CopyChar();
+    }
+    return absl::OkStatus();
+  }
+
   absl::Status Outside() {
     const char c = Peek();
-    if (c == '\\') {
-      if (!HasAhead(1)) return Unsupported("trailing backslash", pos_, in_);
-      auto handled = Escape(/*in_class=*/false);
-      if (!handled.ok()) return handled.status();
-      if (!*handled) {
-        out_.push_back('\\');
-        ++pos_;
-        CopyChar();
-      }
-      return absl::OkStatus();
-    }
+    if (c == '\\') return Backslash(/*in_class=*/false);
     if (c == '[') {
       out_.push_back('[');
       ++pos_;
@@ -176,17 +179,7 @@ class Translator {
       ++pos_;
       return absl::OkStatus();
     }
-    if (c == '\\') {
-      if (!HasAhead(1)) return Unsupported("trailing backslash", pos_, in_);
-      auto handled = Escape(/*in_class=*/true);
-      if (!handled.ok()) return handled.status();
-      if (!*handled) {
-        out_.push_back('\\');
-        ++pos_;
-        CopyChar();
-      }
-      return absl::OkStatus();
-    }
+    if (c == '\\') return Backslash(/*in_class=*/true);
     if (c == '&' && Peek(1) == '&') {
       return Unsupported("character class intersection &&", pos_, in_);
     }
