@@ -40,8 +40,10 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "absl/types/span.h"
 #include "common/enum_names.h"
 #include "common/half.h"
+#include "common/sampling_knobs.h"
 
 namespace alibi::kernels {
 
@@ -247,6 +249,29 @@ struct Weight {
   TensorView view;  // [rows, cols] of the backend's weight dtype, for ops
 };
 
+// One row of logits for Backend::Sample, with the host sampler's semantics
+// (server/engine/sampler.h): scored when target >= 0, sampled otherwise.
+struct SampleRow {
+  int32_t row = 0;  // row of the logits tensor
+  int32_t target = -1;
+  int32_t top_n = 0;  // top alternatives to return (raw log-probabilities)
+  SamplingKnobs knobs;
+  // The draw's random numbers depend on (seed, draw, token id) only.
+  uint64_t seed = 0;
+  uint64_t draw = 0;
+  absl::Span<const int32_t> allowed;  // empty: every token
+  absl::Span<const int32_t> banned;   // lifted if they would ban everything
+  absl::Span<const int32_t> seen;     // distinct prompt and output tokens
+  absl::Span<const std::pair<int32_t, float>> logit_bias;
+  absl::Span<const std::pair<int32_t, int32_t>> output_counts;
+};
+
+struct SampleResult {
+  int32_t token = -1;
+  float logprob = 0.0f;                        // raw log_softmax at token
+  std::vector<std::pair<int32_t, float>> top;  // best first
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -406,6 +431,19 @@ class Backend {
                                       const AttentionMeta& meta,
                                       const float* slopes, int num_heads,
                                       float scale, TensorView out) = 0;
+
+  // Whether Sample runs here; the model runner then keeps logits on the
+  // device and only the chosen ids and log-probabilities come back.
+  virtual bool SupportsSampling() const { return false; }
+  // Samples or scores rows of `logits` [R, vocab] fp32 (this backend's
+  // memory; a sampled row is modified in place): results[i] for rows[i],
+  // on the host when it returns.
+  virtual absl::Status Sample(const TensorView& /*logits*/,
+                              absl::Span<const SampleRow> /*rows*/,
+                              std::vector<SampleResult>* /*results*/) {
+    return absl::UnimplementedError(
+        absl::StrCat(Kind(), " backend: no device sampling"));
+  }
 };
 
 struct BackendOptions {

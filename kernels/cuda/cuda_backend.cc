@@ -28,6 +28,8 @@
 #include "kernels/cuda/gather.cuh"
 #include "kernels/cuda/kv_write.cuh"
 #include "kernels/cuda/layernorm.cuh"
+#include "kernels/cuda/sample.cuh"
+#include "kernels/cuda/sample_pack.h"
 
 namespace alibi::kernels::cuda {
 namespace {
@@ -223,12 +225,13 @@ class CudaBackend final : public Backend {
     if (cublas_ != nullptr) cublasLtDestroy(cublas_);
     DropBiasCopies();
     for (DeviceScratch* s : {&cublas_workspace_, &attention_workspace_,
-                             &linear_scratch_, &staging_}) {
+                             &linear_scratch_, &staging_, &sample_scratch_}) {
       ReleaseScratch(*s);
     }
     if (error_word_ != nullptr) (void)cudaFreeAsync(error_word_, stream_);
     (void)cudaStreamSynchronize(stream_);
     if (error_host_ != nullptr) (void)cudaFreeHost(error_host_);
+    if (sample_host_ != nullptr) (void)cudaFreeHost(sample_host_);
     context_->Unref();  // the stream goes with the last Buffer
   }
 
@@ -726,6 +729,86 @@ class CudaBackend final : public Backend {
     return CudaError(LaunchRowAttention(args, plan, stream_), "row attention");
   }
 
+  bool SupportsSampling() const override { return true; }
+
+  // The rows' parameters go up and the results come back through one pinned
+  // buffer; the logits never leave the device.
+  absl::Status Sample(const TensorView& logits,
+                      absl::Span<const SampleRow> rows,
+                      std::vector<SampleResult>* results) override {
+    RETURN_IF_ERROR(NotCapturing("Sample"));
+    if (logits.dtype != DType::kF32 || logits.packed) {
+      return absl::InvalidArgumentError(
+          "cuda backend: Sample needs float32 logits");
+    }
+    for (const SampleRow& r : rows) {
+      if (r.row < 0 || r.row >= logits.rows) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("cuda backend: Sample row ", r.row, " outside [0, ",
+                         logits.rows, ")"));
+      }
+    }
+    results->clear();
+    if (rows.empty()) return absl::OkStatus();
+    PackedSample& p = sample_pack_;
+    p.Pack(rows, logits.cols);
+    size_t bytes = 0;
+    auto carve = [&](size_t n) {
+      const size_t at = bytes;
+      bytes = (bytes + n + 255) / 256 * 256;
+      return at;
+    };
+    const size_t params_at = carve(p.params.size() * sizeof(SampleRowParams));
+    const size_t ids_at = carve(p.ids.size() * sizeof(int32_t));
+    const size_t values_at = carve(p.values.size() * sizeof(float));
+    const size_t upload_bytes = bytes;
+    const size_t saved_at = carve(p.ids.size() * sizeof(float));
+    const size_t out_at = carve(p.params.size() * sizeof(SampledToken));
+    const size_t top_ids_at = carve(p.top_total * sizeof(int32_t));
+    const size_t top_lp_at = carve(p.top_total * sizeof(float));
+    RETURN_IF_ERROR(EnsureScratch(sample_scratch_, bytes, "sampling buffers"));
+    if (bytes > sample_host_bytes_) {  // idle: Sample ends synchronised
+      if (sample_host_ != nullptr) (void)cudaFreeHost(sample_host_);
+      sample_host_ = nullptr;
+      sample_host_bytes_ = 0;
+      RETURN_IF_ERROR(CudaError(cudaMallocHost(&sample_host_, bytes),
+                                "pinned sampling buffer"));
+      sample_host_bytes_ = bytes;
+    }
+    char* host = static_cast<char*>(sample_host_);
+    char* dev = static_cast<char*>(sample_scratch_.ptr);
+    std::memcpy(host + params_at, p.params.data(),
+                p.params.size() * sizeof(SampleRowParams));
+    std::memcpy(host + ids_at, p.ids.data(), p.ids.size() * sizeof(int32_t));
+    std::memcpy(host + values_at, p.values.data(),
+                p.values.size() * sizeof(float));
+    RETURN_IF_ERROR(CudaError(cudaMemcpyAsync(dev, host, upload_bytes,
+                                              cudaMemcpyHostToDevice, stream_),
+                              "sampling parameters"));
+    SampleArgs args;
+    args.logits = static_cast<float*>(logits.data);
+    args.vocab = logits.cols;
+    args.stride = logits.row_stride;
+    args.rows = reinterpret_cast<const SampleRowParams*>(dev + params_at);
+    args.num_rows = static_cast<int>(p.params.size());
+    args.ids = reinterpret_cast<const int32_t*>(dev + ids_at);
+    args.values = reinterpret_cast<const float*>(dev + values_at);
+    args.saved = reinterpret_cast<float*>(dev + saved_at);
+    args.out = reinterpret_cast<SampledToken*>(dev + out_at);
+    args.top_ids = reinterpret_cast<int32_t*>(dev + top_ids_at);
+    args.top_logprobs = reinterpret_cast<float*>(dev + top_lp_at);
+    RETURN_IF_ERROR(CudaError(LaunchSample(args, stream_), "sampling"));
+    RETURN_IF_ERROR(
+        CudaError(cudaMemcpyAsync(host + out_at, dev + out_at, bytes - out_at,
+                                  cudaMemcpyDeviceToHost, stream_),
+                  "sampling results"));
+    RETURN_IF_ERROR(SyncAndCheck());
+    p.Unpack(reinterpret_cast<const SampledToken*>(host + out_at),
+             reinterpret_cast<const int32_t*>(host + top_ids_at),
+             reinterpret_cast<const float*>(host + top_lp_at), results);
+    return absl::OkStatus();
+  }
+
  private:
   // What a planning launch was for; an equal batch (nonzero id) reuses it.
   struct PlannedBatch {
@@ -981,7 +1064,10 @@ class CudaBackend final : public Backend {
   uint64_t seen_frees_ = 0;
   cublasLtHandle_t cublas_ = nullptr;
   DeviceScratch cublas_workspace_, attention_workspace_, linear_scratch_,
-      staging_;
+      staging_, sample_scratch_;
+  PackedSample sample_pack_;
+  void* sample_host_ = nullptr;  // pinned: sampling parameters and results
+  size_t sample_host_bytes_ = 0;
   std::map<std::pair<const float*, int64_t>, DeviceScratch> bias_copies_;
   uint32_t* error_word_ = nullptr;  // device
   uint32_t* error_host_ = nullptr;  // pinned host

@@ -109,7 +109,8 @@ struct Half16<__half> : Half16Words<Half16<__half>> {
   }
 };
 
-__device__ __forceinline__ float WarpSum(float v) {
+template <typename T>
+__device__ __forceinline__ T WarpSum(T v) {
 #pragma unroll
   for (int offset = 16; offset > 0; offset >>= 1) {
     v += __shfl_xor_sync(0xffffffffu, v, offset);
@@ -125,16 +126,17 @@ __device__ __forceinline__ float WarpMax(float v) {
   return v;
 }
 
-// Sum over the block (blockDim.x a multiple of 32, at most 1024); every
-// thread gets the result. `scratch` holds >= 32 floats; the trailing barrier
-// lets the caller reuse it at once.
-__device__ __forceinline__ float BlockSum(float v, float* scratch) {
+// Sum over the block (blockDim.x a multiple of 32, at most 1024) of a
+// 4-byte T (float, int); every thread gets the result. `scratch` holds >= 32
+// values; the trailing barrier lets the caller reuse it at once.
+template <typename T>
+__device__ __forceinline__ T BlockSum(T v, T* scratch) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int num_warps = blockDim.x >> 5;
   v = WarpSum(v);
   if (lane == 0) scratch[warp] = v;
   __syncthreads();
-  float total = 0.0f;
+  T total = 0;
   for (int w = 0; w < num_warps; ++w) total += scratch[w];
   __syncthreads();
   return total;

@@ -35,20 +35,15 @@
 #include "common/clock.h"
 #include "common/finish_reason.h"
 #include "common/logging.h"
+#include "common/sampling_knobs.h"
 
 namespace alibi::engine {
 
 using ::alibi::FinishReason;
 
 // How the next token is chosen (vLLM's semantics; see sampler.h).
-struct SamplingParams {
-  float temperature = 1.0f;  // 0: greedy
-  int top_k = 0;             // 0: off
-  float top_p = 1.0f;        // 1: off
-  float min_p = 0.0f;        // 0: off
-  float repetition_penalty = 1.0f;
-  float presence_penalty = 0.0f;
-  float frequency_penalty = 0.0f;
+// The knobs (temperature, top_k, top_p, min_p, penalties) and the rest.
+struct SamplingParams : SamplingKnobs {
   std::optional<uint64_t> seed;  // none: a random seed
   // Added to the logits of these tokens (OpenAI's logit_bias).
   std::vector<std::pair<int32_t, float>> logit_bias;

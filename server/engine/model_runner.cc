@@ -80,39 +80,117 @@ absl::Status ModelRunner::BuildBatch(const StepPlan& plan) {
   return absl::OkStatus();
 }
 
-void ModelRunner::ConsumeLogitRow(const StepPlan& plan,
-                                  absl::Span<const RunnerRequest> requests,
-                                  int row, absl::Span<const float> logits,
-                                  std::vector<int32_t>* sampled) {
+bool ModelRunner::Use(const StepPlan& plan,
+                      absl::Span<const RunnerRequest> requests, int row,
+                      RowUse* use) const {
   const size_t i = row_owner_[row];
   const RunnerRequest& rr = requests[i];
-  if (rr.request == nullptr) return;  // gone
+  if (rr.request == nullptr) return false;  // gone
   const ScheduledRequest& r = plan.requests[i];
   const EngineRequest& request = *rr.request;
   const int32_t pos = r.logits_begin + (row - logit_row_of_[i]);
   const int32_t prompt_len = static_cast<int32_t>(request.prompt.size());
-  if (request.prompt_logprobs && pos + 1 < prompt_len) {
-    const int32_t next = request.prompt[pos + 1];
-    LogprobResult lp =
-        ComputeLogprobs(logits, next, request.prompt_top_logprobs);
-    rr.output->prompt_logprobs.push_back({next, lp.logprob, std::move(lp.top)});
-  }
-  if (r.sample && pos == r.end_position() - 1) {
-    banned_.clear();
-    if (rr.num_output_tokens < request.min_tokens) {
-      banned_ = request.stop_token_ids;
-      if (!request.ignore_eos) {
-        banned_.insert(banned_.end(), eos_tokens_.begin(), eos_tokens_.end());
-      }
+  use->request = i;
+  use->target = request.prompt_logprobs && pos + 1 < prompt_len
+                    ? request.prompt[pos + 1]
+                    : -1;
+  use->sample = r.sample && pos == r.end_position() - 1;
+  return use->target >= 0 || use->sample;
+}
+
+void ModelRunner::Bans(const RunnerRequest& rr,
+                       std::vector<int32_t>* banned) const {
+  banned->clear();
+  const EngineRequest& request = *rr.request;
+  if (rr.num_output_tokens < request.min_tokens) {
+    *banned = request.stop_token_ids;
+    if (!request.ignore_eos) {
+      banned->insert(banned->end(), eos_tokens_.begin(), eos_tokens_.end());
     }
+  }
+}
+
+void ModelRunner::ConsumeLogitRow(const StepPlan& plan,
+                                  absl::Span<const RunnerRequest> requests,
+                                  int row, absl::Span<const float> logits,
+                                  std::vector<int32_t>* sampled) {
+  RowUse use;
+  if (!Use(plan, requests, row, &use)) return;
+  const RunnerRequest& rr = requests[use.request];
+  const EngineRequest& request = *rr.request;
+  if (use.target >= 0) {
+    LogprobResult lp =
+        ComputeLogprobs(logits, use.target, request.prompt_top_logprobs);
+    rr.output->prompt_logprobs.push_back(
+        {use.target, lp.logprob, std::move(lp.top)});
+  }
+  if (use.sample) {
+    Bans(rr, &banned_);
     const int32_t token =
         SampleToken(logits, *rr.sampler, banned_, sampler_scratch_);
-    (*sampled)[i] = token;
+    (*sampled)[use.request] = token;
     if (request.logprobs.has_value()) {
       LogprobResult lp = ComputeLogprobs(logits, token, *request.logprobs);
       rr.output->logprobs.push_back({token, lp.logprob, std::move(lp.top)});
     }
   }
+}
+
+absl::Status ModelRunner::SampleOnDevice(
+    const StepPlan& plan, absl::Span<const RunnerRequest> requests,
+    int first_row, int num_rows, const kernels::TensorView& logits,
+    std::vector<int32_t>* sampled) {
+  device_rows_.clear();
+  device_uses_.clear();
+  if (device_bans_.size() < static_cast<size_t>(num_rows)) {
+    device_bans_.resize(num_rows);
+  }
+  for (int row = first_row; row < first_row + num_rows; ++row) {
+    RowUse use;
+    if (!Use(plan, requests, row, &use)) continue;
+    if (use.target >= 0 && use.sample) {
+      return absl::InternalError("a logit row both scored and sampled");
+    }
+    const RunnerRequest& rr = requests[use.request];
+    const EngineRequest& request = *rr.request;
+    kernels::SampleRow s;
+    s.row = row - first_row;
+    if (use.target >= 0) {
+      s.target = use.target;
+      s.top_n = request.prompt_top_logprobs;
+    } else {
+      std::vector<int32_t>& bans = device_bans_[device_rows_.size()];
+      Bans(rr, &bans);
+      s = DeviceSampleRow(*rr.sampler, bans);
+      s.row = row - first_row;
+      s.top_n = request.logprobs.value_or(0);
+    }
+    device_rows_.push_back(s);
+    device_uses_.push_back(use);
+  }
+  if (device_rows_.empty()) return absl::OkStatus();
+  RETURN_IF_ERROR(backend_->Sample(logits, device_rows_, &device_results_));
+  for (size_t k = 0; k < device_rows_.size(); ++k) {
+    const RowUse& use = device_uses_[k];
+    const RunnerRequest& rr = requests[use.request];
+    kernels::SampleResult& result = device_results_[k];
+    std::vector<TopLogprob> top;
+    top.reserve(result.top.size());
+    for (const auto& [token, logprob] : result.top) {
+      top.push_back({token, logprob});
+    }
+    if (use.target >= 0) {
+      rr.output->prompt_logprobs.push_back(
+          {use.target, result.logprob, std::move(top)});
+      continue;
+    }
+    (*sampled)[use.request] = result.token;
+    if (rr.request->logprobs.has_value()) {
+      rr.output->logprobs.push_back(
+          {result.token, result.logprob, std::move(top)});
+    }
+  }
+  return absl::OkStatus();
 }
 
 absl::Status ModelRunner::Execute(const StepPlan& plan,
@@ -123,6 +201,15 @@ absl::Status ModelRunner::Execute(const StepPlan& plan,
     return absl::InternalError("model runner: one request per plan entry");
   }
   RETURN_IF_ERROR(BuildBatch(plan));
+  if (backend_->SupportsSampling()) {
+    return model_->ForwardOnDevice(
+        batch_,
+        [&](int first_row, int num_rows, const kernels::TensorView& logits) {
+          return SampleOnDevice(plan, requests, first_row, num_rows, logits,
+                                sampled);
+        },
+        kLogitRowsPerChunk);
+  }
   const int64_t vocab = model_->config().vocab_size;
   return model_->Forward(
       batch_,

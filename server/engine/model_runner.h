@@ -66,12 +66,32 @@ class ModelRunner {
  private:
   ModelRunner(std::unique_ptr<kernels::Backend> backend,
               std::unique_ptr<model::Model> model);
+  // What one logit row of the step is for.
+  struct RowUse {
+    size_t request = 0;   // index in the plan
+    int32_t target = -1;  // >= 0: the prompt log-probability of this token
+    bool sample = false;  // the request's next token
+  };
+
   absl::Status BuildBatch(const StepPlan& plan);
-  // Prompt log-probs and sampling for logit row `row` of the step.
+  // False when logit row `row` is for nothing (its request is gone).
+  bool Use(const StepPlan& plan, absl::Span<const RunnerRequest> requests,
+           int row, RowUse* use) const;
+  // The tokens that may not end the request yet (min_tokens).
+  void Bans(const RunnerRequest& rr, std::vector<int32_t>* banned) const;
+  // Prompt log-probs and sampling for logit row `row` of the step, on the
+  // host.
   void ConsumeLogitRow(const StepPlan& plan,
                        absl::Span<const RunnerRequest> requests, int row,
                        absl::Span<const float> logits,
                        std::vector<int32_t>* sampled);
+  // The same for rows [first_row, first_row + num_rows), whose logits stay
+  // in backend memory (Backend::Sample).
+  absl::Status SampleOnDevice(const StepPlan& plan,
+                              absl::Span<const RunnerRequest> requests,
+                              int first_row, int num_rows,
+                              const kernels::TensorView& logits,
+                              std::vector<int32_t>* sampled);
 
   std::unique_ptr<kernels::Backend> backend_;  // outlives model_
   std::unique_ptr<model::Model> model_;
@@ -79,6 +99,10 @@ class ModelRunner {
   model::ForwardBatch batch_;
   std::vector<float> sampler_scratch_;
   std::vector<int32_t> banned_;
+  std::vector<kernels::SampleRow> device_rows_;
+  std::vector<RowUse> device_uses_;
+  std::vector<std::vector<int32_t>> device_bans_;  // per device row
+  std::vector<kernels::SampleResult> device_results_;
   // Per plan request: its first logit row, or -1.
   std::vector<int32_t> logit_row_of_;
   // Per logit row: the plan request it belongs to.

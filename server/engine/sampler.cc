@@ -32,24 +32,60 @@ int32_t Argmax(absl::Span<const float> values) {
 SamplerState::SamplerState(const SamplingParams& options,
                            absl::Span<const int32_t> prompt)
     : options_(options),
-      rng_(options.seed.has_value() ? *options.seed
-                                    : (uint64_t{std::random_device{}()} << 32) ^
-                                          std::random_device{}()) {
-  if (options.repetition_penalty != 1.0f)
-    seen_.insert(prompt.begin(), prompt.end());
+      seed_(options.seed.has_value()
+                ? *options.seed
+                : (uint64_t{std::random_device{}()} << 32) ^
+                      std::random_device{}()),
+      rng_(seed_) {
+  if (options.repetition_penalty != 1.0f) {
+    for (int32_t t : prompt) See(t);
+  }
   for (const std::vector<int32_t>& word : options.bad_words) {
     keep_output_ = keep_output_ || word.size() > 1;
   }
 }
 
+void SamplerState::See(int32_t token) {
+  if (seen_.insert(token).second) seen_list_.push_back(token);
+}
+
 void SamplerState::AddOutputToken(int32_t token) {
-  ++output_counts_[token];
-  if (options_.repetition_penalty != 1.0f) seen_.insert(token);
+  const auto [at, added] = count_at_.try_emplace(token, counts_.size());
+  if (added) counts_.emplace_back(token, 0);
+  ++counts_[at->second].second;
+  if (options_.repetition_penalty != 1.0f) See(token);
   if (keep_output_) output_.push_back(token);
 }
 
 double SamplerState::NextUniform() {
   return std::uniform_real_distribution<double>(0.0, 1.0)(rng_);
+}
+
+void AppendBadWordBans(const SamplerState& state, std::vector<int32_t>* out) {
+  const std::vector<int32_t>& output = state.output_tokens();
+  for (const std::vector<int32_t>& word : state.options().bad_words) {
+    if (word.empty() || word.size() - 1 > output.size()) continue;
+    if (std::equal(word.begin(), word.end() - 1,
+                   output.end() - static_cast<ptrdiff_t>(word.size() - 1))) {
+      out->push_back(word.back());
+    }
+  }
+}
+
+kernels::SampleRow DeviceSampleRow(SamplerState& state,
+                                   std::vector<int32_t>& bans) {
+    const SamplingParams& o = state.options();
+  AppendBadWordBans(state, &bans);
+  kernels::SampleRow r;
+  r.knobs = o;
+  r.seed = state.seed();
+  r.draw = state.NextDraw();
+  r.allowed = o.allowed_token_ids;
+  r.banned = bans;
+  r.seen = state.seen_tokens();
+  r.logit_bias = o.logit_bias;
+  r.output_counts = state.output_counts();
+  return r;
 }
 
 int32_t SampleToken(absl::Span<const float> logits, SamplerState& state,
@@ -75,14 +111,10 @@ int32_t SampleToken(absl::Span<const float> logits, SamplerState& state,
       l[t] = kNegInf;
     }
   };
-  const std::vector<int32_t>& output = state.output_tokens();
-  for (const std::vector<int32_t>& word : o.bad_words) {
-    if (word.empty() || word.size() - 1 > output.size()) continue;
-    if (std::equal(word.begin(), word.end() - 1,
-                   output.end() - static_cast<ptrdiff_t>(word.size() - 1))) {
-      ban(word.back());
-    }
-  }
+  std::vector<int32_t>& bad = state.bad_word_scratch();
+  bad.clear();
+  AppendBadWordBans(state, &bad);
+  for (int32_t t : bad) ban(t);
   for (int32_t t : banned) ban(t);
   if (!saved.empty() && std::all_of(scratch.begin(), scratch.end(),
                                     [&](float x) { return x == kNegInf; })) {

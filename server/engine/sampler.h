@@ -32,6 +32,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/types/span.h"
+#include "kernels/backend.h"
 #include "server/engine/engine.h"
 
 namespace alibi::engine {
@@ -46,26 +47,52 @@ class SamplerState {
   // Records a generated token (for the penalties).
   void AddOutputToken(int32_t token);
   double NextUniform();  // in [0, 1)
+                         // The seed of device sampling's draws: options().seed,
+                         // or a random one;
+  // NextDraw numbers them (one per sampled token).
+  uint64_t seed() const { return seed_; }
+  uint64_t NextDraw() { return draws_++; }
 
-  const absl::flat_hash_map<int32_t, int>& output_counts() const {
-    return output_counts_;
+  // Distinct output tokens with their counts, in order of first appearance.
+  absl::Span<const std::pair<int32_t, int32_t>> output_counts() const {
+    return counts_;
   }
-  // Tokens of the prompt and output (kept only with a repetition penalty).
-  const absl::flat_hash_set<int32_t>& seen_tokens() const { return seen_; }
+  // Distinct tokens of the prompt and output, in order of first appearance
+  // (kept only with a repetition penalty).
+  absl::Span<const int32_t> seen_tokens() const { return seen_list_; }
   // The output so far (kept only when a bad word has several tokens).
   const std::vector<int32_t>& output_tokens() const { return output_; }
-  // Scratch for SampleToken: logits it banned this step, with their values.
+  // Scratch for SampleToken: logits it banned this step, with their values,
+  // and the bad words' bans.
   std::vector<std::pair<int32_t, float>>& banned_scratch() { return banned_; }
+  std::vector<int32_t>& bad_word_scratch() { return bad_words_; }
 
  private:
+  void See(int32_t token);
+
   SamplingParams options_;
+  uint64_t seed_;
+  uint64_t draws_ = 0;
   std::mt19937_64 rng_;
   absl::flat_hash_set<int32_t> seen_;
-  absl::flat_hash_map<int32_t, int> output_counts_;  // token -> count
+  std::vector<int32_t> seen_list_;
+  absl::flat_hash_map<int32_t, size_t> count_at_;  // token -> index in counts_
+  std::vector<std::pair<int32_t, int32_t>> counts_;
   bool keep_output_ = false;
   std::vector<int32_t> output_;
   std::vector<std::pair<int32_t, float>> banned_;
+  std::vector<int32_t> bad_words_;
 };
+
+// Appends the tokens the bad words ban after the output so far (step 2).
+void AppendBadWordBans(const SamplerState& state, std::vector<int32_t>* out);
+
+// The request's next draw as a row for Backend::Sample (the same rules run
+// on the device): its knobs, lists, seed and draw number. The bad words'
+// bans are appended to `bans` (e.g. the min_tokens bans), which must outlive
+// the row; row, target and top_n are left to the caller.
+kernels::SampleRow DeviceSampleRow(SamplerState& state,
+                                   std::vector<int32_t>& bans);
 
 // Chooses the next token from `logits` ([vocab]). `banned` tokens (e.g. EOS
 // before min_tokens) are never chosen unless every token is banned (step 2

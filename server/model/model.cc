@@ -272,8 +272,23 @@ absl::Status Model::Forward(const ForwardBatch& batch,
       std::max<int>(1, static_cast<int>(batch.logit_rows.size())));
 }
 
-absl::Status Model::Forward(const ForwardBatch& in, const LogitsSink& sink,
+absl::Status Model::Forward(const ForwardBatch& batch, const LogitsSink& sink,
                             int rows_per_chunk) {
+  const int64_t v = config_.vocab_size;
+  return ForwardOnDevice(
+      batch,
+      [&](int first_row, int num_rows, const TensorView& logits) {
+        logits_host_.resize(static_cast<size_t>(num_rows) * v);
+        RETURN_IF_ERROR(backend_->CopyToHost(logits_host_.data(), logits.data,
+                                             num_rows * v * sizeof(float)));
+        return sink(first_row, num_rows, logits_host_.data());
+      },
+      rows_per_chunk);
+}
+
+absl::Status Model::ForwardOnDevice(const ForwardBatch& in,
+                                    const DeviceLogitsSink& sink,
+                                    int rows_per_chunk) {
   RETURN_IF_ERROR(ValidateBatch(in));
   if (rows_per_chunk <= 0) {
     return absl::InvalidArgumentError("rows_per_chunk must be positive");
@@ -362,7 +377,7 @@ absl::Status Model::Forward(const ForwardBatch& in, const LogitsSink& sink,
       RETURN_IF_ERROR(backend_->LayerNorm(hidden, embedding_norm_weight_,
                                           embedding_norm_bias_, eps, hidden));
     }
-        for (size_t i = 0; i < layers_.size(); ++i) {
+    for (size_t i = 0; i < layers_.size(); ++i) {
       if (layer_callback_) layer_callback_();
       const Layer& layer = layers_[i];
       const kernels::PagedKvView kv_view = KvView(static_cast<int>(i));
@@ -406,7 +421,6 @@ absl::Status Model::Forward(const ForwardBatch& in, const LogitsSink& sink,
   // Logits only for the rows that need them, a chunk at a time.
   LinearEpilogue head_epilogue;
   head_epilogue.alpha = config_.logit_scale;
-  logits_host_.resize(static_cast<size_t>(chunk_rows) * v);
   for (int first = 0; first < r; first += chunk_rows) {
     const int n = std::min(chunk_rows, r - first);
     TensorView gathered = TensorView::Of(gathered_.data(), DType::kF32, n, h);
@@ -418,9 +432,7 @@ absl::Status Model::Forward(const ForwardBatch& in, const LogitsSink& sink,
                                         final_norm_bias_, eps, final_normed));
     RETURN_IF_ERROR(
         backend_->Linear(final_normed, lm_head_, head_epilogue, out));
-    RETURN_IF_ERROR(backend_->CopyToHost(logits_host_.data(), logits_.data(),
-                                         n * v * sizeof(float)));
-    RETURN_IF_ERROR(sink(first, n, logits_host_.data()));
+    RETURN_IF_ERROR(sink(first, n, out));
   }
   return absl::OkStatus();
 }

@@ -101,6 +101,13 @@ class Model {
   // long prompt needs logits). A sink error stops the pass and is returned.
   absl::Status Forward(const ForwardBatch& batch, const LogitsSink& sink,
                        int rows_per_chunk = 128);
+  // The same with the logits left in backend memory: `logits` is
+  // [num_rows, vocab_size] fp32, valid (and writable) during the call.
+  using DeviceLogitsSink = std::function<absl::Status(
+      int first_row, int num_rows, const kernels::TensorView& logits)>;
+  absl::Status ForwardOnDevice(const ForwardBatch& batch,
+                               const DeviceLogitsSink& sink,
+                               int rows_per_chunk = 128);
   // The same, returning all logits at once in `logits` (R * vocab_size).
   absl::Status Forward(const ForwardBatch& batch, absl::Span<float> logits);
 

@@ -198,6 +198,64 @@ TEST_P(CudaOpsTest, BadIndicesAreReportedAtTheNextSync) {
   EXPECT_NE(s.message().find("KV slot"), std::string::npos) << s;
 }
 
+// Sampling on the device against log_softmax and argmax computed here:
+// scored rows, a greedy row with a logit bias, a seeded row drawn twice.
+TEST_P(CudaOpsTest, SampleMatchesLogSoftmaxAndRepeatsSeededDraws) {
+  ASSERT_TRUE(b_->gpu().SupportsSampling());
+  constexpr int64_t kVocab = 50257, kRows = 4;
+  const std::vector<float> logits = Random(kRows * kVocab, 4.0f);
+  auto run = [&](const std::vector<SampleRow>& rows) {
+    Buffer d = b_->Upload(logits, DType::kF32);
+    std::vector<SampleResult> results;
+    absl::Status s = b_->gpu().Sample(
+        TensorView::Of(d.data(), DType::kF32, kRows, kVocab), rows, &results);
+    EXPECT_TRUE(s.ok()) << s;
+    return results;
+  };
+  std::vector<double> log_z(kRows);
+  for (int64_t r = 0; r < kRows; ++r) {
+    const float* row = logits.data() + r * kVocab;
+    const double m = *std::max_element(row, row + kVocab);
+    double z = 0;
+    for (int64_t t = 0; t < kVocab; ++t) z += std::exp(row[t] - m);
+    log_z[r] = m + std::log(z);
+  }
+  const std::pair<int32_t, float> bias[] = {{123, 1000.0f}};
+  std::vector<SampleRow> rows(3);
+  rows[0].row = 0;
+  rows[0].target = 7;
+  rows[0].top_n = 5;
+  rows[1].row = 1;
+  rows[1].knobs.temperature = 0.0f;
+  rows[1].logit_bias = bias;
+  rows[2].row = 3;
+  rows[2].knobs.temperature = 0.9f;
+  rows[2].knobs.top_p = 0.9f;
+  rows[2].seed = 2024;
+  rows[2].draw = 3;
+  std::vector<SampleResult> first = run(rows), second = run(rows);
+  ASSERT_EQ(first.size(), 3u);
+  EXPECT_EQ(first[0].token, 7);
+  EXPECT_NEAR(first[0].logprob, logits[7] - log_z[0], 1e-3);
+  std::vector<int32_t> order(kVocab);
+  std::iota(order.begin(), order.end(), 0);
+  std::partial_sort(order.begin(), order.begin() + 5, order.end(),
+                    [&](int32_t a, int32_t b) {
+                      return logits[a] > logits[b] ||
+                             (logits[a] == logits[b] && a < b);
+                    });
+  ASSERT_EQ(first[0].top.size(), 5u);
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_EQ(first[0].top[i].first, order[i]);
+    EXPECT_NEAR(first[0].top[i].second, logits[order[i]] - log_z[0], 1e-3);
+  }
+  EXPECT_EQ(first[1].token, 123);  // the bias wins; its logprob is raw
+  EXPECT_NEAR(first[1].logprob, logits[kVocab + 123] - log_z[1], 1e-3);
+  EXPECT_EQ(first[2].token, second[2].token);
+  EXPECT_GE(first[2].token, 0);
+  EXPECT_LT(first[2].token, kVocab);
+}
+
 TEST_P(CudaOpsTest, LayerNormMatchesCpu) {
   const int t = 37, h = 1000;
   // Large offsets: a one-pass variance would lose digits here.

@@ -95,6 +95,12 @@ class ForwardingBackend : public kernels::Backend {
                               kernels::TensorView out) override {
     return inner_->PagedAttention(q, kv, meta, slopes, num_heads, scale, out);
   }
+  bool SupportsSampling() const override { return inner_->SupportsSampling(); }
+  absl::Status Sample(const kernels::TensorView& logits,
+                      absl::Span<const kernels::SampleRow> rows,
+                      std::vector<kernels::SampleResult>* results) override {
+    return inner_->Sample(logits, rows, results);
+  }
 
  protected:
   kernels::Backend& inner() const { return *inner_; }

@@ -257,8 +257,12 @@ inline void Launch(dim3 grid, int threads, size_t smem_bytes,
   s.grid = grid;
   s.block_dim = dim3(threads, 1, 1);
   s.body = &body;
-  std::vector<ThreadState> ts(threads);
-  for (ThreadState& t : ts) t.stack.resize(128 * 1024);
+    // Threads (and their stacks) are reused from launch to launch.
+  static std::vector<ThreadState> ts;
+  if (ts.size() < static_cast<size_t>(threads)) ts.resize(threads);
+  for (ThreadState& t : ts) {
+    if (t.stack.empty()) t.stack.resize(128 * 1024);
+  }
   for (unsigned z = 0; z < grid.z; ++z) {
     for (unsigned y = 0; y < grid.y; ++y) {
       for (unsigned x = 0; x < grid.x; ++x) {
@@ -403,6 +407,19 @@ inline unsigned atomicOr(unsigned* p, unsigned v) {
   const unsigned old = *p;  // one OS thread: no race
   *p = old | v;
   return old;
+}
+
+template <typename T>
+T atomicAdd(T* p, T v) {
+  const T old = *p;  // one OS thread: no race
+  *p = old + v;
+  return old;
+}
+
+inline unsigned __float_as_uint(float x) {
+  unsigned u;
+  std::memcpy(&u, &x, sizeof(u));
+  return u;
 }
 
 template <typename T>

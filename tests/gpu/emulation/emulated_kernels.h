@@ -13,6 +13,7 @@
 #include "kernels/cuda/attention.cuh"
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/dispatch.h"
+#include "kernels/cuda/sample.cuh"
 
 namespace alibi::kernels::cuda::emulated {
 
@@ -52,6 +53,8 @@ cudaError_t LaunchWriteKv(const void* k, int64_t k_stride, const void* v,
                           int64_t num_blocks, int block_size, int num_kv_heads,
                           int head_dim, int elem_size, uint32_t* error_word,
                           cudaStream_t stream);
+
+cudaError_t LaunchSample(const SampleArgs& args, cudaStream_t stream);
 
 // In-order scheduling with cp.async landing at its wait (false, false), or
 // randomly paced warps with copies landing at once (true, true).
