@@ -797,11 +797,17 @@ class CudaBackend final : public Backend {
     args.out = reinterpret_cast<SampledToken*>(dev + out_at);
     args.top_ids = reinterpret_cast<int32_t*>(dev + top_ids_at);
     args.top_logprobs = reinterpret_cast<float*>(dev + top_lp_at);
-    RETURN_IF_ERROR(CudaError(LaunchSample(args, stream_), "sampling"));
-    RETURN_IF_ERROR(
-        CudaError(cudaMemcpyAsync(host + out_at, dev + out_at, bytes - out_at,
-                                  cudaMemcpyDeviceToHost, stream_),
-                  "sampling results"));
+    absl::Status queued = CudaError(LaunchSample(args, stream_), "sampling");
+    if (queued.ok()) {
+      queued =
+          CudaError(cudaMemcpyAsync(host + out_at, dev + out_at, bytes - out_at,
+                                    cudaMemcpyDeviceToHost, stream_),
+                    "sampling results");
+    }
+    if (!queued.ok()) {
+      (void)cudaStreamSynchronize(stream_);  // the upload reads sample_host_
+      return queued;
+    }
     RETURN_IF_ERROR(SyncAndCheck());
     p.Unpack(reinterpret_cast<const SampledToken*>(host + out_at),
              reinterpret_cast<const int32_t*>(host + top_ids_at),

@@ -30,13 +30,15 @@ __device__ __forceinline__ uint64_t Mix64(uint64_t z) {  // SplitMix64
   return z ^ (z >> 31);
 }
 
-// Gumbel(0, 1) noise of (seed, draw, token): -log(-log(u)), u in (0, 1).
+// Gumbel(0, 1) noise of (seed, draw, token): -log(-log(u)) with u from 52
+// bits, strictly inside (0, 1) (u = 1 would give +inf: that token would win
+// whatever its probability), so the noise spans about [-3.6, 36.7].
 __device__ __forceinline__ float Gumbel(uint64_t seed, uint64_t draw,
                                         int token) {
   const uint64_t h =
       Mix64(Mix64(seed ^ Mix64(draw)) + static_cast<uint64_t>(token));
-  const float u = (static_cast<float>(h >> 40) + 0.5f) * (1.0f / 16777216.0f);
-  return -logf(-logf(u));
+  const double u = (static_cast<double>(h >> 12) + 0.5) * 0x1p-52;
+  return static_cast<float>(-log(-log(u)));
 }
 
 __device__ __forceinline__ uint64_t Fixed(float p) {
@@ -210,6 +212,7 @@ __global__ void __launch_bounds__(kThreads) SampleKernel(SampleArgs a) {
       sum += expf(Clean(l[t]) - raw_max);
     }
     const float log_z = raw_max + logf(BlockSum(sum, sv));
+    const float raw0 = Clean(l[0]);  // before any edit
 
     // The top-N alternatives, one argmax each below the previous one.
     float prev_v = INFINITY;
@@ -309,12 +312,17 @@ __global__ void __launch_bounds__(kThreads) SampleKernel(SampleArgs a) {
       }
     }
     BlockArgMax(best_v, best, sv, si);
+    const bool greedy = p.knobs.temperature < kGreedyTemperature;
     int chosen = best;
     bool from_raw = false;
+    float chosen_raw = 0.0f;
     if (best_v == -INFINITY || best >= vocab) {
-      chosen = raw_arg;  // nothing possible: the raw argmax (host sampler)
+      // Nothing possible (non-finite logits): as the host sampler, token 0
+      // when greedy, else the raw argmax.
+      chosen = greedy ? 0 : raw_arg;
+      chosen_raw = greedy ? raw0 : raw_max;
       from_raw = true;
-    } else if (p.knobs.temperature >= kGreedyTemperature) {
+    } else if (!greedy) {
       const Probs probs{l, best_v, 1.0f / p.knobs.temperature, p.knobs.min_p};
       int kept = 0;
       for (int t = threadIdx.x; t < vocab; t += blockDim.x) {
@@ -369,7 +377,7 @@ __global__ void __launch_bounds__(kThreads) SampleKernel(SampleArgs a) {
     }
 
     // The chosen token's raw logit: saved if a list edited it.
-    if (threadIdx.x == 0) s_raw = from_raw ? raw_max : l[chosen];
+    if (threadIdx.x == 0) s_raw = from_raw ? chosen_raw : l[chosen];
     __syncthreads();
     if (!from_raw) {
       for (int i = lists_begin + threadIdx.x; i < lists_end; i += blockDim.x) {

@@ -243,6 +243,19 @@ TEST(DeviceSamplerTest, TopKCutsThroughTiesAtTheLowestIds) {
   }
 }
 
+// A token whose probability is below 1e-12 is never drawn: the noise of
+// the Gumbel-max draw stays finite (a noise of +inf, e.g. from u = 1, would
+// pick a token whatever its probability).
+TEST(DeviceSamplerTest, ImpossibleTokensAreNeverDrawn) {
+  std::vector<float> logits(50000, 0.0f);
+  logits[31337] = 40.0f;  // every other token: p < 1e-12
+  SamplingParams o;
+  o.seed = 77;
+  const std::vector<int32_t> tokens =
+      device_sampler.SampleMany(logits, o, 3000);
+  EXPECT_EQ(std::count(tokens.begin(), tokens.end(), 31337), 3000);
+}
+
 // A reference backend that samples with the emulated kernel (logits in host
 // memory), so the engine runs its device-sampling path on the CPU.
 class EmulatedSamplingBackend : public alibi::testing::ForwardingBackend {
@@ -287,7 +300,7 @@ std::vector<Served> Serve(bool device, const std::vector<EngineRequest>& reqs) {
   auto model = model::Model::Load(
       std::string(ALIBI_TEST_DATA_DIR) + "/models/tiny-bloom", backend.get());
   EXPECT_TRUE(model.ok()) << model.status();
-    EngineConfig config;
+  EngineConfig config;
   config.scheduler.kv.num_blocks = 64;
   auto engine =
       CreateEngine(config, std::move(backend), std::move(*model), nullptr);
