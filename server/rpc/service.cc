@@ -82,7 +82,16 @@ class InferenceService::CallReactor : public GrpcReactor {
  public:
   using Link = ReactorLink<Derived>;
 
-  std::function<void()> Notifier() { return Link::Notifier(link_); }
+  // The call's output notifier: it reaches this reactor until OnDone(). (The
+  // link learns the reactor here, not in the constructor, where `this` is
+  // not yet a Derived.)
+  std::function<void()> Notifier() {
+    {
+      std::lock_guard<std::mutex> lock(link_->mu);
+      link_->reactor = static_cast<Derived*>(this);
+    }
+    return Link::Notifier(link_);
+  }
 
   void OnCancel() override {
     std::lock_guard<std::mutex> lock(mu_);
@@ -108,9 +117,7 @@ class InferenceService::CallReactor : public GrpcReactor {
       : service_(service),
         context_(context),
         rpc_(rpc),
-        link_(std::make_shared<Link>()) {
-    link_->reactor = static_cast<Derived*>(this);
-  }
+        link_(std::make_shared<Link>()) {}
 
   InferenceService* const service_;
   grpc::CallbackServerContext* const context_;
