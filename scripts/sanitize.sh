@@ -31,6 +31,8 @@ cmake --build "$build_dir" --parallel "${ALIBI_JOBS:-$(nproc)}" "${targets[@]}"
 # Leak checking on; reports abort the process (so the test fails).
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:halt_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+# What system libraries keep for the life of the process is not a leak.
+export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$PWD/scripts/lsan_suppressions.txt:print_suppressions=0}
 cd "$build_dir"
 if (($#)); then
   ctest --output-on-failure --timeout 1200 -j "${ALIBI_TEST_JOBS:-2}" "$@"

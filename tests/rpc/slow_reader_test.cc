@@ -8,6 +8,9 @@
 #include <memory>
 #include <thread>
 
+#include <grpcpp/grpcpp.h>
+
+#include "absl/strings/str_cat.h"
 #include "alibi/v1/inference.grpc.pb.h"
 #include "gtest/gtest.h"
 #include "tests/testing/in_process.h"
@@ -25,11 +28,18 @@ TEST(SlowReaderTest, AWriterBlockedByItsClientDoesNotSlowTheEngine) {
   auto server = testing::StartRpcServer();
   ASSERT_TRUE(server.ok()) << server.status();
   (*server)->SetFrontend(stack->frontend.get());
-  auto channel = testing::ChannelTo(**server);
+  // The client's HTTP/2 receive window stays at 16 KiB (no BDP probing
+  // grows it), whatever the pace of the server.
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+  args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 16 * 1024);
+  auto channel = grpc::CreateCustomChannel(
+      absl::StrCat("127.0.0.1:", (*server)->port()),
+      grpc::InsecureChannelCredentials(), args);
   auto stub = v1::InferenceService::NewStub(channel);
 
-  // A stream whose messages (20 alternatives per token) overflow the HTTP/2
-  // flow-control window long before the end: the server's writes block.
+  // A stream whose messages (20 alternatives per token) overflow that window
+  // long before the end: the server's writes block.
   constexpr int kTokens = 600;
   grpc::ClientContext slow_context;
   v1::CompleteStreamRequest slow_request;
