@@ -126,7 +126,7 @@ def main():
     parser.add_argument("--texts", default="sotu_2000_2021,moby_dick")
     parser.add_argument("--out", default=os.path.join(HERE, "rolling.json"))
     args = parser.parse_args()
-    windows = [int(w) for w in args.windows.split(",")]
+    windows = [int(w) for w in args.windows.split(",") if w]  # may be none
 
     pb, _ = load_protos(REPO)
     channel = grpc.insecure_channel(
