@@ -3,6 +3,8 @@
 // /metrics before and after), its latencies are consistent with a stopwatch
 // around the run and with the server's histograms, the arrival schedule and
 // the concurrency cap hold, and the JSON validates against the schema.
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -116,7 +118,9 @@ class BenchE2eTest : public ::testing::Test {
   // stopwatch reading is stored in *seconds.
   json Bench(std::vector<std::string> args, ToolResult* result,
              int expected_exit = 0) {
-    const std::string path = ::testing::TempDir() + "/alibi-bench-report.json";
+    // One file per test process: ctest runs this binary's tests in parallel.
+    const std::string path = ::testing::TempDir() + "/alibi-bench-report-" +
+                             std::to_string(getpid()) + ".json";
     std::remove(path.c_str());
     args.insert(args.begin(), BenchBinary());
     args.insert(args.end(), {"--address", server_->address(), "--json", path,
@@ -130,6 +134,8 @@ class BenchE2eTest : public ::testing::Test {
     EXPECT_TRUE(in.good()) << "no report at " << path << "\n" << r->err;
     if (!in.good()) return json();
     json report = json::parse(in);
+    in.close();
+    std::remove(path.c_str());
     EXPECT_THAT(ValidateJson(LoadSchema(), report), IsEmpty())
         << report.dump(2);
     return report;
@@ -249,7 +255,8 @@ TEST_F(BenchE2eTest, OpenAiBackendDrivesTheHttpApiLikeGrpc) {
   args.insert(args.end(), {"--backend", "openai", "--address",
                            absl::StrCat("127.0.0.1:", server_->http_port())});
   args.insert(args.begin(), BenchBinary());
-  const std::string path = ::testing::TempDir() + "/alibi-bench-openai.json";
+  const std::string path = ::testing::TempDir() + "/alibi-bench-openai-" +
+                           std::to_string(getpid()) + ".json";
   args.insert(args.end(), {"--json", path, "--json_requests"});
   auto r = RunTool(args, absl::Seconds(120));
   ASSERT_TRUE(r.ok()) << r.status();
