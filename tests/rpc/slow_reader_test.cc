@@ -4,13 +4,12 @@
 // thread: a violation aborts this test process), the engine merges what the
 // blocked writer has not taken, finishes the request on its own schedule, and
 // serves other clients meanwhile.
+#include <grpcpp/grpcpp.h>
+
 #include <chrono>
 #include <memory>
 #include <thread>
 
-#include <grpcpp/grpcpp.h>
-
-#include "absl/strings/str_cat.h"
 #include "alibi/v1/inference.grpc.pb.h"
 #include "gtest/gtest.h"
 #include "tests/testing/in_process.h"
@@ -33,9 +32,7 @@ TEST(SlowReaderTest, AWriterBlockedByItsClientDoesNotSlowTheEngine) {
   grpc::ChannelArguments args;
   args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
   args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 16 * 1024);
-  auto channel = grpc::CreateCustomChannel(
-      absl::StrCat("127.0.0.1:", (*server)->port()),
-      grpc::InsecureChannelCredentials(), args);
+  auto channel = testing::ChannelTo(**server, args);
   auto stub = v1::InferenceService::NewStub(channel);
 
   // A stream whose messages (20 alternatives per token) overflow that window

@@ -46,9 +46,10 @@ absl::StatusOr<std::unique_ptr<rpc::RpcServer>> StartRpcServer(
   return rpc::RpcServer::Start(options, nullptr);
 }
 
-std::shared_ptr<grpc::Channel> ChannelTo(const rpc::RpcServer& server) {
-  return grpc::CreateChannel(absl::StrCat("127.0.0.1:", server.port()),
-                             grpc::InsecureChannelCredentials());
+std::shared_ptr<grpc::Channel> ChannelTo(const rpc::RpcServer& server,
+                                         const grpc::ChannelArguments& args) {
+  return grpc::CreateCustomChannel(absl::StrCat("127.0.0.1:", server.port()),
+                                   grpc::InsecureChannelCredentials(), args);
 }
 
 }  // namespace alibi::testing

@@ -39,7 +39,10 @@ absl::StatusOr<EngineStack> StartEngine(
 // A gRPC server on 127.0.0.1, any free port, not serving yet (SetFrontend).
 absl::StatusOr<std::unique_ptr<rpc::RpcServer>> StartRpcServer(
     rpc::ServerOptions options = {});
-std::shared_ptr<grpc::Channel> ChannelTo(const rpc::RpcServer& server);
+// An insecure channel to `server`, with channel arguments `args`.
+std::shared_ptr<grpc::Channel> ChannelTo(
+    const rpc::RpcServer& server,
+    const grpc::ChannelArguments& args = grpc::ChannelArguments());
 
 }  // namespace alibi::testing
 
