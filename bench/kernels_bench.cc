@@ -9,7 +9,9 @@
 // - CpuGemm: 512 rows (a prefill chunk): GFLOP/s, and % of the FMA probe
 //   (f32, f16), the bf16 probe (bf16) or the int8 probe (int8).
 // - CpuAttention: decode (one query per sequence, 8 sequences of 2048
-//   tokens: GB/s of KV read) and prefill (512-token causal prompt: GFLOP/s).
+//   tokens: GB/s of KV read), prefill (512-token causal prompt: GFLOP/s)
+//   and a long prompt's chunk (the last 512 rows of a 16,384-token prompt,
+//   whose keys do not fit the cache: GFLOP/s).
 //
 // Run: build/bench/alibi-microbench --benchmark_filter=Cpu
 #include <algorithm>
@@ -141,9 +143,10 @@ BENCHMARK(BM_CpuLinear)
     ->MinTime(1.0);
 
 // args: mode (0 decode: 8 sequences x 2048 keys, one query each; 1 prefill:
-// one 512-token prompt), KV dtype (0 f32, 1 bf16, 2 f16). 16 heads of 64.
+// one 512-token prompt; 2 long: the last 512 rows of a 16,384-token prompt),
+// KV dtype (0 f32, 1 bf16, 2 f16). 16 heads of 64.
 void BM_CpuAttention(benchmark::State& state) {
-  const bool decode = state.range(0) == 0;
+  const bool decode = state.range(0) == 0, long_chunk = state.range(0) == 2;
   const DType kv_dtype = WidthOf(state.range(1));
   const kernels::cpu::MachineLimits& limits = Limits();
   kernels::BackendOptions options;
@@ -152,8 +155,9 @@ void BM_CpuAttention(benchmark::State& state) {
   options.kv_dtype = kv_dtype;
   auto backend = std::move(*kernels::CreateBackend(options));
   const int heads = 16, d = 64, block = 16;
-  const int seqs = decode ? 8 : 1, ctx = decode ? 2048 : 512;
-  const int queries = decode ? 1 : ctx;
+  const int seqs = decode ? 8 : 1;
+  const int ctx = decode ? 2048 : long_chunk ? 16384 : 512;
+  const int queries = decode ? 1 : 512;
   const int blocks_per_seq = ctx / block;
   const int num_blocks = seqs * blocks_per_seq;
   const size_t pool_elems = size_t{1} * num_blocks * heads * block * d;
@@ -219,19 +223,23 @@ void BM_CpuAttention(benchmark::State& state) {
     Report(state, "GB/s", 2.0 * pool_elems * elem / per_call / 1e9,
            limits.read_gb_per_s);
   } else {
-    // q.k and p.v over the causal triangle.
-    const double flops =
-        4.0 * heads * d * (static_cast<double>(ctx) * (ctx + 1) / 2);
+    // q.k and p.v over the keys each row sees.
+    const double first = ctx - queries + 1;
+    const double flops = 4.0 * heads * d * queries * (first + ctx) / 2;
     Report(state, "GFLOP/s", flops / per_call / 1e9, limits.fma_gflop_per_s);
   }
-  state.SetLabel(std::string(decode ? "decode, KV " : "prefill, KV ") +
+  state.SetLabel(std::string(decode       ? "decode, KV "
+                             : long_chunk ? "512 rows at 16k, KV "
+                                          : "prefill, KV ") +
                  std::string(kernels::DTypeName(kv_dtype)));
 }
 BENCHMARK(BM_CpuAttention)
-    ->ArgNames({"prefill", "kv"})
+    ->ArgNames({"mode", "kv"})
     ->Args({0, 0})
     ->Args({0, 1})
     ->Args({1, 0})
+    ->Args({2, 0})
+    ->Args({2, 1})
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond)
     ->MinTime(1.0);

@@ -198,13 +198,20 @@ class CpuBackend final : public host::HostBackend {
     }
     RETURN_IF_ERROR(CheckAttention(q, kv, kv_dtype_, meta, num_heads, out,
                                    &seq_of_, &pos_of_));
-    // One task per (token, KV head), costed by the keys it reads.
+    // One task per (rows, KV head), costed by the keys it reads: up to
+    // kMaxAttentionRows consecutive rows of a sequence, which load each key
+    // once for all of them (a long context is streamed from memory once per
+    // task, not once per row; a short one is read from L1, not L2), as long
+    // as every thread still gets about 4 tasks.
     const int group = num_heads / kv.num_kv_heads;
     const int d = kv.head_dim;
+    const int max_rows = static_cast<int>(std::clamp<int64_t>(
+        int64_t{meta.num_tokens} * kv.num_kv_heads / (4 * num_threads()), 1,
+        kMaxAttentionRows));
     tasks_.clear();
     costs_.clear();
     int64_t total = 0;
-    for (int t = 0; t < meta.num_tokens; ++t) {
+    for (int t = 0; t < meta.num_tokens;) {
       const int s = seq_of_[t];
       const int32_t pos = pos_of_[t];
       AttentionTask task;
@@ -213,6 +220,7 @@ class CpuBackend final : public host::HostBackend {
       task.scale = scale;
       task.pos = pos;
       task.lo = host::FirstKey(meta, s, pos);
+      task.window = meta.windows != nullptr ? meta.windows[s] : 0;
       task.k = kv.k;
       task.v = kv.v;
       task.kv_format = kv_format_;
@@ -220,15 +228,25 @@ class CpuBackend final : public host::HostBackend {
       task.num_kv_heads = kv.num_kv_heads;
       task.block_table = meta.block_tables + s * meta.max_blocks_per_seq;
       task.first_block = host::FirstBlock(meta, s);
+      task.q_stride = q.row_stride;
+      task.out_stride = out.row_stride;
+      int64_t keys = pos - task.lo + 1;
+      while (task.rows < max_rows && t + task.rows < meta.num_tokens &&
+             seq_of_[t + task.rows] == s &&
+             pos_of_[t + task.rows] == pos + task.rows) {
+        keys += pos + task.rows - host::FirstKey(meta, s, pos + task.rows) + 1;
+        ++task.rows;
+      }
       for (int kvh = 0; kvh < kv.num_kv_heads; ++kvh) {
         task.kv_head = kvh;
         task.q = At<const float>(q.data, t * q.row_stride + kvh * group * d);
         task.out = At<float>(out.data, t * out.row_stride + kvh * group * d);
         task.slopes = slopes + kvh * group;
         tasks_.push_back(task);
-        total += int64_t{pos - task.lo + 1} * group;
+        total += keys * group;
         costs_.push_back(total);
       }
+      t += task.rows;
     }
     // Contiguous pieces of about equal cost, claimed dynamically.
     const int64_t num_tasks = static_cast<int64_t>(tasks_.size());

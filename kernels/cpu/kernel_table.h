@@ -76,17 +76,28 @@ struct GemmCall {
   int64_t out_stride = 0;
 };
 
-// Attention of one query row for `heads` consecutive query heads that share
-// KV head `kv_head` (backend.h's PagedAttention, keys lo..pos).
+// The most query rows one AttentionTask holds.
+inline constexpr int kMaxAttentionRows = 32;
+
+// Attention of `rows` consecutive query rows of one sequence (positions
+// pos .. pos + rows - 1) for `heads` consecutive query heads that share KV
+// head `kv_head` (backend.h's PagedAttention; row r reads keys
+// lo_r .. pos + r, lo_r = max(lo, pos + r - window + 1) with a window, lo
+// without). Each row's result is the same bits whatever `rows` is: the rows
+// of a task only share the key and value loads.
 struct AttentionTask {
-  const float* q = nullptr;       // [heads][head_dim], head after head
-  float* out = nullptr;           // [heads][head_dim]
+  const float* q = nullptr;  // row r: q + r * q_stride, [heads][head_dim]
+  float* out = nullptr;      // row r: out + r * out_stride, same layout
+  int64_t q_stride = 0;      // elements
+  int64_t out_stride = 0;
+  int rows = 1;                   // 1 .. kMaxAttentionRows
   const float* slopes = nullptr;  // [heads]
   int heads = 1;
   int head_dim = 0;
   float scale = 1.0f;
-  int32_t pos = 0;
-  int32_t lo = 0;
+  int32_t pos = 0;          // row 0's position
+  int32_t lo = 0;           // row 0's first key
+  int32_t window = 0;       // 0: none
   const void* k = nullptr;  // the layer's pools
   const void* v = nullptr;
   int kv_format = kKvF32;

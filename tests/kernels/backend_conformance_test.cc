@@ -188,7 +188,8 @@ struct AttentionInputs {
 
 // Runs every sequence of `c` through WriteKv + PagedAttention on `b`, in
 // steps of `chunk` tokens per sequence (several sequences per step); with
-// c.tail_queries, all but the last tail_queries tokens are only written.
+// c.tail_queries, all but the last tail_queries tokens of every sequence are
+// only written, in one step before the first that attends.
 // With a window, each step's block tables start at the first block the
 // window still reaches (first_blocks), and blocks that left every window
 // are overwritten with NaN, as released blocks may be reused. Returns the
@@ -243,12 +244,16 @@ std::vector<std::vector<float>> RunAttention(Backend& b, const AttentionCase& c,
                          first_blocks;
     std::vector<float> q, k, v;
     std::vector<int> seqs;
+    // Tail-query cases write every sequence's prefix first, then attend.
+    bool writing = false;
+    for (int s = 0; s < num_seqs; ++s) {
+      writing |= c.tail_queries > 0 && c.lengths[s] - done[s] > c.tail_queries;
+    }
     for (int s = 0; s < num_seqs; ++s) {
       const int left = c.lengths[s] - done[s];
-      int n = std::min(chunk, left);
-      if (c.tail_queries > 0 && left > c.tail_queries) {
-        n = std::min(n, left - c.tail_queries);
-      }
+      // (The written prefix in one step: chunking concerns the queries.)
+      const int n = writing ? std::max(0, left - c.tail_queries)
+                            : std::min(chunk, left);
       if (n == 0) continue;
       seqs.push_back(s);
       for (int p = done[s]; p < done[s] + n; ++p) {
@@ -282,15 +287,7 @@ std::vector<std::vector<float>> RunAttention(Backend& b, const AttentionCase& c,
     absl::Status status =
         b.WriteKv(k_dev.view, v_dev.view, slots_dev.as<const int32_t>(), t, kv);
     EXPECT_TRUE(status.ok()) << status;
-    // Prefill-only steps of a tail-query case compute no attention.
-    bool attend = true;
-    for (size_t i = 0; i < seqs.size(); ++i) {
-      if (c.tail_queries > 0 &&
-          c.lengths[seqs[i]] - done[seqs[i]] > c.tail_queries) {
-        attend = false;
-      }
-    }
-    if (attend) {
+    if (!writing) {  // the writing steps compute no attention
       Buffer starts_dev = UploadInts(b, starts), ctx_dev = UploadInts(b, ctx),
              tables_dev = UploadInts(b, step_tables),
              windows_dev = UploadInts(b, windows),
@@ -382,6 +379,14 @@ std::vector<AttentionCase> AttentionCases() {
   // block table starts past released blocks.
   cases.push_back({"long_8300", 64, 6, 2, 16, {8300, 7}, 0, 3});
   cases.push_back({"long_8300_window4000", 128, 6, 6, 16, {8300, 5}, 4000, 2});
+  // Past 1,024 keys the CPU backend gives up to 16 consecutive rows of a
+  // sequence one task (each key loaded once for all of them): many tail
+  // rows, with and without a window (every row its own first key), blocks
+  // of 8 (a key group spans two blocks).
+  cases.push_back({"long_2100_tail40_d40", 40, 6, 6, 16, {2100, 50}, 0, 40});
+  cases.push_back(
+      {"long_2100_window1100_gqa", 64, 12, 4, 16, {2100, 45}, 1100, 37});
+  cases.push_back({"long_1500_blocks8_d80", 80, 6, 3, 8, {1500, 30}, 0, 21});
   return cases;
 }
 
@@ -656,19 +661,27 @@ TEST_P(BackendConformanceTest, PagedAttentionMatchesReference) {
       continue;
     }
     const auto want = RunAttention(*ref_, c, in, whole);
-    for (size_t s = 0; s < c.lengths.size(); ++s) {
-      // Compare the rows that were computed (all of them, or the tail).
-      const int qw = c.num_heads * c.head_dim;
+    // The rows that were computed (all of them, or the tail), per sequence.
+    const int qw = c.num_heads * c.head_dim;
+    auto computed = [&](const std::vector<std::vector<float>>& rows,
+                        size_t s) {
       const int from =
           c.tail_queries > 0 ? std::max(0, c.lengths[s] - c.tail_queries) : 0;
-      const std::vector<float> g(got[s].begin() + from * qw, got[s].end());
-      const std::vector<float> w(want[s].begin() + from * qw, want[s].end());
-      EXPECT_LE(RelErr(g, w), IsCpu() ? 2e-6 : Tolerance()) << "seq " << s;
+      return std::vector<float>(rows[s].begin() + from * qw, rows[s].end());
+    };
+    for (size_t s = 0; s < c.lengths.size(); ++s) {
+      EXPECT_LE(RelErr(computed(got, s), computed(want, s)),
+                IsCpu() ? 2e-6 : Tolerance())
+          << "seq " << s;
     }
-    if (!IsCpu() || c.tail_queries > 0) continue;
-    // Chunked prefill gives the same bits.
+    if (!IsCpu()) continue;
+    // Chunked prefill gives the same bits (chunks of 1: one row a task).
     for (int chunk : {1, 3, 7}) {
-      EXPECT_EQ(RunAttention(*dut_, c, in, chunk), got) << "chunk " << chunk;
+      const auto chunked = RunAttention(*dut_, c, in, chunk);
+      for (size_t s = 0; s < c.lengths.size(); ++s) {
+        EXPECT_EQ(computed(chunked, s), computed(got, s))
+            << "chunk " << chunk << ", seq " << s;
+      }
     }
   }
 }
