@@ -23,8 +23,10 @@ Workloads:
   streams32   32 concurrent streams, 64 requests of 128 in / 64 out
 
 llama-server gets -np 1 for decode/prefill and -np N for N streams, with
-512 context tokens per slot and its KV cache in the --kv dtype (f32 default,
-like alibi-serve's).
+enough context per slot for the workload's prompt and output (at least 512
+tokens; llama-server silently drops half of a prompt that fills its slot, so
+every llama.cpp completion is checked to have evaluated the whole prompt) and
+its KV cache in the --kv dtype (f32 default, like alibi-serve's).
 
 Needs only the standard library and python3-grpcio/python3-protobuf (the
 messages are generated with protoc at start, as client/examples/python does).
@@ -191,10 +193,13 @@ class Alibi:
 class Llama:
     name = "llama.cpp"
 
-    def __init__(self, args, threads, slots):
+    def __init__(self, args, threads, slots, tokens_per_slot):
         self.port = free_port()
+        # A slot must hold prompt + output with room to spare: llama-server
+        # truncates a prompt of n_ctx tokens or more to its second half.
+        per_slot = max(512, 256 * (tokens_per_slot // 256 + 1))
         cmd = [args.llama_server, "-m", args.gguf, "-t", str(threads), "-tb",
-               str(threads), "-np", str(slots), "-c", str(512 * slots),
+               str(threads), "-np", str(slots), "-c", str(per_slot * slots),
                "-ctk", args.kv, "-ctv", args.kv, "--host", "127.0.0.1",
                "--port", str(self.port)]
         self.command = " ".join(cmd)
@@ -242,6 +247,13 @@ class Llama:
                 if event.get("stop"):
                     count = event.get("tokens_predicted", count)
                     last = now if last is None else last
+                    if (event.get("truncated") or
+                            event.get("tokens_evaluated") != len(prompt)):
+                        raise RuntimeError(
+                            "llama-server evaluated %s of %d prompt tokens "
+                            "(truncated: %s)" % (
+                                event.get("tokens_evaluated"), len(prompt),
+                                event.get("truncated")))
                     break
                 if event.get("tokens"):
                     last = now
@@ -349,9 +361,9 @@ def main():
 
     summary = []
     for index, workload in enumerate(args.workloads.split(",")):
-        streams, _, prompt_len, _ = WORKLOADS[workload]
+        streams, _, prompt_len, out_len = WORKLOADS[workload]
         servers = [Alibi(args, args.threads),
-                   Llama(args, args.threads, streams)]
+                   Llama(args, args.threads, streams, prompt_len + out_len)]
         try:
             for s in servers:
                 print("# %s: %s\n#   %s" % (s.name, s.describe(), s.command),
