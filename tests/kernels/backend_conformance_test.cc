@@ -252,8 +252,8 @@ std::vector<std::vector<float>> RunAttention(Backend& b, const AttentionCase& c,
     for (int s = 0; s < num_seqs; ++s) {
       const int left = c.lengths[s] - done[s];
       // (The written prefix in one step: chunking concerns the queries.)
-      const int n = writing ? std::max(0, left - c.tail_queries)
-                            : std::min(chunk, left);
+      const int n =
+          writing ? std::max(0, left - c.tail_queries) : std::min(chunk, left);
       if (n == 0) continue;
       seqs.push_back(s);
       for (int p = done[s]; p < done[s] + n; ++p) {
@@ -663,8 +663,7 @@ TEST_P(BackendConformanceTest, PagedAttentionMatchesReference) {
     const auto want = RunAttention(*ref_, c, in, whole);
     // The rows that were computed (all of them, or the tail), per sequence.
     const int qw = c.num_heads * c.head_dim;
-    auto computed = [&](const std::vector<std::vector<float>>& rows,
-                        size_t s) {
+    auto computed = [&](const std::vector<std::vector<float>>& rows, size_t s) {
       const int from =
           c.tail_queries > 0 ? std::max(0, c.lengths[s] - c.tail_queries) : 0;
       return std::vector<float>(rows[s].begin() + from * qw, rows[s].end());
