@@ -3,10 +3,14 @@
 // streaming-read bandwidth probe and multiply-add peak probes (float32 FMA,
 // bf16 and int8 dot products), all with the backend's thread count.
 //
-// - CpuGemv: one row (a decode step) times BLOOM-560m-shaped weights, cycling
-//   through 160 MiB or more of matrices so that every call reads its weights
-//   from memory: GB/s of weights, and % of the read probe.
-// - CpuGemm: 512 rows (a prefill chunk): GFLOP/s, and % of the FMA probe
+// - CpuLinear, one row (a decode step) times BLOOM-560m-shaped weights,
+//   cycling through 160 MiB or more of matrices so that every call reads its
+//   weights from memory. The host's memory bandwidth moves (other tenants), so
+//   each pass over the matrices (a window) is followed, untimed, by the read
+//   probe over those same weights: GB/s of weights (median window), probe
+//   (median) and %probe, the median of each window's GEMV rate over the probe
+//   taken right after it.
+// - CpuLinear, 512 rows (a prefill chunk): GFLOP/s, and % of the FMA probe
 //   (f32, f16), the bf16 probe (bf16) or the int8 probe (int8).
 // - CpuAttention: decode (one query per sequence, 8 sequences of 2048
 //   tokens: GB/s of KV read), prefill (512-token causal prompt: GFLOP/s)
@@ -58,6 +62,12 @@ void Report(benchmark::State& state, const std::string& unit, double rate,
   state.counters["%limit"] = limit > 0 ? 100.0 * rate / limit : 0.0;
 }
 
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
 DType WidthOf(int64_t code) {
   const DType widths[] = {DType::kF32, DType::kBF16, DType::kF16, DType::kI8};
   return widths[code];
@@ -103,23 +113,57 @@ void BM_CpuLinear(benchmark::State& state) {
       kernels::TensorView::Of(x.data(), DType::kF32, rows, k);
   const kernels::TensorView out =
       kernels::TensorView::Of(y.data(), DType::kF32, rows, n);
-  size_t i = 0;
-  const auto start = std::chrono::steady_clock::now();
-  for (auto _ : state) {
-    if (!backend->Linear(in, weights[i++ % copies].view, {}, out).ok()) {
-      state.SkipWithError("Linear failed");
-      return;
-    }
-    benchmark::DoNotOptimize(y.data());
-  }
-  const double per_call =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
-          .count() /
-      static_cast<double>(state.iterations());
+  auto linear = [&](size_t i) {
+    return backend->Linear(in, weights[i % copies].view, {}, out).ok();
+  };
+  using Clock = std::chrono::steady_clock;
   if (rows == 1) {
-    const double bytes = static_cast<double>(weights[0].buffer.bytes());
-    Report(state, "GB/s", bytes / per_call / 1e9, limits.read_gb_per_s);
+    // Windows of one pass over every matrix, each followed (untimed) by the
+    // read probe over the same weights: the GEMV's share of the bandwidth
+    // the memory gave just then, whatever other tenants of the host do.
+    std::vector<absl::Span<const char>> regions;
+    for (const kernels::Weight& w : weights) {
+      regions.emplace_back(static_cast<const char*>(w.buffer.data()),
+                           w.buffer.bytes());
+    }
+    const double window_bytes =
+        static_cast<double>(weights[0].buffer.bytes()) * copies;
+    std::vector<double> gemv, probe, share;
+    size_t i = 0;
+    auto window_start = Clock::now();
+    for (auto _ : state) {
+      if (!linear(i)) {
+        state.SkipWithError("Linear failed");
+        return;
+      }
+      benchmark::DoNotOptimize(y.data());
+      if (++i % copies != 0) continue;
+      const double s =
+          std::chrono::duration<double>(Clock::now() - window_start).count();
+      state.PauseTiming();
+      gemv.push_back(window_bytes / s / 1e9);
+      probe.push_back(kernels::cpu::MeasureReadRate(regions, kThreads));
+      share.push_back(100.0 * gemv.back() / probe.back());
+      state.ResumeTiming();
+      window_start = Clock::now();
+    }
+    if (gemv.empty()) return;
+    state.counters["GB/s"] = Median(gemv);
+    state.counters["probe"] = Median(probe);
+    state.counters["%probe"] = Median(share);
+    state.counters["windows"] = static_cast<double>(gemv.size());
   } else {
+    const auto start = Clock::now();
+    for (auto _ : state) {
+      if (!linear(0)) {
+        state.SkipWithError("Linear failed");
+        return;
+      }
+      benchmark::DoNotOptimize(y.data());
+    }
+    const double per_call =
+        std::chrono::duration<double>(Clock::now() - start).count() /
+        static_cast<double>(state.iterations());
     Report(state, "GFLOP/s", 2.0 * rows * n * k / per_call / 1e9,
            width == DType::kBF16 ? limits.bf16_gflop_per_s
            : width == DType::kI8 ? limits.int8_gop_per_s

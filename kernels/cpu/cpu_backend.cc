@@ -338,47 +338,68 @@ std::vector<std::string> SupportedKernelLevels() {
   return names;
 }
 
+namespace {
+
+// Runs fn(thread) on num_threads threads at once; returns seconds.
+template <typename Fn>
+double TimedOnThreads(int num_threads, const Fn& fn) {
+  using Clock = std::chrono::steady_clock;
+  std::vector<std::thread> threads;
+  const auto start = Clock::now();
+  for (int t = 0; t < num_threads; ++t) threads.emplace_back(fn, t);
+  for (std::thread& th : threads) th.join();
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+}  // namespace
+
+double MeasureReadRate(absl::Span<const absl::Span<const char>> regions,
+                       int num_threads) {
+  const KernelTable* kernels = *SelectKernels("auto");
+  num_threads = std::max(num_threads, 1);
+  double bytes = 0;
+  for (absl::Span<const char> r : regions) bytes += r.size();
+  double best = 0;
+  for (int streams : {1, 2, 4, 8}) {
+    const double s = TimedOnThreads(num_threads, [&](int t) {
+      for (absl::Span<const char> r : regions) {
+        const int64_t slice = static_cast<int64_t>(r.size()) / num_threads;
+        kernels->read_probe(r.data() + t * slice, slice, streams);
+      }
+    });
+    best = std::max(best, bytes / s / 1e9);
+  }
+  return best;
+}
+
 MachineLimits MeasureMachineLimits(int num_threads) {
   const KernelTable* kernels = *SelectKernels("auto");
   num_threads = std::max(num_threads, 1);
-  using Clock = std::chrono::steady_clock;
-  // Runs fn(thread) on num_threads threads at once; returns seconds.
-  auto timed = [&](const auto& fn) {
-    std::vector<std::thread> threads;
-    const auto start = Clock::now();
-    for (int t = 0; t < num_threads; ++t) threads.emplace_back(fn, t);
-    for (std::thread& th : threads) th.join();
-    return std::chrono::duration<double>(Clock::now() - start).count();
-  };
   MachineLimits limits;
-  // Reads: 256 MiB per thread (far beyond the caches) in 1, 2, 4 or 8
-  // interleaved streams, the best of 3 runs each.
-  const int64_t per_thread = int64_t{256} << 20;
-  std::vector<std::vector<float>> buffers(num_threads);
+  // Reads: 256 MiB per thread (far beyond the caches), the best of 3.
+  const size_t floats = (size_t{256} << 20) / 4 * num_threads;
+  std::vector<float> buffer(floats);
   // Distinct values on every page (a hypervisor may merge equal pages).
-  timed([&](int t) {
-    buffers[t].resize(static_cast<size_t>(per_thread / 4));
-    for (size_t i = 0; i < buffers[t].size(); ++i) {
-      buffers[t][i] = static_cast<float>(i + t);
+  TimedOnThreads(num_threads, [&](int t) {
+    const size_t slice = floats / num_threads;
+    for (size_t i = t * slice; i < (t + 1) * slice; ++i) {
+      buffer[i] = static_cast<float>(i);
     }
   });
-  for (int streams : {1, 2, 4, 8}) {
-    for (int rep = 0; rep < 3; ++rep) {
-      const double s = timed([&](int t) {
-        kernels->read_probe(buffers[t].data(), per_thread, streams);
-      });
-      limits.read_gb_per_s =
-          std::max(limits.read_gb_per_s,
-                   static_cast<double>(per_thread) * num_threads / s / 1e9);
-    }
+  const absl::Span<const char> region(
+      reinterpret_cast<const char*>(buffer.data()), floats * 4);
+  for (int rep = 0; rep < 3; ++rep) {
+    limits.read_gb_per_s =
+        std::max(limits.read_gb_per_s, MeasureReadRate({region}, num_threads));
   }
-  buffers.clear();
+  buffer = {};
   // Multiply-adds from registers, best of 3.
   auto rate = [&](double (*probe)(int64_t)) {
     double best = 0;
     for (int rep = 0; rep < 3; ++rep) {
       std::vector<double> ops(num_threads);
-      const double s = timed([&](int t) { ops[t] = probe(int64_t{1} << 22); });
+      const double s = TimedOnThreads(
+          num_threads, [&](int t) { ops[t] = probe(int64_t{1} << 22); });
       double total = 0;
       for (double o : ops) total += o;
       best = std::max(best, total / s / 1e9);

@@ -34,6 +34,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/types/span.h"
 #include "kernels/backend.h"
 
 namespace alibi::kernels::cpu {
@@ -58,6 +59,13 @@ struct MachineLimits {
   double int8_gop_per_s = 0;    // int8 dot products (vpdpbusd); 0 if none
 };
 MachineLimits MeasureMachineLimits(int num_threads);
+
+// GB/s of reading every byte of `regions` once with `num_threads` threads
+// (each reads its own slice of every region), the best of 1, 2, 4 and 8
+// interleaved streams per thread: the read probe over memory a caller chose,
+// e.g. the very weights a GEMV has just read. Runs its own threads.
+double MeasureReadRate(absl::Span<const absl::Span<const char>> regions,
+                       int num_threads);
 
 }  // namespace alibi::kernels::cpu
 
