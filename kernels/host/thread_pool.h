@@ -4,6 +4,9 @@
 // one forward pass follow each other within microseconds, so they are handed
 // out without a wake-up, while an idle server burns no core (OpenMP-style
 // long spinning would starve the rest of the server on a small machine).
+// The caller waits for the job's pieces, not for every worker to check in: a
+// worker descheduled by another process on its core (or still asleep) does
+// not hold the job up, and the caller does the pieces it leaves.
 //
 // Thread-safety: ParallelFor may be called from one thread at a time (the
 // backend's owner); `fn` runs concurrently on the pool's threads and the
@@ -48,16 +51,18 @@ class ThreadPool {
   std::vector<std::thread> workers_;
   std::mutex mu_;
   std::condition_variable work_cv_;
-  // Bumped per job (and at shutdown); workers watch it.
+  // Bumped by two per job, odd while the caller writes the job's fields;
+  // workers watch it.
   std::atomic<uint64_t> generation_{0};
   std::atomic<int> sleeping_{0};  // workers blocked on work_cv_
-  std::atomic<int> busy_{0};      // workers inside the current job
+  std::atomic<int> active_{0};    // workers inside a job
   std::atomic<bool> stop_{false};
   // The current job.
   const std::function<void(int64_t, int64_t, int)>* fn_ = nullptr;
   int64_t n_ = 0;
   int64_t grain_ = 1;
-  std::atomic<int64_t> next_{0};
+  std::atomic<int64_t> next_{0};  // first index not yet claimed
+  std::atomic<int64_t> done_{0};  // pieces finished
 };
 
 }  // namespace alibi::kernels::host
