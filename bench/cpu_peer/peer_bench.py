@@ -11,7 +11,9 @@ timed, both continue 4 prompts greedily and the script prints how many leading
 token ids agree (the conversion check; --require_same makes a difference
 fatal). The machine may be shared: each timed run waits until other processes
 are idle, and a run during which they used 0.1 cores or more (--quiet_cores)
-is repeated.
+is repeated. --busy_cores N starts N processes that spin on a core each for
+every timed run (a neighbour taking cores; their CPU is not counted as
+others'), for how both servers share a machine.
 
 Workloads:
   decode      one stream: 128-token prompt, 128 tokens out; decode tokens/s
@@ -352,12 +354,18 @@ def main():
     parser.add_argument("--quiet_cores", type=float, default=0.1,
                         help="a run during which other processes used this "
                         "many cores or more is repeated")
+    parser.add_argument("--busy_cores", type=int, default=0,
+                        help="processes that spin on a core each while a "
+                        "run is timed (a neighbour taking cores); not "
+                        "counted as others")
     parser.add_argument("--max_attempts", type=int, default=4)
     parser.add_argument("--log_prefix", default="/tmp/peer_bench_")
     parser.add_argument("--json", default="", help="append results here")
     args = parser.parse_args()
-    print("# %s; llama.cpp %s; %d threads each, KV %s" % (
-        machine(), args.llama_commit, args.threads, args.kv), flush=True)
+    print("# %s; llama.cpp %s; %d threads each, KV %s%s" % (
+        machine(), args.llama_commit, args.threads, args.kv,
+        "; %d processes spinning on a core each during every timed run" %
+        args.busy_cores if args.busy_cores else ""), flush=True)
 
     summary = []
     for index, workload in enumerate(args.workloads.split(",")):
@@ -386,16 +394,27 @@ def main():
             # one request of the workload's prompt length.
             for s in servers:
                 s.generate(prompts(1, prompt_len, args.vocab, 999)[0], 8)
-            meter = CpuMeter([s.proc.pid for s in servers])
+            server_pids = [s.proc.pid for s in servers]
+            meter = CpuMeter(server_pids)
             figures = {s.name: [] for s in servers}
             for rep in range(args.repeats):
                 order = servers if rep % 2 == 0 else servers[::-1]
                 for s in order:
                     for attempt in range(args.max_attempts):
                         meter.wait_quiet(args.quiet_cores)
+                        busy = [subprocess.Popen(
+                            [sys.executable, "-c", "while True: pass"])
+                                for _ in range(args.busy_cores)]
+                        meter.pids = server_pids + [b.pid for b in busy]
                         meter.start()
-                        result = run(s, workload, args.vocab, seed=rep)
-                        result["others_cores"] = meter.foreign_cores()
+                        try:
+                            result = run(s, workload, args.vocab, seed=rep)
+                            result["others_cores"] = meter.foreign_cores()
+                        finally:
+                            for b in busy:
+                                b.kill()
+                                b.wait()
+                            meter.pids = server_pids
                         if result["others_cores"] < args.quiet_cores:
                             break
                         print("# disturbed (others used %.2f cores): %s" % (
