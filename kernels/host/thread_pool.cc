@@ -66,9 +66,8 @@ void ThreadPool::WorkerLoop(int thread) {
       if (++polls % 64 == 0 && std::chrono::steady_clock::now() > spin_until) {
         std::unique_lock<std::mutex> lock(mu_);
         sleeping_.fetch_add(1);
-        work_cv_.wait(lock, [&] {
-          return stop_.load() || new_job(generation_.load());
-        });
+        work_cv_.wait(
+            lock, [&] { return stop_.load() || new_job(generation_.load()); });
         sleeping_.fetch_sub(1);
         polls = 0;
       }
@@ -117,9 +116,8 @@ void ThreadPool::ParallelFor(
   RunPieces(0);
   // Done when every piece is: a worker that has not joined yet (asleep, or
   // descheduled by another process on its core) is not waited for.
-  SpinThenYield([&] {
-    return done_.load(std::memory_order_acquire) == pieces;
-  });
+  SpinThenYield(
+      [&] { return done_.load(std::memory_order_acquire) == pieces; });
 }
 
 }  // namespace alibi::kernels::host
