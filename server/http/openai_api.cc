@@ -95,9 +95,10 @@ class OpenAiApi::Exchange : public std::enable_shared_from_this<Exchange> {
         HttpHeaders headers = {{"Content-Type", kJson}};
         if (status == 429 || status == 503)
           headers.push_back({"Retry-After", "1"});
+        api_->Record(s_.label, submitted.code());
         responder_->Respond(status, std::move(headers),
                             ErrorBody(status, submitted.message()));
-        api_->Done(s_.label, submitted.code(), true);
+        api_->Leave(true);
         keep = std::move(self_);
         return;
       }
@@ -183,6 +184,8 @@ class OpenAiApi::Exchange : public std::enable_shared_from_this<Exchange> {
   // release after unlocking.
   std::shared_ptr<Exchange> CompleteLocked() {
     complete_ = true;
+    api_->Record(s_.label,
+                 closed_ ? absl::StatusCode::kCancelled : error_.code());
     if (s_.stream) {
       if (!error_.ok()) {
         WriteEvent(ErrorBody(HttpStatusOf(error_.code()), error_.message()));
@@ -208,8 +211,7 @@ class OpenAiApi::Exchange : public std::enable_shared_from_this<Exchange> {
                           {{"Content-Type", kJson}, {"X-Request-Id", meta_.id}},
                           ResponseJson(meta_, s_.chat, choices, usage_));
     }
-    api_->Done(s_.label, closed_ ? absl::StatusCode::kCancelled : error_.code(),
-               true);
+    api_->Leave(true);
     return std::move(self_);
   }
 
@@ -257,9 +259,11 @@ bool OpenAiApi::WaitForIdle(absl::Duration timeout) {
 
 int OpenAiApi::in_flight() const { return admission_.in_flight(); }
 
-void OpenAiApi::Done(absl::string_view label, absl::StatusCode code,
-                     bool admitted) {
+void OpenAiApi::Record(absl::string_view label, absl::StatusCode code) {
   if (metrics_ != nullptr) metrics_->RecordRequest(label, code);
+}
+
+void OpenAiApi::Leave(bool admitted) {
   if (admitted) admission_.Exit();
 }
 
@@ -271,16 +275,18 @@ void OpenAiApi::Fail(Responder& responder, absl::string_view label,
   if (http_status == 429 || http_status == 503) {
     headers.push_back({"Retry-After", "1"});
   }
+  Record(label, status.code());
   responder.Respond(http_status, std::move(headers),
                     ErrorBody(http_status, status.message(),
                               ParamOf(status.message()), code));
-  Done(label, status.code(), admitted);
+  Leave(admitted);
 }
 
 void OpenAiApi::Reply(Responder& responder, absl::string_view label,
                       std::string json, bool admitted) {
+  Record(label, absl::StatusCode::kOk);
   responder.Respond(200, {{"Content-Type", kJson}}, std::move(json));
-  Done(label, absl::StatusCode::kOk, admitted);
+  Leave(admitted);
 }
 
 std::pair<std::string, std::string> OpenAiApi::CoreErrorBody(
@@ -375,11 +381,11 @@ void OpenAiApi::Handle(HttpRequest request,
     return;
   }
   if (std::string(allow) == "POST" ? method != "POST" : !get) {
+    Record(label, absl::StatusCode::kUnimplemented);
     responder->Respond(
         405, {{"Content-Type", kJson}, {"Allow", allow}},
         ErrorBody(405, absl::StrCat("method ", method, " is not allowed on ",
                                     path, " (use ", allow, ")")));
-    Done(label, absl::StatusCode::kUnimplemented, false);
     return;
   }
   if (absl::StatusOr<frontend::Frontend*> admitted = admission_.Enter();

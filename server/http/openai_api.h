@@ -101,9 +101,12 @@ class OpenAiApi {
             absl::string_view code = "", http_server::HttpHeaders headers = {});
   void Reply(http_server::Responder& responder, absl::string_view label,
              std::string json, bool admitted);
-  // A request ends: the metrics and, if it was admitted, the in-flight
-  // count.
-  void Done(absl::string_view label, absl::StatusCode code, bool admitted);
+  // A request ends: Record counts it (before its last bytes are written, so
+  // a client holding the answer finds it in /metrics), then Leave gives back
+  // its in-flight slot if it was admitted (after them, so a drain waits for
+  // the answer).
+  void Record(absl::string_view label, absl::StatusCode code);
+  void Leave(bool admitted);
   bool Authorized(const http_server::HttpRequest& request) const;
   // NOT_FOUND unless `model` is empty or the served model's name.
   absl::Status CheckModel(const std::string& model) const;
