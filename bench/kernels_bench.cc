@@ -206,8 +206,11 @@ void BM_CpuAttention(benchmark::State& state) {
   const int num_blocks = seqs * blocks_per_seq;
   const size_t pool_elems = size_t{1} * num_blocks * heads * block * d;
   const size_t elem = kernels::DTypeSize(kv_dtype);
-  std::vector<char> kpool(pool_elems * elem), vpool(pool_elems * elem);
-  kernels::PagedKvView kv{kpool.data(), vpool.data(), kv_dtype, num_blocks,
+  // The pools come from the backend, as the server's do (2 MiB pages where
+  // the kernel gives them).
+  kernels::Buffer kbuf = std::move(*backend->Allocate(pool_elems * elem));
+  kernels::Buffer vbuf = std::move(*backend->Allocate(pool_elems * elem));
+  kernels::PagedKvView kv{kbuf.data(), vbuf.data(), kv_dtype, num_blocks,
                           block,        heads,        d};
   // Fill the pool through WriteKv, every sequence's keys and values with
   // their own values (a hypervisor may merge equal pages into one).
