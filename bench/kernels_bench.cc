@@ -211,7 +211,7 @@ void BM_CpuAttention(benchmark::State& state) {
   kernels::Buffer kbuf = std::move(*backend->Allocate(pool_elems * elem));
   kernels::Buffer vbuf = std::move(*backend->Allocate(pool_elems * elem));
   kernels::PagedKvView kv{kbuf.data(), vbuf.data(), kv_dtype, num_blocks,
-                          block,        heads,        d};
+                          block,       heads,       d};
   // Fill the pool through WriteKv, every sequence's keys and values with
   // their own values (a hypervisor may merge equal pages into one).
   std::vector<int32_t> tables(num_blocks), starts = {0}, lens;
