@@ -79,12 +79,22 @@ struct GemmCall {
 // The most query rows one AttentionTask holds.
 inline constexpr int kMaxAttentionRows = 32;
 
+// A one-row AttentionTask may cover several KV heads where head_dim is at
+// most kMaxInterleavedHeadDim and kv_heads * heads at most
+// kMaxInterleavedHeads.
+inline constexpr int kMaxInterleavedHeadDim = 128;
+inline constexpr int kMaxInterleavedHeads = 32;
+
 // Attention of `rows` consecutive query rows of one sequence (positions
 // pos .. pos + rows - 1) for `heads` consecutive query heads that share KV
 // head `kv_head` (backend.h's PagedAttention; row r reads keys
 // lo_r .. pos + r, lo_r = max(lo, pos + r - window + 1) with a window, lo
-// without). Each row's result is the same bits whatever `rows` is: the rows
-// of a task only share the key and value loads.
+// without). A one-row task may cover `kv_heads` consecutive KV heads
+// kv_head + i, whose queries, outputs and slopes follow at i * heads heads
+// from q, out and slopes: it walks each key block once, reading the heads'
+// adjacent slices of it in turn. Each row's result is the same bits
+// whatever `rows` and `kv_heads` are: a task's rows and heads only share
+// the walk over the keys and their loads.
 struct AttentionTask {
   const float* q = nullptr;  // row r: q + r * q_stride, [heads][head_dim]
   float* out = nullptr;      // row r: out + r * out_stride, same layout
@@ -104,6 +114,7 @@ struct AttentionTask {
   int block_size = 0;
   int num_kv_heads = 0;
   int kv_head = 0;
+  int kv_heads = 1;                      // above 1 only with rows 1 (see above)
   const int32_t* block_table = nullptr;  // entry 0 = logical block first_block
   int32_t first_block = 0;
 };

@@ -371,6 +371,12 @@ std::vector<AttentionCase> AttentionCases() {
     AttentionCase mqa{"mqa_d" + std::to_string(d), d, 12, 1, 16, {2, 33}};
     cases.push_back(mqa);
   }
+  // The CPU backend walks one row's KV heads together, up to 32 query heads
+  // a task: 40 heads take two tasks, 48 heads of one KV head none (one head
+  // at a time); head dims past 128 go row by row.
+  cases.push_back({"mha_40heads", 64, 40, 40, 16, {1, 6, 21}});
+  cases.push_back({"mqa_48heads", 64, 48, 1, 16, {2, 19}});
+  cases.push_back({"gqa_d160", 160, 6, 2, 16, {1, 7, 18}, 5});
   // Small blocks, a head dim that is no multiple of 16, a window of one.
   cases.push_back({"blocks4_d40_window1", 40, 6, 2, 4, {1, 9, 31}, 1});
   cases.push_back({"blocks4_d8_window6", 8, 6, 3, 4, {1, 9, 47}, 6});
