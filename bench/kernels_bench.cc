@@ -13,7 +13,9 @@
 // - CpuLinear, 512 rows (a prefill chunk): GFLOP/s, and % of the FMA probe
 //   (f32, f16), the bf16 probe (bf16) or the int8 probe (int8).
 // - CpuAttention: decode (one query per sequence, 8 sequences of 2048
-//   tokens: GB/s of KV read), prefill (512-token causal prompt: GFLOP/s)
+//   tokens: GB/s of KV read), one stream's decode step (one sequence of 192
+//   tokens, the peer benchmark's mean context, through 24 layers' pools:
+//   GB/s), prefill (512-token causal prompt: GFLOP/s)
 //   and a long prompt's chunk (the last 512 rows of a 16,384-token prompt,
 //   whose keys do not fit the cache: GFLOP/s).
 //
@@ -187,10 +189,14 @@ BENCHMARK(BM_CpuLinear)
     ->MinTime(1.0);
 
 // args: mode (0 decode: 8 sequences x 2048 keys, one query each; 1 prefill:
-// one 512-token prompt; 2 long: the last 512 rows of a 16,384-token prompt),
-// KV dtype (0 f32, 1 bf16, 2 f16). 16 heads of 64.
+// one 512-token prompt; 2 long: the last 512 rows of a 16,384-token prompt;
+// 3 one stream: one query over 192 keys in each of 24 layers' pools, so
+// that the keys come from memory), KV dtype (0 f32, 1 bf16, 2 f16). 16
+// heads of 64.
 void BM_CpuAttention(benchmark::State& state) {
-  const bool decode = state.range(0) == 0, long_chunk = state.range(0) == 2;
+  const bool one_stream = state.range(0) == 3;
+  const bool decode = state.range(0) == 0 || one_stream,
+             long_chunk = state.range(0) == 2;
   const DType kv_dtype = WidthOf(state.range(1));
   const kernels::cpu::MachineLimits& limits = Limits();
   kernels::BackendOptions options;
@@ -199,11 +205,12 @@ void BM_CpuAttention(benchmark::State& state) {
   options.kv_dtype = kv_dtype;
   auto backend = std::move(*kernels::CreateBackend(options));
   const int heads = 16, d = 64, block = 16;
-  const int seqs = decode ? 8 : 1;
-  const int ctx = decode ? 2048 : long_chunk ? 16384 : 512;
+  const int seqs = decode && !one_stream ? 8 : 1;
+  const int ctx = one_stream ? 192 : decode ? 2048 : long_chunk ? 16384 : 512;
+  const int layers = one_stream ? 24 : 1;
   const int queries = decode ? 1 : 512;
   const int blocks_per_seq = ctx / block;
-  const int num_blocks = seqs * blocks_per_seq;
+  const int num_blocks = layers * seqs * blocks_per_seq;
   const size_t pool_elems = size_t{1} * num_blocks * heads * block * d;
   const size_t elem = kernels::DTypeSize(kv_dtype);
   // The pools come from the backend, as the server's do (2 MiB pages where
@@ -212,11 +219,12 @@ void BM_CpuAttention(benchmark::State& state) {
   kernels::Buffer vbuf = std::move(*backend->Allocate(pool_elems * elem));
   kernels::PagedKvView kv{kbuf.data(), vbuf.data(), kv_dtype, num_blocks,
                           block,       heads,       d};
-  // Fill the pool through WriteKv, every sequence's keys and values with
-  // their own values (a hypervisor may merge equal pages into one).
+  // Fill the pool through WriteKv, every sequence's keys and values in every
+  // layer with their own values (a hypervisor may merge equal pages into
+  // one); layer l's block tables are tables[l * seqs * blocks_per_seq ...].
   std::vector<int32_t> tables(num_blocks), starts = {0}, lens;
   std::iota(tables.begin(), tables.end(), 0);
-  for (int s = 0; s < seqs; ++s) {
+  for (int s = 0; s < seqs * layers; ++s) {
     std::vector<float> k_rows =
         RandomVector(static_cast<size_t>(ctx) * heads * d, 1.0f, 3 + s);
     std::vector<float> v_rows =
@@ -231,6 +239,7 @@ void BM_CpuAttention(benchmark::State& state) {
       state.SkipWithError("WriteKv failed");
       return;
     }
+    if (s >= seqs) continue;
     starts.push_back(starts.back() + queries);
     lens.push_back(ctx);
   }
@@ -255,12 +264,16 @@ void BM_CpuAttention(benchmark::State& state) {
       kernels::TensorView::Of(o.data(), DType::kF32, tokens, heads * d);
   const auto start = std::chrono::steady_clock::now();
   for (auto _ : state) {
-    if (!backend->PagedAttention(qv, kv, meta, slopes.data(), heads, 0.125f, ov)
-             .ok()) {
-      state.SkipWithError("PagedAttention failed");
-      return;
+    for (int l = 0; l < layers; ++l) {
+      meta.block_tables = tables.data() + l * seqs * blocks_per_seq;
+      if (!backend
+               ->PagedAttention(qv, kv, meta, slopes.data(), heads, 0.125f, ov)
+               .ok()) {
+        state.SkipWithError("PagedAttention failed");
+        return;
+      }
+      benchmark::DoNotOptimize(o.data());
     }
-    benchmark::DoNotOptimize(o.data());
   }
   const double per_call =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
@@ -275,7 +288,8 @@ void BM_CpuAttention(benchmark::State& state) {
     const double flops = 4.0 * heads * d * queries * (first + ctx) / 2;
     Report(state, "GFLOP/s", flops / per_call / 1e9, limits.fma_gflop_per_s);
   }
-  state.SetLabel(std::string(decode       ? "decode, KV "
+  state.SetLabel(std::string(one_stream   ? "one stream, 24 layers, KV "
+                             : decode     ? "decode, KV "
                              : long_chunk ? "512 rows at 16k, KV "
                                           : "prefill, KV ") +
                  std::string(kernels::DTypeName(kv_dtype)));
@@ -284,6 +298,8 @@ BENCHMARK(BM_CpuAttention)
     ->ArgNames({"mode", "kv"})
     ->Args({0, 0})
     ->Args({0, 1})
+    ->Args({3, 0})
+    ->Args({3, 1})
     ->Args({1, 0})
     ->Args({2, 0})
     ->Args({2, 1})
