@@ -208,16 +208,22 @@ class CpuBackend final : public host::HostBackend {
     const int max_rows = static_cast<int>(std::clamp<int64_t>(
         int64_t{meta.num_tokens} * kv.num_kv_heads / (4 * num_threads()), 1,
         kMaxAttentionRows));
-    // A one-row task covers all the KV heads of its sequence (up to
-    // kMaxInterleavedHeads query heads): it walks the blocks once, reading
-    // each block's adjacent head slices in turn, on one thread. Measured on
-    // this host (alibi-microbench, one sequence, KV from memory): one thread
-    // walking all 16 heads reads 35 GB/s, two threads taking 8 heads each
-    // 21 GB/s together, one head a task 20-25 GB/s.
+    // A one-row task covers a run of adjacent KV heads of its sequence (up
+    // to kMaxInterleavedHeads query heads): it walks the blocks once,
+    // reading each block's adjacent head slices in turn. On this 2-core host
+    // one thread walking all 16 heads of a sequence reads its KV at 35 GB/s,
+    // two threads taking 8 heads each at 21 GB/s together, one head a task at
+    // 20-25 GB/s (alibi-microbench, KV from memory): with 2 threads a row's
+    // heads stay one task. With more threads, a row's heads are cut into
+    // threads / (2 x sequences) parts, for one core cannot draw a larger
+    // machine's bandwidth (not measured: this host has 2 cores).
+    const int parts = std::clamp(
+        num_threads() / (2 * std::max(meta.num_seqs, 1)), 1, kv.num_kv_heads);
     const int kv_heads_per_row =
         d > kMaxInterleavedHeadDim
             ? 1
-            : std::clamp(kMaxInterleavedHeads / group, 1, kv.num_kv_heads);
+            : std::clamp((kv.num_kv_heads + parts - 1) / parts, 1,
+                         std::max(1, kMaxInterleavedHeads / group));
     tasks_.clear();
     costs_.clear();
     int64_t total = 0;
