@@ -91,14 +91,7 @@ class OpenAiApi::Exchange : public std::enable_shared_from_this<Exchange> {
         for (size_t i = 0; i + 1 < n_submitted; ++i) {
           calls_[i]->Cancel(submitted);
         }
-        const int status = HttpStatusOf(submitted.code());
-        HttpHeaders headers = {{"Content-Type", kJson}};
-        if (status == 429 || status == 503)
-          headers.push_back({"Retry-After", "1"});
-        api_->Record(s_.label, submitted.code());
-        responder_->Respond(status, std::move(headers),
-                            ErrorBody(status, submitted.message()));
-        api_->Leave(true);
+        api_->Fail(*responder_, s_.label, submitted, true);
         keep = std::move(self_);
         return;
       }
@@ -188,16 +181,14 @@ class OpenAiApi::Exchange : public std::enable_shared_from_this<Exchange> {
                  closed_ ? absl::StatusCode::kCancelled : error_.code());
     if (s_.stream) {
       if (!error_.ok()) {
-        WriteEvent(ErrorBody(HttpStatusOf(error_.code()), error_.message()));
+        WriteEvent(ErrorJson(error_));
       } else if (s_.include_usage) {
         WriteEvent(StreamChunkJson(meta_, s_.chat, {}, &usage_));
       }
       WriteEvent("[DONE]");
       responder_->EndStream();
     } else if (!error_.ok()) {
-      const int status = HttpStatusOf(error_.code());
-      responder_->Respond(status, {{"Content-Type", kJson}},
-                          ErrorBody(status, error_.message()));
+      api_->RespondError(*responder_, error_);
     } else {
       std::vector<std::string> choices;
       for (size_t k = 0; k < merged_.size(); ++k) {
@@ -270,16 +261,19 @@ void OpenAiApi::Leave(bool admitted) {
 void OpenAiApi::Fail(Responder& responder, absl::string_view label,
                      const absl::Status& status, bool admitted,
                      absl::string_view code, HttpHeaders headers) {
+  Record(label, status.code());
+  RespondError(responder, status, code, std::move(headers));
+  Leave(admitted);
+}
+
+void OpenAiApi::RespondError(Responder& responder, const absl::Status& status,
+                             absl::string_view code, HttpHeaders headers) {
   const int http_status = HttpStatusOf(status.code());
   headers.insert(headers.begin(), {"Content-Type", kJson});
   if (http_status == 429 || http_status == 503) {
     headers.push_back({"Retry-After", "1"});
   }
-  Record(label, status.code());
-  responder.Respond(http_status, std::move(headers),
-                    ErrorBody(http_status, status.message(),
-                              ParamOf(status.message()), code));
-  Leave(admitted);
+  responder.Respond(http_status, std::move(headers), ErrorJson(status, code));
 }
 
 void OpenAiApi::Reply(Responder& responder, absl::string_view label,

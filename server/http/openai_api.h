@@ -99,6 +99,11 @@ class OpenAiApi {
   void Fail(http_server::Responder& responder, absl::string_view label,
             const absl::Status& status, bool admitted,
             absl::string_view code = "", http_server::HttpHeaders headers = {});
+  // The answer alone: ErrorJson(status, code) with its HTTP status, plus
+  // Retry-After on 429 and 503.
+  void RespondError(http_server::Responder& responder,
+                    const absl::Status& status, absl::string_view code = "",
+                    http_server::HttpHeaders headers = {});
   void Reply(http_server::Responder& responder, absl::string_view label,
              std::string json, bool admitted);
   // A request ends: Record counts it (before its last bytes are written, so

@@ -603,6 +603,11 @@ absl::StatusCode StatusCodeOf(int http_status) {
   }
 }
 
+std::string ErrorJson(const absl::Status& status, absl::string_view code) {
+  return ErrorBody(HttpStatusOf(status.code()), status.message(),
+                   ParamOf(status.message()), code);
+}
+
 std::string ErrorBody(int http_status, absl::string_view message,
                       absl::string_view param, absl::string_view code) {
   const char* type = "invalid_request_error";

@@ -92,6 +92,9 @@ absl::StatusCode StatusCodeOf(int http_status);
 std::string ErrorBody(int http_status, absl::string_view message,
                       absl::string_view param = "",
                       absl::string_view code = "");
+// ErrorBody of a frontend or engine error: its HTTP status (HttpStatusOf),
+// message, and the field the message names (ParamOf) as param.
+std::string ErrorJson(const absl::Status& status, absl::string_view code = "");
 
 // What every response object of one request carries.
 struct ResponseMeta {

@@ -691,6 +691,12 @@ TEST(HttpOverloadTest, AFullQueueAnswers429) {
   EXPECT_EQ(Metric(*server, {"alibi_requests_total{", "rpc=\"/v1/completions\"",
                              "code=\"RESOURCE_EXHAUSTED\""}),
             1);
+  // More completions than the queue holds: refused by the engine when the
+  // request is submitted, an error naming the field like the frontend's.
+  const HttpResult too_many =
+      Post(*server, "/v1/completions",
+           {{"prompt", "Two"}, {"max_tokens", 2}, {"n", 2}});
+  ExpectErrorObject(too_many, 400, "n", "n above the queue bound");
 }
 
 TEST(HttpDrainTest, SigtermDrainsTheHttpStreamsAndRefusesNewOnes) {
@@ -720,7 +726,7 @@ TEST(HttpDrainTest, SigtermDrainsTheHttpStreamsAndRefusesNewOnes) {
   const Streamed s = ReadEvents(testing::ParseHttpResponse(response).body);
   ASSERT_EQ(s.texts.size(), 1u);
   EXPECT_TRUE(s.done);
-    EXPECT_EQ(s.finish_reasons[0], "length");
+  EXPECT_EQ(s.finish_reasons[0], "length");
   // The one SIGTERM ends the process once the stream is done (a second one
   // would end the drain at once, with exit code 1).
   auto code = server->WaitExit(absl::Seconds(20));
