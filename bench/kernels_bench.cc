@@ -14,10 +14,12 @@
 //   (f32, f16), the bf16 probe (bf16) or the int8 probe (int8).
 // - CpuAttention: decode (one query per sequence, 8 sequences of 2048
 //   tokens: GB/s of KV read), one stream's decode step (one sequence of 192
-//   tokens, the peer benchmark's mean context, through 24 layers' pools:
-//   GB/s), prefill (512-token causal prompt: GFLOP/s)
-//   and a long prompt's chunk (the last 512 rows of a 16,384-token prompt,
-//   whose keys do not fit the cache: GFLOP/s).
+//   tokens, the peer benchmark's mean context, layer after layer through
+//   96 layers' pools, 151 MB that the cache cannot hold: GB/s), each pass
+//   paired with the read probe over the KV pools as for the GEMVs (median GB/s,
+//   probe and %probe); prefill (512-token causal prompt: GFLOP/s) and a long
+//   prompt's chunk (the last 512 rows of a 16,384-token prompt, whose keys do
+//   not fit the cache: GFLOP/s).
 //
 // Run: build/bench/alibi-microbench --benchmark_filter=Cpu
 #include <algorithm>
@@ -190,7 +192,7 @@ BENCHMARK(BM_CpuLinear)
 
 // args: mode (0 decode: 8 sequences x 2048 keys, one query each; 1 prefill:
 // one 512-token prompt; 2 long: the last 512 rows of a 16,384-token prompt;
-// 3 one stream: one query over 192 keys in each of 24 layers' pools, so
+// 3 one stream: one query over 192 keys in each of 96 layers' pools, so
 // that the keys come from memory), KV dtype (0 f32, 1 bf16, 2 f16). 16
 // heads of 64.
 void BM_CpuAttention(benchmark::State& state) {
@@ -207,7 +209,7 @@ void BM_CpuAttention(benchmark::State& state) {
   const int heads = 16, d = 64, block = 16;
   const int seqs = decode && !one_stream ? 8 : 1;
   const int ctx = one_stream ? 192 : decode ? 2048 : long_chunk ? 16384 : 512;
-  const int layers = one_stream ? 24 : 1;
+  const int layers = one_stream ? 96 : 1;
   const int queries = decode ? 1 : 512;
   const int blocks_per_seq = ctx / block;
   const int num_blocks = layers * seqs * blocks_per_seq;
@@ -262,8 +264,17 @@ void BM_CpuAttention(benchmark::State& state) {
       kernels::TensorView::Of(q.data(), DType::kF32, tokens, heads * d);
   const auto ov =
       kernels::TensorView::Of(o.data(), DType::kF32, tokens, heads * d);
-  const auto start = std::chrono::steady_clock::now();
+  using Clock = std::chrono::steady_clock;
+  // Decode: each pass over the pools is followed (untimed) by the read probe
+  // over those same pools, as for the one-row GEMVs: the share of the
+  // bandwidth the memory gave just then.
+  const std::vector<absl::Span<const char>> regions = {
+      {static_cast<const char*>(kbuf.data()), pool_elems * elem},
+      {static_cast<const char*>(vbuf.data()), pool_elems * elem}};
+  std::vector<double> rate, probe, share;
+  const auto start = Clock::now();
   for (auto _ : state) {
+    const auto pass_start = Clock::now();
     for (int l = 0; l < layers; ++l) {
       meta.block_tables = tables.data() + l * seqs * blocks_per_seq;
       if (!backend
@@ -274,21 +285,30 @@ void BM_CpuAttention(benchmark::State& state) {
       }
       benchmark::DoNotOptimize(o.data());
     }
+    if (!decode) continue;
+    const double s =
+        std::chrono::duration<double>(Clock::now() - pass_start).count();
+    state.PauseTiming();
+    rate.push_back(2.0 * pool_elems * elem / s / 1e9);
+    probe.push_back(kernels::cpu::MeasureReadRate(regions, kThreads));
+    share.push_back(100.0 * rate.back() / probe.back());
+    state.ResumeTiming();
   }
-  const double per_call =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
-          .count() /
-      static_cast<double>(state.iterations());
   if (decode) {
-    Report(state, "GB/s", 2.0 * pool_elems * elem / per_call / 1e9,
-           limits.read_gb_per_s);
+    if (rate.empty()) return;
+    state.counters["GB/s"] = Median(rate);
+    state.counters["probe"] = Median(probe);
+    state.counters["%probe"] = Median(share);
   } else {
+    const double per_call =
+        std::chrono::duration<double>(Clock::now() - start).count() /
+        static_cast<double>(state.iterations());
     // q.k and p.v over the keys each row sees.
     const double first = ctx - queries + 1;
     const double flops = 4.0 * heads * d * queries * (first + ctx) / 2;
     Report(state, "GFLOP/s", flops / per_call / 1e9, limits.fma_gflop_per_s);
   }
-  state.SetLabel(std::string(one_stream   ? "one stream, 24 layers, KV "
+  state.SetLabel(std::string(one_stream   ? "one stream, 192 keys, KV "
                              : decode     ? "decode, KV "
                              : long_chunk ? "512 rows at 16k, KV "
                                           : "prefill, KV ") +
