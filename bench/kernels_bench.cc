@@ -30,6 +30,7 @@
 #include <numeric>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "benchmark/benchmark.h"
@@ -71,6 +72,38 @@ double Median(std::vector<double> v) {
   const size_t n = v.size();
   return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
+
+// Read rates of passes over `regions`, each paired with the read probe over
+// the same regions taken right after it (untimed): the share of the
+// bandwidth the memory gave just then, whatever other tenants of the host
+// do.
+class PairedReads {
+ public:
+  explicit PairedReads(std::vector<absl::Span<const char>> regions)
+      : regions_(std::move(regions)) {}
+
+  // A pass that read `bytes` in `seconds`; probes with the timing paused.
+  void Add(benchmark::State& state, double bytes, double seconds) {
+    state.PauseTiming();
+    rate_.push_back(bytes / seconds / 1e9);
+    probe_.push_back(kernels::cpu::MeasureReadRate(regions_, kThreads));
+    share_.push_back(100.0 * rate_.back() / probe_.back());
+    state.ResumeTiming();
+  }
+
+  // GB/s, probe and %probe (medians over the passes) and the passes.
+  void Report(benchmark::State& state) const {
+    if (rate_.empty()) return;
+    state.counters["GB/s"] = Median(rate_);
+    state.counters["probe"] = Median(probe_);
+    state.counters["%probe"] = Median(share_);
+    state.counters["windows"] = static_cast<double>(rate_.size());
+  }
+
+ private:
+  const std::vector<absl::Span<const char>> regions_;
+  std::vector<double> rate_, probe_, share_;
+};
 
 DType WidthOf(int64_t code) {
   const DType widths[] = {DType::kF32, DType::kBF16, DType::kF16, DType::kI8};
@@ -122,9 +155,8 @@ void BM_CpuLinear(benchmark::State& state) {
   };
   using Clock = std::chrono::steady_clock;
   if (rows == 1) {
-    // Windows of one pass over every matrix, each followed (untimed) by the
-    // read probe over the same weights: the GEMV's share of the bandwidth
-    // the memory gave just then, whatever other tenants of the host do.
+    // Windows of one pass over every matrix, each paired with the read
+    // probe over the same weights.
     std::vector<absl::Span<const char>> regions;
     for (const kernels::Weight& w : weights) {
       regions.emplace_back(static_cast<const char*>(w.buffer.data()),
@@ -132,7 +164,7 @@ void BM_CpuLinear(benchmark::State& state) {
     }
     const double window_bytes =
         static_cast<double>(weights[0].buffer.bytes()) * copies;
-    std::vector<double> gemv, probe, share;
+    PairedReads reads(std::move(regions));
     size_t i = 0;
     auto window_start = Clock::now();
     for (auto _ : state) {
@@ -142,20 +174,12 @@ void BM_CpuLinear(benchmark::State& state) {
       }
       benchmark::DoNotOptimize(y.data());
       if (++i % copies != 0) continue;
-      const double s =
-          std::chrono::duration<double>(Clock::now() - window_start).count();
-      state.PauseTiming();
-      gemv.push_back(window_bytes / s / 1e9);
-      probe.push_back(kernels::cpu::MeasureReadRate(regions, kThreads));
-      share.push_back(100.0 * gemv.back() / probe.back());
-      state.ResumeTiming();
+      reads.Add(
+          state, window_bytes,
+          std::chrono::duration<double>(Clock::now() - window_start).count());
       window_start = Clock::now();
     }
-    if (gemv.empty()) return;
-    state.counters["GB/s"] = Median(gemv);
-    state.counters["probe"] = Median(probe);
-    state.counters["%probe"] = Median(share);
-    state.counters["windows"] = static_cast<double>(gemv.size());
+    reads.Report(state);
   } else {
     const auto start = Clock::now();
     for (auto _ : state) {
@@ -265,13 +289,11 @@ void BM_CpuAttention(benchmark::State& state) {
   const auto ov =
       kernels::TensorView::Of(o.data(), DType::kF32, tokens, heads * d);
   using Clock = std::chrono::steady_clock;
-  // Decode: each pass over the pools is followed (untimed) by the read probe
-  // over those same pools, as for the one-row GEMVs: the share of the
-  // bandwidth the memory gave just then.
-  const std::vector<absl::Span<const char>> regions = {
-      {static_cast<const char*>(kbuf.data()), pool_elems * elem},
-      {static_cast<const char*>(vbuf.data()), pool_elems * elem}};
-  std::vector<double> rate, probe, share;
+  // Decode: each pass over the pools is paired with the read probe over
+  // those same pools, as for the one-row GEMVs.
+  PairedReads reads(
+      {{static_cast<const char*>(kbuf.data()), pool_elems * elem},
+       {static_cast<const char*>(vbuf.data()), pool_elems * elem}});
   const auto start = Clock::now();
   for (auto _ : state) {
     const auto pass_start = Clock::now();
@@ -286,19 +308,11 @@ void BM_CpuAttention(benchmark::State& state) {
       benchmark::DoNotOptimize(o.data());
     }
     if (!decode) continue;
-    const double s =
-        std::chrono::duration<double>(Clock::now() - pass_start).count();
-    state.PauseTiming();
-    rate.push_back(2.0 * pool_elems * elem / s / 1e9);
-    probe.push_back(kernels::cpu::MeasureReadRate(regions, kThreads));
-    share.push_back(100.0 * rate.back() / probe.back());
-    state.ResumeTiming();
+    reads.Add(state, 2.0 * pool_elems * elem,
+              std::chrono::duration<double>(Clock::now() - pass_start).count());
   }
   if (decode) {
-    if (rate.empty()) return;
-    state.counters["GB/s"] = Median(rate);
-    state.counters["probe"] = Median(probe);
-    state.counters["%probe"] = Median(share);
+    reads.Report(state);
   } else {
     const double per_call =
         std::chrono::duration<double>(Clock::now() - start).count() /
